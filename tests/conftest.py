@@ -1,0 +1,88 @@
+"""Shared fixtures: a real PostgreSQL (TRACKER_WATCH_TEST_DSN, else an embedded server), a clean schema
+per test, settings for a monitor on 127.0.0.2, and a local swarm of libtorrent peers on 127.0.0.x."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tracker_watch.config import Settings
+from tracker_watch.demo.run import demo_settings
+from tracker_watch.demo.swarm import LocalSwarm
+from tracker_watch.ledger.db import Database, EmbeddedPostgres
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture(scope="session")
+async def pg_dsn() -> AsyncIterator[str]:
+    """The server under test: the CI server when TRACKER_WATCH_TEST_DSN is set, else an embedded one."""
+    if dsn := os.environ.get("TRACKER_WATCH_TEST_DSN"):
+        yield dsn
+        return
+    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="tw-test-pg-")) / "pgdata")
+    yield await server.start()
+    await server.stop()
+
+
+@pytest.fixture
+async def schema(pg_dsn: str) -> AsyncIterator[str]:
+    """A schema of its own for each test, dropped afterwards."""
+    name = f"tw_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, pg_dsn: str, schema: str) -> SettingsFactory:
+    """Monitor settings for loopback tests; keyword arguments replace whole sections' keys."""
+    def make(**overrides: dict[str, Any]) -> Settings:
+        base = demo_settings(tmp_path / "state", dsn=pg_dsn, schema=schema)
+        if not overrides:
+            return base
+        from dataclasses import asdict
+
+        from tracker_watch.config import settings_from_mapping
+
+        raw = {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()}
+               for k, v in asdict(base).items()}
+        for section, values in overrides.items():
+            raw[section].update(values)
+        return settings_from_mapping(raw)
+    return make
+
+
+@pytest.fixture
+async def db(make_settings: SettingsFactory) -> AsyncIterator[Database]:
+    database = Database(make_settings())
+    await database.start()
+    yield database
+    await database.stop()
+
+
+@pytest.fixture(scope="module")
+async def local_swarm() -> AsyncIterator[LocalSwarm]:
+    """Three full seeders, a decoy, a tracker: started once per test module."""
+    swarm = await LocalSwarm(seeders=3, decoy=True).start()
+    yield swarm
+    await swarm.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_public_dht(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests never inherit settings from the developer's environment."""
+    for name in list(os.environ):
+        if name.startswith("TRACKER_WATCH_") and name not in ("TRACKER_WATCH_TEST_DSN",):
+            monkeypatch.delenv(name)
+    yield

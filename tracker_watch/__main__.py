@@ -1,0 +1,3 @@
+from tracker_watch.cli import main
+
+raise SystemExit(main())

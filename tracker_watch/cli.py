@@ -1,0 +1,177 @@
+"""Command line: `tracker-watch run | migrate | target add/list | peers | demo`.
+
+Exit codes: 0 success, 1 the operation failed at run time, 2 bad input or configuration (one line on
+stderr saying what was wrong; nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from tracker_watch import SOFTWARE
+from tracker_watch import log as logmod
+from tracker_watch.config import ConfigError, LogSettings, Settings, load_settings
+from tracker_watch.domain.targets import TargetParseError, TargetSpec, parse_target
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input: reported on one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tracker-watch", description="Monitor BitTorrent swarms for registered works.")
+    p.add_argument("--config", type=Path, default=os.environ.get("TRACKER_WATCH_CONFIG"),
+                   help="TOML settings file (default: $TRACKER_WATCH_CONFIG; env TRACKER_WATCH_* overrides)")
+    p.add_argument("--version", action="version", version=SOFTWARE)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the monitoring daemon until SIGTERM/SIGINT")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    target = sub.add_parser("target", help="register and list targets").add_subparsers(dest="action", required=True)
+    add = target.add_parser("add", help="register a v1/v2 infohash, a magnet link or a .torrent file")
+    add.add_argument("input", help="40/64 hex characters, 'magnet:?…', or a path to a .torrent file")
+    add.add_argument("--work", required=True, help="title of the work")
+    add.add_argument("--owner", required=True, help="rights holder's name")
+    target.add_parser("list", help="list registered targets")
+    peers = sub.add_parser("peers", help="per-peer summary of the evidence gathered")
+    peers.add_argument("--target", type=int, help="only this target id")
+    demo = sub.add_parser("demo", help="end-to-end demo on a local swarm and an embedded PostgreSQL")
+    demo.add_argument("--seconds", type=float, default=25.0, help="how long to observe the swarm")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from tracker_watch.demo.run import run_demo
+
+            return asyncio.run(run_demo(observe_s=args.seconds))
+        settings = load_settings(args.config)
+        if args.command == "run":
+            logmod.configure(settings.log, node=settings.node.name)
+            return asyncio.run(_run_daemon(settings))
+        logmod.configure(LogSettings(format="console", level="warning"), stream=sys.stderr)
+        return asyncio.run(_COMMANDS[(args.command, getattr(args, "action", None))](settings, args))
+    except (ConfigError, UsageError, TargetParseError) as exc:
+        prefix = "config error" if isinstance(exc, ConfigError) else "error"
+        print(f"tracker-watch: {prefix}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAIL
+
+
+async def _run_daemon(settings: Settings) -> int:
+    from tracker_watch.daemon import Daemon
+
+    await Daemon(settings).run()
+    return EXIT_OK
+
+
+async def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[int]], migrate: bool = True) -> int:
+    from tracker_watch.ledger.db import Database
+
+    db = Database(settings)
+    try:
+        await db.start(run_migrations=migrate)
+        return await fn(db)
+    except OSError as exc:
+        print(f"tracker-watch: database unreachable: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    finally:
+        await db.stop()
+
+
+async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async def done(db: Any) -> int:
+        version = await db.pool.fetchval("SELECT max(version) FROM schema_migrations")
+        print(f"schema {settings.database.schema} at migration {version:04d}")
+        return EXIT_OK
+
+    return await _with_db(settings, done)
+
+
+def read_target_input(text: str) -> TargetSpec:
+    """A path to an existing file (or ending in .torrent) is read as a .torrent; anything else is text."""
+    path = Path(text)
+    if text.endswith(".torrent") or (len(text) < 4096 and path.is_file()):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {text}: {exc.strerror}") from None
+        if not data.startswith(b"d"):
+            raise TargetParseError(f"{text} is not a .torrent file (it does not start with a bencoded dictionary)")
+        return parse_target(data)
+    return parse_target(text)
+
+
+async def _target_add(settings: Settings, args: argparse.Namespace) -> int:
+    spec = read_target_input(args.input)  # parse before touching the database: bad input writes nothing
+    if not args.work.strip() or not args.owner.strip():
+        raise UsageError("--work and --owner must not be empty")
+
+    async def add(db: Any) -> int:
+        from tracker_watch.ledger.targets import TargetStore
+
+        row, created = await TargetStore(db.pool).register(spec, args.owner.strip(), args.work.strip(),
+                                                            actor=f"cli:{os.environ.get('USER', 'unknown')}")
+        verb = "registered" if created else "already registered"
+        print(f"target {row.id} {verb}: {row.key} ({spec.kind}) for {row.holder!r} / {row.work!r}")
+        return EXIT_OK
+
+    return await _with_db(settings, add)
+
+
+async def _target_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def show(db: Any) -> int:
+        from tracker_watch.ledger.targets import TargetStore
+
+        rows = await TargetStore(db.pool).list_all()
+        print(f"{'id':>5}  {'status':<7} {'infohash':<64}  {'pieces':>6}  holder / work / name")
+        for r in rows:
+            pieces = str(r.num_pieces) if r.num_pieces is not None else "-"
+            print(f"{r.id:>5}  {r.status:<7} {r.key:<64}  {pieces:>6}  {r.holder} / {r.work} / "
+                  f"{r.name or r.display_name or '(metadata unknown)'}")
+        return EXIT_OK
+
+    return await _with_db(settings, show)
+
+
+async def _peers(settings: Settings, args: argparse.Namespace) -> int:
+    async def show(db: Any) -> int:
+        from tracker_watch.ledger.observations import ObservationStore
+
+        print_peer_table(await ObservationStore(db.pool).latest_by_peer(args.target))
+        return EXIT_OK
+
+    return await _with_db(settings, show)
+
+
+def print_peer_table(rows: Sequence[Any], out: Any = None) -> None:
+    out = out or sys.stdout
+    print(f"{'target':>6}  {'peer':<22} {'client':<24} {'source':<9} {'grade':<10} {'advertised':>10} "
+          f"{'verified':>8}  {'rows':>4}", file=out)
+    for r in rows:
+        adv = f"{r['pieces_advertised']}/{r['num_pieces']}" if r["pieces_advertised"] is not None else "-"
+        peer = f"{r['ip']}:{r['port']}"
+        print(f"{r['target_id']:>6}  {peer:<22} {(r['client'] or '-')[:24]:<24} {r['source']:<9} {r['grade']:<10} "
+              f"{adv:>10} {r['pieces_verified']:>8}  {r['observations']:>4}", file=out)
+
+
+_COMMANDS: dict[tuple[str, str | None], Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    ("migrate", None): _migrate,
+    ("target", "add"): _target_add,
+    ("target", "list"): _target_list,
+    ("peers", None): _peers,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

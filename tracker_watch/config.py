@@ -1,0 +1,283 @@
+"""Typed settings: built-in defaults, then a TOML file, then TRACKER_WATCH_* environment variables.
+
+Every key is a field of one section dataclass below; its `doc` metadata is the documentation that
+config/tracker-watch.example.toml repeats (a test keeps the two in step). Environment variables are
+named TRACKER_WATCH_<SECTION>_<KEY> (section names contain no underscore, so the split is unambiguous),
+e.g. TRACKER_WATCH_DATABASE_DSN or TRACKER_WATCH_SWARM_LISTEN_INTERFACES="127.0.0.2:6881".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ENV_PREFIX = "TRACKER_WATCH_"
+# Environment variables with our prefix that are not settings.
+NON_SETTING_ENV = {"CONFIG", "TEST_DSN"}
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or invalid; the message names the key."""
+
+
+def _doc(text: str, **checks: Any) -> dict[str, Any]:
+    return {"doc": text, **checks}
+
+
+def _default_state_dir() -> Path:
+    # systemd's StateDirectory= exports STATE_DIRECTORY; otherwise follow XDG.
+    if sd := os.environ.get("STATE_DIRECTORY"):
+        return Path(sd.split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tracker-watch"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    name: str = field(default_factory=socket.gethostname,
+                      metadata=_doc("Name of this node in evidence rows, logs and metrics.",
+                                    pattern=r"^[A-Za-z0-9._-]{1,64}$"))
+    state_dir: Path = field(default_factory=_default_state_dir,
+                            metadata=_doc("Directory for the embedded database, signing key and spool."))
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    dsn: str = field(default="", metadata=_doc(
+        "PostgreSQL URL. Empty: run an embedded PostgreSQL under <state_dir>/pgdata."))
+    schema: str = field(default="tracker_watch", metadata=_doc(
+        "Schema holding all tables (created if missing).", pattern=r"^[a-z_][a-z0-9_]{0,62}$"))
+    pool_min_size: int = field(default=1, metadata=_doc("Minimum pooled connections.", min=0, max=100))
+    pool_max_size: int = field(default=10, metadata=_doc("Maximum pooled connections.", min=1, max=500))
+    connect_timeout_s: float = field(default=10.0, metadata=_doc("Timeout for one connection attempt.", min=0.1))
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    format: Literal["auto", "json", "console"] = field(default="auto", metadata=_doc(
+        "auto: readable console output on a TTY, JSON lines otherwise."))
+    level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_doc("Lowest level logged."))
+
+
+@dataclass(frozen=True)
+class SwarmSettings:
+    listen_interfaces: list[str] = field(default_factory=lambda: ["0.0.0.0:6881", "[::]:6881"], metadata=_doc(
+        "Addresses (ip:port) the BitTorrent session listens on."))
+    outgoing_interfaces: list[str] = field(default_factory=list, metadata=_doc(
+        "Local addresses outgoing peer and tracker connections bind to; empty lets the OS choose."))
+    dht_enabled: bool = field(default=True, metadata=_doc(
+        "Run a DHT node (read-only: it never answers queries). Useless without bootstrap nodes."))
+    dht_bootstrap_nodes: list[str] = field(default_factory=list, metadata=_doc(
+        "DHT routers as host:port. Empty by default so that nothing public is contacted."))
+    dht_restrict_ips: bool = field(default=True, metadata=_doc(
+        "Ignore DHT nodes on private and loopback addresses (turn off only for a local test DHT)."))
+    dht_query_interval_s: float = field(default=300.0, metadata=_doc(
+        "How often each swarm asks the DHT for peers.", min=5.0))
+    pex_enabled: bool = field(default=True, metadata=_doc("Learn peers through peer exchange (ut_pex)."))
+    connections_limit: int = field(default=200, metadata=_doc("Peer connections for the whole session.", min=2))
+    connection_speed: int = field(default=30, metadata=_doc("New outgoing connection attempts per second.", min=1))
+    alert_queue_size: int = field(default=100_000, metadata=_doc(
+        "libtorrent alert queue size; overflow is counted as dropped alerts.", min=1000))
+    payload_dir: str = field(default="", metadata=_doc(
+        "Where pieces being verified live (use a tmpfs). Empty: $RUNTIME_DIRECTORY, else /dev/shm, "
+        "else <state_dir>/payload."))
+    peer_refresh_s: float = field(default=60.0, metadata=_doc(
+        "How often connected peers of a swarm are re-read for their advertised pieces.", min=1.0))
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    enabled: bool = field(default=True, metadata=_doc("Announce to the targets' trackers and record their peer lists."))
+    min_interval_s: float = field(default=60.0, metadata=_doc("Never announce to a tracker more often.", min=1.0))
+    max_interval_s: float = field(default=1800.0, metadata=_doc(
+        "Announce at least this often even when a tracker asks for longer.", min=1.0))
+    timeout_s: float = field(default=15.0, metadata=_doc("HTTP/UDP tracker request timeout.", min=0.1))
+    numwant: int = field(default=200, metadata=_doc("Peers asked for per announce.", min=1, max=2000))
+    extra: list[str] = field(default_factory=list, metadata=_doc(
+        "Tracker URLs announced to for every target in addition to its own."))
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    batch_size: int = field(default=1000, metadata=_doc("Observations written per batch.", min=1, max=100_000))
+    flush_interval_s: float = field(default=1.0, metadata=_doc(
+        "Longest an observation waits before a write.", min=0.01))
+    reobserve_s: float = field(default=900.0, metadata=_doc(
+        "A peer still present is recorded again after this long, even if nothing changed.", min=1.0))
+    max_pending: int = field(default=200_000, metadata=_doc(
+        "Observations held in memory while the database is unavailable.", min=100))
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    target_poll_s: float = field(default=2.0, metadata=_doc("How often new or changed targets are picked up.", min=0.1))
+    shutdown_grace_s: float = field(default=10.0, metadata=_doc("Time allowed for a clean stop.", min=1.0))
+
+
+@dataclass(frozen=True)
+class Settings:
+    node: NodeSettings = field(default_factory=NodeSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    swarm: SwarmSettings = field(default_factory=SwarmSettings)
+    trackers: TrackerSettings = field(default_factory=TrackerSettings)
+    collector: CollectorSettings = field(default_factory=CollectorSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+
+
+SECTIONS: dict[str, type[Any]] = typing.get_type_hints(Settings)
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Defaults → TOML file → environment; raises ConfigError naming the offending key."""
+    env = os.environ if env is None else env
+    raw: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        for section, table in doc.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})")
+            if not isinstance(table, dict):
+                raise ConfigError(f"{section}: expected a table [{section}]")
+            raw.setdefault(section, {}).update(table)
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX):] in NON_SETTING_ENV:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("_")
+        if section not in SECTIONS or not key:
+            raise ConfigError(f"unknown environment variable {name} (expected {ENV_PREFIX}<SECTION>_<KEY>)")
+        raw.setdefault(section, {})[key] = _EnvText(value)
+    return settings_from_mapping(raw)
+
+
+class _EnvText(str):
+    """A value that came from the environment, so it is text to be converted."""
+
+
+def settings_from_mapping(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
+    sections = {name: _build_section(name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()}
+    settings = Settings(**sections)
+    _cross_checks(settings)
+    return settings
+
+
+def _build_section(section: str, cls: type[Any], values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key {section}.{key} (known: {', '.join(fields)})")
+        kwargs[key] = _convert(f"{section}.{key}", hints[key], value, fields[key].metadata)
+    return cls(**kwargs)
+
+
+def _convert(key: str, typ: Any, value: Any, meta: Mapping[str, Any]) -> Any:
+    from_env = isinstance(value, _EnvText)
+    origin = typing.get_origin(typ)
+    if origin is Literal:
+        choices = typing.get_args(typ)
+        if value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return str(value)
+    if origin is list:
+        if from_env:
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return list(value)
+    if typ is bool:
+        if from_env:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if typ in (int, float):
+        return _number(key, typ, value, from_env, meta)
+    if typ is Path or typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        if (pattern := meta.get("pattern")) and not re.match(pattern, value):
+            raise ConfigError(f"{key}: {value!r} does not match {pattern}")
+        return Path(value) if typ is Path else str(value)
+    raise ConfigError(f"{key}: unsupported type {typ!r}")  # pragma: no cover
+
+
+def _number(key: str, typ: type[Any], value: Any, from_env: bool, meta: Mapping[str, Any]) -> Any:
+    if from_env:
+        try:
+            value = typ(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected {'an integer' if typ is int else 'a number'}, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (typ is int and not isinstance(value, int)):
+        raise ConfigError(f"{key}: expected {'an integer' if typ is int else 'a number'}, got {value!r}")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{key}: must be at least {meta['min']}, got {value}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{key}: must be at most {meta['max']}, got {value}")
+    return typ(value)
+
+
+def _cross_checks(s: Settings) -> None:
+    if s.database.pool_min_size > s.database.pool_max_size:
+        raise ConfigError("database.pool_min_size: must not exceed database.pool_max_size")
+    if s.trackers.min_interval_s > s.trackers.max_interval_s:
+        raise ConfigError("trackers.min_interval_s: must not exceed trackers.max_interval_s")
+    for item in s.swarm.listen_interfaces:
+        parse_endpoint("swarm.listen_interfaces", item)
+    for item in s.swarm.outgoing_interfaces:
+        try:
+            ipaddress.ip_address(item.strip("[]"))
+        except ValueError:
+            raise ConfigError(f"swarm.outgoing_interfaces: {item!r} is not an IP address") from None
+    for item in s.swarm.dht_bootstrap_nodes:
+        parse_endpoint("swarm.dht_bootstrap_nodes", item, host_names=True)
+    for url in s.trackers.extra:
+        if not re.match(r"^(https?|udp)://", url):
+            raise ConfigError(f"trackers.extra: {url!r} is not an http(s):// or udp:// tracker URL")
+    if s.database.dsn and not re.match(r"^postgres(ql)?://", s.database.dsn):
+        raise ConfigError("database.dsn: expected a postgresql:// URL")
+
+
+def parse_endpoint(key: str, text: str, host_names: bool = False) -> tuple[str, int]:
+    """Parse 'ip:port', '[v6]:port' (or 'host:port' when host_names) into (host, port)."""
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text.strip())
+    if not m:
+        raise ConfigError(f"{key}: {text!r} is not host:port")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{key}: port {port} out of range in {text!r}")
+    if not host_names:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"{key}: {host!r} is not an IP address") from None
+    return host, port
+
+
+def describe() -> list[tuple[str, str, Any, str]]:
+    """(section, key, default, doc) for every setting: the source of the example file's comments."""
+    rows = []
+    for name, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            factory = f.default_factory
+            default = factory() if callable(factory) else f.default
+            rows.append((name, f.name, default, f.metadata.get("doc", "")))
+    return rows

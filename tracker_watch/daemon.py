@@ -1,0 +1,135 @@
+"""The daemon's lifecycle: start in order, run until told to stop, stop in reverse order.
+
+Start: database (embedded or configured; migrations) → evidence writer → swarm engine → tracker
+announcer → watchlist (targets). Stop reverses that within `daemon.shutdown_grace_s`; the swarm
+engine stops before the writer's final flush, so the last alerts' observations are written too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+from tracker_watch import SOFTWARE, log
+from tracker_watch.config import Settings
+from tracker_watch.domain.targets import TorrentMeta
+from tracker_watch.evidence.batcher import Batcher
+from tracker_watch.evidence.collector import Collector
+from tracker_watch.ledger.db import Database
+from tracker_watch.ledger.observations import ObservationStore
+from tracker_watch.ledger.targets import TargetStore
+from tracker_watch.swarm.announcer import Announcer
+from tracker_watch.swarm.engine import SwarmEngine
+from tracker_watch.swarm.swarm import Swarm
+from tracker_watch.swarm.watchlist import Watchlist
+
+_log = log.get("tracker_watch.daemon")
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings)
+        self.stopping = asyncio.Event()
+        self.started = asyncio.Event()
+        self.batcher: Batcher | None = None
+        self.collector: Collector | None = None
+        self.engine: SwarmEngine | None = None
+        self.announcer: Announcer | None = None
+        self.watchlist: Watchlist | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        s = self.settings
+        t0 = time.monotonic()
+        await self.db.start()
+        observations = ObservationStore(self.db.pool)
+        self.batcher = Batcher(observations.write, s.collector.batch_size, s.collector.flush_interval_s,
+                               s.collector.max_pending)
+        self.batcher.start()
+        self.collector = Collector(s.node.name, SOFTWARE, self.batcher.put, s.collector.reobserve_s,
+                                   change_gap_s=s.swarm.peer_refresh_s)
+        self.engine = SwarmEngine(s, self.collector.handle, on_metadata=self._on_metadata)
+        await self.engine.start()
+        local_ip = s.swarm.outgoing_interfaces[0] if s.swarm.outgoing_interfaces else None
+        self.announcer = Announcer(s.trackers, self.engine.add_peer, self.engine.listen_port, self.engine.peer_id,
+                                   local_ip)
+        await self.announcer.start()
+        self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
+                                   s.daemon.target_poll_s)
+        await self.watchlist.sync_once()  # resume every active target before reporting ready
+        self._tasks = [asyncio.create_task(self.watchlist.run(), name="watchlist"),
+                       asyncio.create_task(self._housekeeping(), name="housekeeping")]
+        self.started.set()
+        _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows),
+                  swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2))
+
+    async def run(self) -> None:
+        """Start, wait for SIGTERM/SIGINT (or `request_stop`), stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        try:
+            await self.start()
+            await self.stopping.wait()
+        finally:
+            await self.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def request_stop(self, reason: str = "requested") -> None:
+        if not self.stopping.is_set():
+            _log.info("daemon_stopping", reason=reason)
+            self.stopping.set()
+
+    async def stop(self) -> None:
+        deadline = time.monotonic() + self.settings.daemon.shutdown_grace_s
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self.announcer is not None:
+            await self.announcer.stop()
+        if self.engine is not None:
+            try:
+                await asyncio.wait_for(self.engine.stop(), timeout=max(1.0, (deadline - time.monotonic()) / 2))
+            except TimeoutError:
+                _log.error("swarm_engine_stop_timeout")
+        if self._background:
+            await asyncio.wait(self._background, timeout=max(0.1, (deadline - time.monotonic()) / 3))
+        unwritten = 0
+        if self.batcher is not None:
+            unwritten = await self.batcher.stop(timeout=max(0.5, deadline - time.monotonic() - 1.0))
+        await self.db.stop()
+        _log.info("daemon_stopped", unwritten=unwritten,
+                  written=self.batcher.written if self.batcher else 0)
+
+    def _on_metadata(self, swarm: Swarm, info: bytes, meta: TorrentMeta) -> None:
+        assert self.watchlist is not None
+        group = self.watchlist.groups.get(swarm.key)
+        if group is None:
+            return
+        ids = [r.target_id for r in group.refs]
+        task = asyncio.create_task(TargetStore(self.db.pool).set_metadata(ids, info, meta))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.warning("background_task_failed", error=str(task.exception())[:300])
+
+    async def _housekeeping(self) -> None:
+        from tracker_watch.domain.evidence import utc_now_ms
+
+        while True:
+            await asyncio.sleep(60)
+            if self.collector is not None:
+                self.collector.evict_idle(utc_now_ms())
+            if self.engine is not None:
+                for swarm in self.engine.swarms.values():
+                    if swarm.planner is not None:
+                        swarm.planner.prune(utc_now_ms().date())

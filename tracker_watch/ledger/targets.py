@@ -1,0 +1,122 @@
+"""Rights holders, works and targets: what is registered and what the swarm engine should watch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from tracker_watch.domain.targets import TargetSpec, TorrentMeta
+from tracker_watch.ledger.db import Conn
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    id: int
+    work_id: int
+    holder: str
+    work: str
+    infohash_v1: bytes | None
+    infohash_v2: bytes | None
+    input_kind: str
+    display_name: str | None
+    trackers: tuple[str, ...]
+    status: str
+    info: bytes | None
+    name: str | None
+    total_size: int | None
+    num_pieces: int | None
+    created_at: datetime
+    revision: int
+
+    @property
+    def key(self) -> str:
+        return (self.infohash_v1 or self.infohash_v2 or b"").hex()
+
+
+_SELECT = """
+    SELECT t.id, t.work_id, h.name AS holder, w.title AS work, t.infohash_v1, t.infohash_v2, t.input_kind,
+           t.display_name, t.trackers, t.status, t.info, t.name, t.total_size, t.num_pieces, t.created_at,
+           t.revision
+    FROM targets t JOIN works w ON w.id = t.work_id JOIN rights_holders h ON h.id = w.holder_id
+"""
+
+
+def _row(r: asyncpg.Record) -> TargetRow:
+    return TargetRow(**{**dict(r), "trackers": tuple(r["trackers"])})
+
+
+class TargetStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def register(self, spec: TargetSpec, holder: str, work: str, actor: str) -> tuple[TargetRow, bool]:
+        """Register (or find) the target; returns (row, created). Idempotent for the same work and infohash."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            holder_id = await conn.fetchval(
+                "INSERT INTO rights_holders (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+                "RETURNING id", holder)
+            work_id = await conn.fetchval(
+                "INSERT INTO works (holder_id, title) VALUES ($1, $2) "
+                "ON CONFLICT (holder_id, title) DO UPDATE SET title = EXCLUDED.title RETURNING id", holder_id, work)
+            existing = await conn.fetchval(
+                "SELECT id FROM targets WHERE work_id = $1 AND status <> 'deleted' AND "
+                "(infohash_v1 = $2 OR infohash_v2 = $3)", work_id, spec.infohash_v1, spec.infohash_v2)
+            if existing is not None:
+                return await self._get(conn, existing), False
+            meta = spec.meta
+            target_id = await conn.fetchval(
+                """INSERT INTO targets (work_id, infohash_v1, infohash_v2, input_kind, display_name, trackers,
+                                        info, name, total_size, piece_length, num_pieces, metadata_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $7::bytea IS NULL THEN NULL
+                           ELSE now() END) RETURNING id""",
+                work_id, spec.infohash_v1, spec.infohash_v2, spec.kind, spec.display_name, list(spec.trackers),
+                spec.info, meta.name if meta else None, meta.total_size if meta else None,
+                meta.piece_length if meta else None, meta.num_pieces if meta else None)
+            await conn.execute(
+                "INSERT INTO audit_log (actor, action, object, detail) VALUES ($1, 'target.register', $2, $3)",
+                actor, f"target:{target_id}", json.dumps({"holder": holder, "work": work, "infohash": spec.key}))
+            return await self._get(conn, target_id), True
+
+    async def _get(self, conn: Conn, target_id: int) -> TargetRow:
+        r = await conn.fetchrow(_SELECT + " WHERE t.id = $1", target_id)
+        assert r is not None
+        return _row(r)
+
+    async def get(self, target_id: int) -> TargetRow | None:
+        r = await self.pool.fetchrow(_SELECT + " WHERE t.id = $1", target_id)
+        return _row(r) if r else None
+
+    async def list_all(self, include_deleted: bool = False) -> list[TargetRow]:
+        where = "" if include_deleted else " WHERE t.status <> 'deleted'"
+        return [_row(r) for r in await self.pool.fetch(_SELECT + where + " ORDER BY t.id")]
+
+    async def changed_since(self, revision: int) -> list[TargetRow]:
+        rows = await self.pool.fetch(_SELECT + " WHERE t.revision > $1 ORDER BY t.revision", revision)
+        return [_row(r) for r in rows]
+
+    async def active_ids(self) -> dict[int, int]:
+        """{target id: revision} of every active target: the reconcile pass's view of what should run."""
+        rows = await self.pool.fetch("SELECT id, revision FROM targets WHERE status = 'active'")
+        return {r["id"]: r["revision"] for r in rows}
+
+    async def set_metadata(self, target_ids: list[int], info: bytes, meta: TorrentMeta) -> None:
+        """Record metadata fetched from the swarm. The registered infohashes stay as registered."""
+        await self.pool.execute(
+            """UPDATE targets SET info = $2, name = $3, total_size = $4, piece_length = $5, num_pieces = $6,
+                      metadata_at = now()
+               WHERE id = ANY($1::bigint[]) AND info IS NULL""",
+            target_ids, info, meta.name, meta.total_size, meta.piece_length, meta.num_pieces)
+
+    async def set_status(self, target_id: int, status: str, actor: str) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            done = await conn.execute("UPDATE targets SET status = $2 WHERE id = $1 AND status <> 'deleted'",
+                                      target_id, status)
+            if done.endswith(" 0"):
+                return False
+            await conn.execute(
+                "INSERT INTO audit_log (actor, action, object, detail) VALUES ($1, $2, $3, '{}')",
+                actor, f"target.{status}", f"target:{target_id}")
+            return True

@@ -1,0 +1,297 @@
+"""The swarm engine: one libtorrent session per node, the swarms in it, and the alert router.
+
+Torrents are added so that they are never queued or paused, never download anything by default
+(`default_dont_download`; the planner wants single pieces to verify peers), never announce to the DHT
+(we look peers up with `dht_get_peers`, see DESIGN.md) and never upload (swarm/settings.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import libtorrent as lt
+
+from tracker_watch import SOFTWARE, log
+from tracker_watch.config import Settings
+from tracker_watch.domain.evidence import Source, normalize_ip
+from tracker_watch.domain.peers import Endpoint, PeerEvent
+from tracker_watch.domain.targets import TorrentMeta, meta_from_info
+from tracker_watch.swarm.alerts import AlertPump
+from tracker_watch.swarm.planner import PiecePlanner
+from tracker_watch.swarm.settings import apply_zero_upload_peer_classes, new_session, session_settings
+from tracker_watch.swarm.swarm import Swarm, SwarmSpec, endpoint
+
+_log = log.get("tracker_watch.swarm")
+
+STAT_NAMES = ("net.sent_payload_bytes", "net.recv_payload_bytes", "dht.dht_nodes", "peer.num_peers_connected",
+              "net.sent_bytes", "net.recv_bytes")
+MetadataCallback = Callable[[Swarm, bytes, TorrentMeta], None]
+
+
+def resolve_payload_dir(settings: Settings) -> Path:
+    """Pieces under verification belong on a tmpfs: they must never reach a disk."""
+    if settings.swarm.payload_dir:
+        base = Path(settings.swarm.payload_dir)
+    elif rd := os.environ.get("RUNTIME_DIRECTORY"):
+        base = Path(rd.split(":")[0])
+    elif Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
+        base = Path("/dev/shm")
+    else:
+        base = settings.node.state_dir / "payload"
+    return base / f"tracker-watch-payload-{settings.node.name}"
+
+
+class SwarmEngine:
+    def __init__(self, settings: Settings, sink: Callable[[PeerEvent], None],
+                 on_metadata: MetadataCallback | None = None,
+                 planner_factory: Callable[[int, Callable[[int], int]], PiecePlanner] | None = None) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.on_metadata = on_metadata
+        self.planner_factory = planner_factory or (lambda n, size: PiecePlanner(n, size))
+        self.payload_dir = resolve_payload_dir(settings)
+        self.session: Any = None
+        self.swarms: dict[str, Swarm] = {}
+        self._by_handle: dict[Any, Swarm] = {}
+        self._by_dht_hash: dict[bytes, Swarm] = {}
+        self.listen_endpoints: set[Endpoint] = set()
+        self.counters: dict[str, int] = {}
+        self.alerts_dropped = 0
+        self.upload_tripwire = 0
+        self._pump: AlertPump | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.peer_id = b"-TW0100-" + os.urandom(6).hex().encode()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        shutil.rmtree(self.payload_dir, ignore_errors=True)  # leftovers of a crash: never keep payload
+        self.payload_dir.mkdir(parents=True, mode=0o700)
+        pack = session_settings(self.settings.swarm, user_agent=f"{SOFTWARE} libtorrent/{lt.__version__}")
+        self.session = new_session(pack)
+        apply_zero_upload_peer_classes(self.session)
+        self._pump = AlertPump(self.session, self._on_alerts)
+        self._pump.start(self._loop)
+        self._tasks = [asyncio.create_task(self._stats_loop(), name="swarm-stats")]
+        if self.settings.swarm.dht_enabled:
+            self._tasks.append(asyncio.create_task(self._dht_loop(), name="swarm-dht"))
+        _log.info("swarm_engine_started", listen=self.settings.swarm.listen_interfaces,
+                  dht=self.settings.swarm.dht_enabled, payload_dir=str(self.payload_dir))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for key in list(self.swarms):
+            self.unwatch(key)
+        if self._pump is not None:
+            self._pump.stop()
+        if self.session is not None:
+            session, self.session = self.session, None
+            # the destructor joins libtorrent's threads and may wait for trackers; keep the loop free
+            await asyncio.to_thread(_destroy, session)
+        if self._pump is not None:
+            self._pump.close()
+            self._pump = None
+        shutil.rmtree(self.payload_dir, ignore_errors=True)
+        _log.info("swarm_engine_stopped")
+
+    # --- swarms ----------------------------------------------------------------------------------
+    def watch(self, spec: SwarmSpec) -> Swarm:
+        if spec.key in self.swarms:
+            return self.swarms[spec.key]
+        assert self._loop is not None
+        assert self.session is not None
+        params = _add_params(spec)
+        params.save_path = str(self.payload_dir / spec.key)
+        flags = params.flags | lt.torrent_flags.default_dont_download | lt.torrent_flags.disable_dht \
+            | lt.torrent_flags.disable_lsd
+        if not self.settings.swarm.pex_enabled:
+            flags |= lt.torrent_flags.disable_pex
+        params.flags = flags & ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+        handle = self.session.add_torrent(params)
+        swarm = Swarm(spec, handle, self.sink, self.planner_factory, self.settings.swarm.peer_refresh_s, self._loop)
+        self.swarms[spec.key] = swarm
+        self._by_handle[handle] = swarm
+        self._index_dht(swarm, spec.infohash_v1, spec.infohash_v2)
+        if spec.info is not None:
+            swarm.on_metadata(meta_from_info(spec.info))
+        _log.info("swarm_added", infohash=spec.key, metadata=spec.info is not None)
+        return swarm
+
+    def unwatch(self, key: str) -> None:
+        swarm = self.swarms.pop(key, None)
+        if swarm is None:
+            return
+        swarm.close()
+        self._by_handle.pop(swarm.handle, None)
+        self._by_dht_hash = {h: s for h, s in self._by_dht_hash.items() if s is not swarm}
+        if self.session is not None:
+            self.session.remove_torrent(swarm.handle, lt.session.delete_files | lt.session.delete_partfile)
+        _log.info("swarm_removed", infohash=key)
+
+    def _index_dht(self, swarm: Swarm, v1: bytes | None, v2: bytes | None) -> None:
+        for h in (v1, v2[:20] if v2 else None):  # the DHT knows v2 swarms by the truncated hash (BEP 52)
+            if h:
+                self._by_dht_hash[h] = swarm
+
+    def add_peer(self, key: str, peer: Endpoint, source: Source, tracker_url: str | None = None) -> None:
+        swarm = self.swarms.get(key)
+        if swarm is None or peer in self.listen_endpoints:
+            return
+        swarm.add_peer(peer, source, tracker_url)
+
+    def listen_port(self) -> int:
+        return int(self.session.listen_port()) if self.session is not None else 0
+
+    def uploaded_payload_bytes(self) -> int:
+        """Payload bytes this session sent, now: the number that must stay zero."""
+        live = sum(int(s.handle.status().total_payload_upload) for s in self.swarms.values())
+        return max(live, self.counters.get("net.sent_payload_bytes", 0))
+
+    # --- alerts ----------------------------------------------------------------------------------
+    def _on_alerts(self, alerts: list[Any]) -> None:
+        for a in alerts:
+            handler = _HANDLERS.get(type(a).__name__)
+            if handler is not None:
+                handler(self, a)
+
+    def _swarm_of(self, alert: Any) -> Swarm | None:
+        return self._by_handle.get(alert.handle)
+
+    def _peer_connect(self, a: Any) -> None:
+        if s := self._swarm_of(a):
+            s.on_peer_connect(a)
+
+    def _peer_disconnected(self, a: Any) -> None:
+        if s := self._swarm_of(a):
+            s.on_peer_disconnected(a)
+
+    def _metadata_received(self, a: Any) -> None:
+        swarm = self._swarm_of(a)
+        if swarm is None:
+            return
+        ti = swarm.handle.torrent_file()
+        info = bytes(ti.info_section())
+        meta = meta_from_info(info)
+        hashes = swarm.handle.info_hashes()
+        v1 = bytes(hashes.v1.to_bytes()) if hashes.has_v1() else None
+        v2 = bytes(hashes.v2.to_bytes()) if hashes.has_v2() else None
+        self._index_dht(swarm, v1, v2)
+        swarm.on_metadata(meta)
+        _log.info("metadata_received", infohash=swarm.key, name=meta.name, pieces=meta.num_pieces)
+        if self.on_metadata is not None:
+            self.on_metadata(swarm, info, meta)
+
+    def _block_finished(self, a: Any) -> None:
+        if s := self._swarm_of(a):
+            s.on_block_finished(a)
+
+    def _piece_finished(self, a: Any) -> None:
+        if s := self._swarm_of(a):
+            s.on_piece_done(int(a.piece_index), passed=True)
+
+    def _hash_failed(self, a: Any) -> None:
+        if s := self._swarm_of(a):
+            s.on_piece_done(int(a.piece_index), passed=False)
+
+    def _peer_ban(self, a: Any) -> None:
+        if s := self._swarm_of(a):
+            s.on_peer_ban(a)
+
+    def _block_uploaded(self, a: Any) -> None:
+        # Must never happen (zero-upload settings). Fail closed: stop the torrent and shout.
+        self.upload_tripwire += 1
+        swarm = self._swarm_of(a)
+        _log.critical("payload_uploaded", infohash=swarm.key if swarm else None, peer=str(a.endpoint))
+        a.handle.pause()
+
+    def _dht_reply(self, a: Any) -> None:
+        swarm = self._by_dht_hash.get(bytes(a.info_hash.to_bytes()))
+        if swarm is None:
+            return
+        for peer in a.peers():
+            swarm.add_peer(endpoint(peer), Source.DHT)
+
+    def _listen_succeeded(self, a: Any) -> None:
+        ip = normalize_ip(str(a.address))
+        self.listen_endpoints.add((ip, int(a.port)))
+
+    def _alerts_dropped(self, a: Any) -> None:
+        self.alerts_dropped += 1
+        _log.warning("alerts_dropped")
+
+    def _session_stats(self, a: Any) -> None:
+        values = a.values  # the bindings give {metric name: value}
+        self.counters = {name: int(values.get(name, 0)) for name in STAT_NAMES}
+
+    def _torrent_error(self, a: Any) -> None:
+        swarm = self._swarm_of(a)
+        _log.error("torrent_error", infohash=swarm.key if swarm else None, error=a.message())
+
+    # --- periodic work ---------------------------------------------------------------------------
+    async def _stats_loop(self) -> None:
+        while True:
+            if self.session is not None:
+                self.session.post_session_stats()
+            await asyncio.sleep(5.0)
+
+    async def _dht_loop(self) -> None:
+        """Round-robin dht_get_peers over all swarms, spread evenly over the query interval."""
+        interval = self.settings.swarm.dht_query_interval_s
+        await asyncio.sleep(random.uniform(1.0, 3.0))
+        while True:
+            swarms = list(self.swarms.values())
+            if not swarms:
+                await asyncio.sleep(1.0)
+                continue
+            for swarm in swarms:
+                if swarm.closed or self.session is None:
+                    continue
+                for h in (swarm.spec.infohash_v1, swarm.spec.infohash_v2):
+                    if h:
+                        self.session.dht_get_peers(lt.sha1_hash(h[:20]))
+                        break
+                await asyncio.sleep(interval / len(swarms))
+
+
+def _destroy(session: Any) -> None:
+    session.pause()
+    del session
+
+
+def _add_params(spec: SwarmSpec) -> Any:
+    if spec.info is not None:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(b"d4:info" + spec.info + b"e")
+        return params
+    parts = []
+    if spec.infohash_v1:
+        parts.append("xt=urn:btih:" + spec.infohash_v1.hex())
+    if spec.infohash_v2:
+        parts.append("xt=urn:btmh:1220" + spec.infohash_v2.hex())
+    return lt.parse_magnet_uri("magnet:?" + "&".join(parts))
+
+
+_HANDLERS: dict[str, Callable[[SwarmEngine, Any], None]] = {
+    "peer_connect_alert": SwarmEngine._peer_connect,
+    "peer_disconnected_alert": SwarmEngine._peer_disconnected,
+    "metadata_received_alert": SwarmEngine._metadata_received,
+    "block_finished_alert": SwarmEngine._block_finished,
+    "piece_finished_alert": SwarmEngine._piece_finished,
+    "hash_failed_alert": SwarmEngine._hash_failed,
+    "peer_ban_alert": SwarmEngine._peer_ban,
+    "block_uploaded_alert": SwarmEngine._block_uploaded,
+    "dht_get_peers_reply_alert": SwarmEngine._dht_reply,
+    "listen_succeeded_alert": SwarmEngine._listen_succeeded,
+    "alerts_dropped_alert": SwarmEngine._alerts_dropped,
+    "session_stats_alert": SwarmEngine._session_stats,
+    "torrent_error_alert": SwarmEngine._torrent_error,
+}

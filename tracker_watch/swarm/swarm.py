@@ -1,0 +1,223 @@
+"""One watched swarm: its libtorrent handle, its peers, and which pieces we ask for.
+
+Alerts for this torrent arrive through `on_*` methods (called by the engine's router); everything we
+learn leaves as PeerEvents through `emit`. Connected peers are read with `get_peer_info()` shortly
+after something changed (a connection opened, metadata arrived) and then every `peer_refresh_s`,
+scheduled with loop timers rather than a polling loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import libtorrent as lt
+
+from tracker_watch import log
+from tracker_watch.domain.evidence import Source, normalize_ip, utc_now_ms
+from tracker_watch.domain.peers import (
+    Endpoint,
+    PeerBanned,
+    PeerEvent,
+    PeerGone,
+    PeerListed,
+    PeerSnapshot,
+    PieceSettled,
+)
+from tracker_watch.domain.targets import TorrentMeta
+from tracker_watch.swarm.planner import PiecePlanner
+
+_log = log.get("tracker_watch.swarm")
+
+_CONNECTING = int(lt.peer_info.connecting)
+_HANDSHAKE = int(lt.peer_info.handshake)
+_OUTGOING = int(lt.peer_info.local_connection)
+BLOCK = 16384
+SETTLE_DELAY_S = 0.5  # block_finished_alert is posted after the disk write, i.e. after piece_finished_alert
+PRIORITY_WANTED = 7
+
+
+@dataclass(frozen=True)
+class SwarmSpec:
+    key: str
+    infohash_v1: bytes | None
+    infohash_v2: bytes | None
+    info: bytes | None  # raw info dict, when known: no need to fetch metadata from peers
+    trackers: tuple[str, ...]
+
+
+def endpoint(value: Any) -> Endpoint:
+    return normalize_ip(str(value[0])), int(value[1])
+
+
+def _text(value: Any) -> str | None:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return text or None
+
+
+def peer_id_or_none(pid: Any) -> bytes | None:
+    raw = bytes(pid.to_bytes())
+    return raw if any(raw) else None
+
+
+class Swarm:
+    def __init__(self, spec: SwarmSpec, handle: Any, emit: Callable[[PeerEvent], None],
+                 planner_factory: Callable[[int, Callable[[int], int]], PiecePlanner],
+                 refresh_s: float, loop: asyncio.AbstractEventLoop) -> None:
+        self.spec = spec
+        self.key = spec.key
+        self.handle = handle
+        self._emit = emit
+        self._planner_factory = planner_factory
+        self._refresh_s = refresh_s
+        self._loop = loop
+        self.meta: TorrentMeta | None = None
+        self.planner: PiecePlanner | None = None
+        self.listed: set[Endpoint] = set()  # endpoints we gave libtorrent, or that it found through PEX
+        self.connected: set[Endpoint] = set()
+        self._blocks: dict[int, dict[int, tuple[Endpoint, bytes | None]]] = {}
+        self._sample_at: float | None = None
+        self._sample_timer: asyncio.TimerHandle | None = None
+        self._quick_retries = 0
+        self.closed = False
+
+    # --- peers we learn of -----------------------------------------------------------------------
+    def add_peer(self, peer: Endpoint, source: Source, tracker_url: str | None = None) -> None:
+        """A peer named by a tracker or the DHT: record it as listed and try to connect."""
+        self.listed.add(peer)
+        self._emit(PeerListed(self.key, peer, source, utc_now_ms(), tracker_url))
+        lt_source = {Source.TRACKER: 1, Source.DHT: 2, Source.PEX: 4}.get(source, 0)
+        self.handle.connect_peer(peer, lt_source)
+
+    # --- alerts ----------------------------------------------------------------------------------
+    def on_peer_connect(self, alert: Any) -> None:
+        self.request_sample(1.0)
+
+    def on_peer_disconnected(self, alert: Any) -> None:
+        peer = endpoint(alert.endpoint)
+        connect_failed = alert.op == lt.operation_t.connect
+        if peer not in self.listed and connect_failed:
+            # libtorrent only dials endpoints we gave it or that peers told it about (PEX)
+            self.listed.add(peer)
+            self._emit(PeerListed(self.key, peer, Source.PEX, utc_now_ms()))
+        self.connected.discard(peer)
+        if self.planner is not None:
+            self.planner.peer_gone(peer)
+        self._emit(PeerGone(self.key, peer, utc_now_ms(), peer_id_or_none(alert.pid), connect_failed))
+
+    def on_metadata(self, meta: TorrentMeta) -> None:
+        self.meta = meta
+        self.planner = self._planner_factory(meta.num_pieces, self.piece_size)
+        self.request_sample(0.2)
+
+    def on_block_finished(self, alert: Any) -> None:
+        peer = endpoint(alert.endpoint)
+        self._blocks.setdefault(int(alert.piece_index), {})[int(alert.block_index)] = (
+            peer, peer_id_or_none(alert.pid))
+
+    def on_piece_done(self, piece: int, passed: bool) -> None:
+        self._loop.call_later(SETTLE_DELAY_S, self._settle, piece, passed)
+
+    def on_peer_ban(self, alert: Any) -> None:
+        self._emit(PeerBanned(self.key, endpoint(alert.endpoint), utc_now_ms(), peer_id_or_none(alert.pid)))
+        if self.planner is not None:
+            self.planner.corrupt.add(endpoint(alert.endpoint))
+
+    # --- pieces ----------------------------------------------------------------------------------
+    def piece_size(self, piece: int) -> int:
+        assert self.meta is not None
+        if piece < self.meta.num_pieces - 1:
+            return self.meta.piece_length
+        return self.meta.total_size - self.meta.piece_length * (self.meta.num_pieces - 1) or self.meta.piece_length
+
+    def _settle(self, piece: int, passed: bool) -> None:
+        if self.closed:
+            return
+        blocks = self._blocks.pop(piece, {})
+        size = self.piece_size(piece) if self.meta else 0
+        per_peer: dict[Endpoint, list[Any]] = {}
+        for block, (peer, pid) in blocks.items():
+            nbytes = min(BLOCK, size - block * BLOCK) if size else BLOCK
+            entry = per_peer.setdefault(peer, [pid, 0])
+            entry[0] = entry[0] or pid
+            entry[1] += max(nbytes, 0)
+        contributions = tuple((peer, pid, nbytes) for peer, (pid, nbytes) in per_peer.items())
+        self._emit(PieceSettled(self.key, piece, passed, utc_now_ms(), contributions))
+        if self.planner is not None:
+            self.planner.settled(piece, passed, [(p, n) for p, _, n in contributions], utc_now_ms().date())
+            self._apply_plan()
+
+    def _apply_plan(self) -> None:
+        if self.planner is None or self.closed:
+            return
+        add, drop = self.planner.plan(utc_now_ms().date())
+        for piece in drop:
+            self.handle.piece_priority(piece, 0)
+        for piece in add:
+            self.handle.piece_priority(piece, PRIORITY_WANTED)
+        if add or drop:
+            _log.debug("pieces_wanted", infohash=self.key, add=sorted(add), drop=sorted(drop))
+
+    # --- sampling --------------------------------------------------------------------------------
+    def request_sample(self, delay: float) -> None:
+        if self.closed:
+            return
+        due = self._loop.time() + delay
+        if self._sample_at is not None and self._sample_at <= due:
+            return
+        if self._sample_timer is not None:
+            self._sample_timer.cancel()
+        self._sample_at = due
+        self._sample_timer = self._loop.call_at(due, self._sample)
+
+    def _sample(self) -> None:
+        self._sample_at = self._sample_timer = None
+        if self.closed:
+            return
+        pending = self.sample_now()
+        if pending and self._quick_retries < 10:
+            self._quick_retries += 1
+            self.request_sample(2.0)
+        else:
+            self._quick_retries = 0
+            if self.connected:
+                self.request_sample(self._refresh_s)
+
+    def sample_now(self) -> bool:
+        """Read connected peers into snapshots; True if some are still connecting or handshaking."""
+        now = utc_now_ms()
+        today = now.date()
+        pending = False
+        num_pieces = self.meta.num_pieces if self.meta else None
+        connected: set[Endpoint] = set()
+        for pi in self.handle.get_peer_info():
+            flags = int(pi.flags)
+            if flags & (_CONNECTING | _HANDSHAKE):
+                pending = True
+                continue
+            peer = endpoint(pi.ip)
+            connected.add(peer)
+            advertised = int(pi.num_pieces) if num_pieces is not None else None
+            self._emit(PeerSnapshot(
+                swarm=self.key, peer=peer, at=now, handshake_done=True, incoming=not flags & _OUTGOING,
+                source_bits=int(pi.source), peer_id=peer_id_or_none(pi.pid),
+                client=_text(pi.client),
+                pieces_advertised=advertised, num_pieces=num_pieces, local=endpoint(pi.local_endpoint())))
+            if self.planner is not None and advertised and num_pieces is not None:
+                if advertised >= num_pieces:
+                    self.planner.peer_seen(peer, None)
+                elif self.planner.wants_bitfield(peer, today):  # reading a bitfield costs; only when needed
+                    self.planner.peer_seen(peer, frozenset(i for i, has in enumerate(pi.pieces) if has))
+        self.connected = connected
+        if self.planner is not None:
+            for gone in set(self.planner.peers) - connected:
+                self.planner.peer_gone(gone)
+        self._apply_plan()
+        return pending
+
+    def close(self) -> None:
+        self.closed = True
+        if self._sample_timer is not None:
+            self._sample_timer.cancel()
