@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +80,8 @@ async def local_swarm() -> AsyncIterator[LocalSwarm]:
 
 
 @pytest.fixture(autouse=True)
-def _no_public_dht(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never inherit settings from the developer's environment."""
     for name in list(os.environ):
         if name.startswith("TRACKER_WATCH_") and name not in ("TRACKER_WATCH_TEST_DSN",):
             monkeypatch.delenv(name)
-    yield

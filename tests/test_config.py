@@ -70,4 +70,5 @@ def test_example_documents_every_key() -> None:
     documented = {(section, key) for section, table in doc.items() for key in table}
     assert documented == {(section, key) for section, key, _, _ in describe()}
     for _, _, _, help_text in describe():
-        assert help_text and help_text in text
+        assert help_text
+        assert help_text in text

@@ -68,7 +68,7 @@ def test_torrent_infohashes_match_libtorrent(tmp_path: Path, version: str) -> No
 
 def test_truncated_torrent(tmp_path: Path) -> None:
     content = make_content(tmp_path, size=100_000, piece_length=16384)
-    with pytest.raises(TargetParseError, match="not a valid .torrent file: truncated"):
+    with pytest.raises(TargetParseError, match=r"not a valid \.torrent file: truncated"):
         parse_target(content.torrent[: len(content.torrent) // 2])
 
 

@@ -31,7 +31,7 @@ async def test_replayed_batch_inserts_nothing_twice(db: Database) -> None:
     store = ObservationStore(db.pool)
     batch = [_obs(target, port=6000 + i) for i in range(50)]
     assert await store.write(batch) == 50
-    assert await store.write(batch[10:] + [_obs(target, port=9)]) == 1
+    assert await store.write([*batch[10:], _obs(target, port=9)]) == 1
     assert await store.count() == 51
 
 

@@ -46,8 +46,9 @@ async def run_demo(observe_s: float = 25.0) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tracker-watch-demo-"))
     settings = demo_settings(tmp / "state")
     log.configure(settings.log, node="demo", stream=sys.stderr)
-    swarm = LocalSwarm(seeders=3, decoy=True)
+    swarm = LocalSwarm(seeders=3, decoy=True, base=tmp / "swarm")
     daemon = Daemon(settings)
+    print(f"• working directory {tmp} (removed at the end)")
     try:
         await swarm.start()
         print(f"• local swarm: tracker {swarm.tracker.url}, seeders {', '.join(swarm.seeder_ips)}, "

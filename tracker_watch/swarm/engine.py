@@ -25,7 +25,7 @@ from tracker_watch.domain.targets import TorrentMeta, meta_from_info
 from tracker_watch.swarm.alerts import AlertPump
 from tracker_watch.swarm.planner import PiecePlanner
 from tracker_watch.swarm.settings import apply_zero_upload_peer_classes, new_session, session_settings
-from tracker_watch.swarm.swarm import Swarm, SwarmSpec, endpoint
+from tracker_watch.swarm.swarm import PRIORITY_WANTED, Swarm, SwarmSpec, endpoint
 
 _log = log.get("tracker_watch.swarm")
 
@@ -116,6 +116,7 @@ class SwarmEngine:
         if not self.settings.swarm.pex_enabled:
             flags |= lt.torrent_flags.disable_pex
         params.flags = flags & ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+        params.piece_priorities = [PRIORITY_WANTED]  # piece 0 (INITIAL_PIECE); applied once metadata is known
         handle = self.session.add_torrent(params)
         swarm = Swarm(spec, handle, self.sink, self.planner_factory, self.settings.swarm.peer_refresh_s, self._loop)
         self.swarms[spec.key] = swarm

@@ -1,7 +1,9 @@
 """Which pieces to ask for, so that each peer proves it holds the work at the least cost. Pure.
 
-A piece is wanted only on behalf of a *candidate*: a peer that completed the handshake, is not known to
-be corrupt, and has budget left today. With no candidate nothing is wanted, so nobody is asked for data.
+A piece is wanted only on behalf of a *candidate*: a peer that completed the handshake (or that we are
+dialling for the first time today), is not known to be corrupt, and has budget left today. With no
+candidate nothing is wanted, so nobody is asked for data. Wanting something also matters for staying
+connected: a torrent that wants nothing tells peers it is upload-only, and seeds then hang up.
 Among the pieces a candidate has, we prefer those that peers whose budget is spent do not have, so the
 piece is likely to come from the candidate (libtorrent requests a whole piece from one peer when it can).
 """
@@ -36,6 +38,7 @@ class PiecePlanner:
     bytes_per_ip_per_day: int = 64 * 2**20
     bytes_per_swarm_per_day: int = 512 * 2**20
     max_wanted: int = 4
+    dial_grace_s: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
 
     have: set[int] = field(default_factory=set)
@@ -43,16 +46,31 @@ class PiecePlanner:
     corrupt: set[Endpoint] = field(default_factory=set)
     # connected peers that completed the handshake: their pieces (None: all of them)
     peers: dict[Endpoint, frozenset[int] | None] = field(default_factory=dict)
+    # peers being dialled for the first time today → until when they count as candidates (monotonic s)
+    dialling: dict[Endpoint, float] = field(default_factory=dict)
+    _dialled: dict[Endpoint, date] = field(default_factory=dict)
     _budgets: dict[Endpoint, _Budget] = field(default_factory=dict)
     _ip_bytes: dict[str, _IpBytes] = field(default_factory=dict)
     _swarm_bytes: _IpBytes | None = None
 
     # --- inputs -----------------------------------------------------------------------------------
+    def dialling_peer(self, peer: Endpoint, today: date, now: float) -> bool:
+        """A newly listed peer is being dialled: want a piece now, so that we do not look upload-only
+        when it answers. Once per peer per day, so a dead address listed at every announce costs little.
+        Returns whether the peer became a candidate."""
+        if peer in self.peers or self._dialled.get(peer) == today or not self.is_candidate(peer, today):
+            return False
+        self._dialled[peer] = today
+        self.dialling[peer] = now + self.dial_grace_s
+        return True
+
     def peer_seen(self, peer: Endpoint, pieces: frozenset[int] | None) -> None:
         self.peers[peer] = pieces
+        self.dialling.pop(peer, None)
 
     def peer_gone(self, peer: Endpoint) -> None:
         self.peers.pop(peer, None)
+        self.dialling.pop(peer, None)
 
     def settled(self, piece: int, passed: bool, contributions: Iterable[tuple[Endpoint, int]], today: date) -> None:
         """Account a finished or failed piece to the peers that supplied it."""
@@ -84,9 +102,11 @@ class PiecePlanner:
         """Whether the engine should read this peer's (possibly large) bitfield."""
         return self.is_candidate(peer, today)
 
-    def plan(self, today: date) -> tuple[set[int], set[int]]:
+    def plan(self, today: date, now: float) -> tuple[set[int], set[int]]:
         """Returns (pieces to start wanting, pieces to stop wanting) and updates `wanted`."""
+        self.dialling = {p: until for p, until in self.dialling.items() if until > now}
         candidates = {p: pcs for p, pcs in self.peers.items() if self.is_candidate(p, today)}
+        candidates.update({p: None for p in self.dialling if p not in candidates and self.is_candidate(p, today)})
         if self._swarm(today).used >= self.bytes_per_swarm_per_day:
             candidates = {}
         keep = {w for w in self.wanted if w not in self.have and any(_has(pcs, w) for pcs in candidates.values())}
@@ -136,6 +156,7 @@ class PiecePlanner:
         """Drop budget entries from earlier days (bounded memory on long runs)."""
         self._budgets = {k: v for k, v in self._budgets.items() if v.day == today or k in self.peers}
         self._ip_bytes = {k: v for k, v in self._ip_bytes.items() if v.day == today}
+        self._dialled = {k: v for k, v in self._dialled.items() if v == today}
 
 
 def _has(pieces: frozenset[int] | None, piece: int) -> bool:

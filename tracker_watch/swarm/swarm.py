@@ -37,6 +37,9 @@ _OUTGOING = int(lt.peer_info.local_connection)
 BLOCK = 16384
 SETTLE_DELAY_S = 0.5  # block_finished_alert is posted after the disk write, i.e. after piece_finished_alert
 PRIORITY_WANTED = 7
+# Every torrent starts with piece 0 wanted: with nothing wanted it would be "finished" the moment its
+# metadata arrives, tell its peers it is upload-only, and seeds would hang up before we saw them.
+INITIAL_PIECE = 0
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,11 @@ class Swarm:
     def add_peer(self, peer: Endpoint, source: Source, tracker_url: str | None = None) -> None:
         """A peer named by a tracker or the DHT: record it as listed and try to connect."""
         self.listed.add(peer)
-        self._emit(PeerListed(self.key, peer, source, utc_now_ms(), tracker_url))
+        now = utc_now_ms()
+        self._emit(PeerListed(self.key, peer, source, now, tracker_url))
+        if self.planner is not None and self.planner.dialling_peer(peer, now.date(), self._loop.time()):
+            self._apply_plan()
+            self.request_sample(self.planner.dial_grace_s + 1)  # re-plan once the dial grace is over
         lt_source = {Source.TRACKER: 1, Source.DHT: 2, Source.PEX: 4}.get(source, 0)
         self.handle.connect_peer(peer, lt_source)
 
@@ -103,6 +110,7 @@ class Swarm:
             self.listed.add(peer)
             self._emit(PeerListed(self.key, peer, Source.PEX, utc_now_ms()))
         self.connected.discard(peer)
+        _log.debug("peer_disconnected", infohash=self.key, peer=f"{peer[0]}:{peer[1]}", reason=alert.message())
         if self.planner is not None:
             self.planner.peer_gone(peer)
         self._emit(PeerGone(self.key, peer, utc_now_ms(), peer_id_or_none(alert.pid), connect_failed))
@@ -110,6 +118,7 @@ class Swarm:
     def on_metadata(self, meta: TorrentMeta) -> None:
         self.meta = meta
         self.planner = self._planner_factory(meta.num_pieces, self.piece_size)
+        self.planner.wanted.add(INITIAL_PIECE)  # added with that piece wanted (see engine.watch)
         self.request_sample(0.2)
 
     def on_block_finished(self, alert: Any) -> None:
@@ -152,7 +161,7 @@ class Swarm:
     def _apply_plan(self) -> None:
         if self.planner is None or self.closed:
             return
-        add, drop = self.planner.plan(utc_now_ms().date())
+        add, drop = self.planner.plan(utc_now_ms().date(), self._loop.time())
         for piece in drop:
             self.handle.piece_priority(piece, 0)
         for piece in add:

@@ -1,0 +1,76 @@
+"""Our tracker client against the local tracker, over HTTP and UDP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from tests.swarm.helpers import wait_for
+from tracker_watch.config import TrackerSettings
+from tracker_watch.demo.tracker import LocalTracker
+from tracker_watch.domain import tracker_proto as tp
+from tracker_watch.domain.evidence import Source
+from tracker_watch.domain.peers import Endpoint
+from tracker_watch.swarm.announcer import Announcer, AnnounceTarget
+
+IH = b"\x42" * 20
+Found = list[tuple[str, Endpoint, Source, str]]
+AnnouncerAndFound = tuple[Announcer, Found]
+
+
+@pytest.fixture
+async def tracker() -> AsyncIterator[LocalTracker]:
+    t = LocalTracker(interval=1)
+    await t.start()
+    t.record(IH, "127.0.0.11", 7001, "started")
+    t.record(IH, "::1", 7002, "started")
+    yield t
+    await t.stop()
+
+
+@pytest.fixture
+async def announcer() -> AsyncIterator[AnnouncerAndFound]:
+    found: Found = []
+    a = Announcer(TrackerSettings(min_interval_s=1, max_interval_s=2, timeout_s=3),
+                  lambda key, peer, source, url: found.append((key, peer, source, url)),
+                  listen_port=lambda: 6881, peer_id=b"-TW0100-testtesttest", local_ip="127.0.0.2")
+    await a.start()
+    yield a, found
+    await a.stop()
+
+
+def _req() -> tp.AnnounceRequest:
+    return tp.AnnounceRequest(info_hash=IH, peer_id=b"-TW0100-testtesttest", port=6881, left=1, numwant=50, key=1,
+                              event="started")
+
+
+async def test_http_announce_lists_peers_and_registers_us(tracker: LocalTracker,
+                                                          announcer: AnnouncerAndFound) -> None:
+    a, _ = announcer
+    reply = await a.announce(tracker.url, _req())
+    assert set(reply.peers) == {("127.0.0.11", 7001), ("::1", 7002)}
+    assert (IH, "127.0.0.2", 6881, "started") in tracker.announces  # bound to our outgoing address
+
+
+async def test_udp_announce(tracker: LocalTracker, announcer: AnnouncerAndFound) -> None:
+    a, _ = announcer
+    reply = await a.announce(tracker.udp_url, _req())
+    assert reply.peers == (("127.0.0.11", 7001),)  # an IPv4 announce gets IPv4 peers (BEP 15)
+    assert reply.interval == 1
+
+
+async def test_tracking_feeds_the_engine_with_the_tracker_url(
+        tracker: LocalTracker, announcer: AnnouncerAndFound) -> None:
+    a, found = announcer
+    a.track(AnnounceTarget(key="k", info_hashes=(IH,), trackers=(tracker.url, tracker.udp_url)))
+    await wait_for(lambda: {f[3] for f in found} == {tracker.url, tracker.udp_url}, timeout=10)
+    assert ("k", ("127.0.0.11", 7001), Source.TRACKER, tracker.udp_url) in found
+    a.untrack("k")
+
+
+async def test_dead_tracker_is_an_error_not_a_crash(announcer: AnnouncerAndFound) -> None:
+    a, _ = announcer
+    with pytest.raises(aiohttp.ClientConnectorError, match=r"127\.0\.0\.1:9"):
+        await a.announce("http://127.0.0.1:9/announce", _req())

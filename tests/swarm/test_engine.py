@@ -1,0 +1,79 @@
+"""The swarm engine against real libtorrent seeders on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import libtorrent as lt
+import pytest
+
+from tests.conftest import SettingsFactory
+from tests.swarm.helpers import EngineUnderTest, wait_for
+from tracker_watch.demo.swarm import LocalSwarm
+from tracker_watch.domain.peers import PeerGone, PeerListed, PeerSnapshot, PieceSettled
+from tracker_watch.swarm.settings import ZERO_UPLOAD
+
+
+@pytest.fixture
+async def eut(make_settings: SettingsFactory) -> AsyncIterator[EngineUnderTest]:
+    e = EngineUnderTest(make_settings())
+    await e.engine.start()
+    yield e
+    await e.engine.stop()
+
+
+async def test_session_is_configured_never_to_upload(eut: EngineUnderTest) -> None:
+    session = eut.engine.session
+    applied = session.get_settings()
+    for key, value in ZERO_UPLOAD.items():
+        assert applied[key] == value, key
+    assert applied["enable_lsd"] is False
+    assert applied["enable_upnp"] is False
+    assert applied["enable_natpmp"] is False
+    assert applied["dht_bootstrap_nodes"] == ""
+    for class_id in (lt.session.global_peer_class_id, lt.session.tcp_peer_class_id, lt.session.local_peer_class_id):
+        assert session.get_peer_class(class_id)["ignore_unchoke_slots"] is False
+
+
+async def test_magnet_only_fetches_metadata_and_sees_every_seeder(eut: EngineUnderTest,
+                                                                  local_swarm: LocalSwarm) -> None:
+    swarm = eut.watch_magnet(local_swarm)
+    handle = swarm.handle
+    assert not handle.status().has_metadata
+    assert not (handle.flags() & lt.torrent_flags.paused)
+    assert not (handle.flags() & lt.torrent_flags.auto_managed)
+    eut.feed_seeders(local_swarm, swarm.key)
+    seeders = {(s.ip, s.port) for s in local_swarm.peers}
+
+    def advertised() -> set[tuple[str, int]]:
+        return {e.peer for e in eut.of(PeerSnapshot) if e.pieces_advertised == local_swarm.content.num_pieces}
+
+    await wait_for(lambda: advertised() >= seeders, timeout=30)
+    assert eut.metadata
+    assert eut.metadata[0][0] == swarm.key
+    listed = {e.peer for e in eut.of(PeerListed)}
+    assert seeders <= listed
+    snapshot = next(e for e in eut.of(PeerSnapshot) if e.peer in seeders)
+    assert snapshot.handshake_done
+    assert snapshot.peer_id is not None
+    assert snapshot.peer_id.startswith(b"-LT")
+    assert snapshot.client
+    assert "libtorrent" in snapshot.client
+    assert snapshot.local is not None
+    assert snapshot.local[0] == "127.0.0.2"
+    # each seeder is asked for (and delivers) blocks of a piece that passes the hash check
+    await wait_for(lambda: {c[0] for e in eut.of(PieceSettled) if e.passed for c in e.contributions} >= seeders)
+    assert not [e for e in eut.of(PieceSettled) if not e.passed]
+    assert eut.engine.uploaded_payload_bytes() == 0
+
+
+async def test_unreachable_address_stays_listed(eut: EngineUnderTest, local_swarm: LocalSwarm) -> None:
+    swarm = eut.watch_magnet(local_swarm, with_info=True)
+    from tracker_watch.domain.evidence import Source
+
+    eut.engine.add_peer(swarm.key, ("127.0.0.66", 6999), Source.TRACKER, "http://tracker/announce")
+    await wait_for(lambda: any(e.peer == ("127.0.0.66", 6999) and e.connect_failed for e in eut.of(PeerGone)),
+                   timeout=30)
+    gone = [e for e in eut.of(PeerGone) if e.peer == ("127.0.0.66", 6999)]
+    assert all(e.peer_id is None for e in gone)
+    assert not [e for e in eut.of(PeerSnapshot) if e.peer[0] == "127.0.0.66"]

@@ -1,0 +1,94 @@
+"""Piece planning (pure)."""
+
+from __future__ import annotations
+
+import random
+from datetime import date
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tracker_watch.swarm.planner import PiecePlanner
+
+TODAY = date(2026, 11, 28)
+A, B, C = ("10.0.0.1", 1), ("10.0.0.2", 2), ("10.0.0.3", 3)
+
+
+def planner(**kw: object) -> PiecePlanner:
+    return PiecePlanner(num_pieces=20, piece_size=lambda p: 65536, rng=random.Random(1), **kw)  # type: ignore[arg-type]
+
+
+def test_nothing_is_wanted_without_candidates() -> None:
+    p = planner()
+    assert p.plan(TODAY, 0.0) == (set(), set())
+
+
+def test_one_piece_per_candidate_then_nothing() -> None:
+    p = planner()
+    p.peer_seen(A, frozenset({3, 4}))
+    add, _ = p.plan(TODAY, 0.0)
+    assert len(add) == 1
+    assert add <= {3, 4}
+    piece = add.pop()
+    p.settled(piece, True, [(A, 65536)], TODAY)
+    add, _ = p.plan(TODAY, 0.0)
+    assert (add, p.wanted) == (set(), set())
+    assert not p.is_candidate(A, TODAY)
+    assert p.is_candidate(A, date(2026, 11, 29))  # a new day, a new budget
+
+
+def test_prefers_pieces_spent_peers_lack() -> None:
+    p = planner()
+    p.peer_seen(A, None)  # a seed
+    p.settled(0, True, [(A, 65536)], TODAY)  # A is spent
+    p.peer_seen(B, frozenset({1, 2, 3, 4, 5}))
+    p.peer_seen(C, frozenset(range(20)))
+    p.peers[A] = frozenset({1, 2, 3, 4})  # A lacks 5
+    add, _ = p.plan(TODAY, 0.0)
+    assert 5 in add
+
+
+def test_sole_sender_of_a_bad_piece_is_corrupt_and_never_a_candidate() -> None:
+    p = planner()
+    p.peer_seen(A, None)
+    p.settled(7, False, [(A, 65536)], TODAY)
+    assert A in p.corrupt
+    assert p.plan(TODAY, 0.0)[0] == set()
+    p.peer_seen(B, None)
+    p.settled(8, False, [(A, 16384), (B, 49152)], TODAY)
+    assert B not in p.corrupt
+
+
+def test_dialling_wants_a_piece_once_per_day_and_expires() -> None:
+    p = planner()
+    assert p.dialling_peer(A, TODAY, now=0.0)
+    assert not p.dialling_peer(A, TODAY, now=1.0)
+    assert len(p.plan(TODAY, 1.0)[0]) == 1
+    assert p.plan(TODAY, 100.0)[1]  # grace over, nobody answered: stop wanting
+
+
+def test_byte_caps() -> None:
+    p = planner(bytes_per_ip_per_day=100_000, pieces_per_peer=10)
+    p.peer_seen(A, None)
+    p.settled(1, True, [(A, 65536)], TODAY)
+    assert p.is_candidate(A, TODAY)
+    p.settled(2, True, [(A, 65536)], TODAY)
+    assert not p.is_candidate(A, TODAY)
+
+
+@given(st.lists(st.tuples(st.sampled_from([A, B, C]), st.frozensets(st.integers(0, 19), min_size=1)), max_size=8),
+       st.lists(st.tuples(st.integers(0, 19), st.booleans()), max_size=10))
+def test_plans_respect_limits(seen: list[tuple[tuple[str, int], frozenset[int]]],
+                              results: list[tuple[int, bool]]) -> None:
+    p = planner()
+    for peer, pieces in seen:
+        p.peer_seen(peer, pieces)
+    for piece, passed in results:
+        p.plan(TODAY, 0.0)
+        p.settled(piece, passed, [(A, 65536)], TODAY)
+        add, drop = p.plan(TODAY, 0.0)
+        assert len(p.wanted) <= p.max_wanted
+        assert not (p.wanted & p.have)
+        assert not (add & drop)
+        candidates = [pcs for peer, pcs in p.peers.items() if p.is_candidate(peer, TODAY)]
+        assert all(any(pcs is None or w in pcs for pcs in candidates) for w in p.wanted)

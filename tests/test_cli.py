@@ -1,0 +1,92 @@
+"""The command line, run as a user would: a separate process, exit codes, stdout/stderr."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tracker_watch.demo.swarm import make_content
+
+
+def tw(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tracker_watch", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def env(pg_dsn: str, schema: str, tmp_path: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_WATCH_")}
+    return {**base, "TRACKER_WATCH_DATABASE_DSN": pg_dsn, "TRACKER_WATCH_DATABASE_SCHEMA": schema,
+            "TRACKER_WATCH_NODE_STATE_DIR": str(tmp_path / "state")}
+
+
+async def _targets(pg_dsn: str, schema: str) -> int:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.targets")
+        return int(await conn.fetchval(f'SELECT count(*) FROM "{schema}".targets')) if exists else 0
+    finally:
+        await conn.close()
+
+
+def test_migrate(env: dict[str, str], schema: str) -> None:
+    result = tw("migrate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"schema {schema} at migration 0001" in result.stdout
+
+
+def test_add_every_input_form_and_list(env: dict[str, str], tmp_path: Path) -> None:
+    content = make_content(tmp_path, size=100_000, piece_length=16384)
+    torrent = tmp_path / "film.torrent"
+    torrent.write_bytes(content.torrent)
+    forms = [
+        (str(torrent), "(torrent)"),
+        ("f" * 40, "(hex)"),
+        ("e" * 64, "(hex)"),
+        ("magnet:?xt=urn:btih:" + "d" * 40 + "&dn=X&tr=udp%3A%2F%2F127.0.0.1%3A6969", "(magnet)"),
+    ]
+    for value, kind in forms:
+        result = tw("target", "add", value, "--work", "Film", "--owner", "Studio", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "registered" in result.stdout
+        assert kind in result.stdout
+    again = tw("target", "add", "f" * 40, "--work", "Film", "--owner", "Studio", env=env)
+    assert "already registered" in again.stdout
+    listing = tw("target", "list", env=env)
+    assert listing.returncode == 0
+    assert listing.stdout.count("Studio / Film") == 4
+    assert content.name in listing.stdout  # metadata from the .torrent
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("a" * 39, "got 39"),
+    ("magnet:?dn=nothing", "no xt=urn:btih"),
+    ("TRUNCATED", "truncated"),
+    ("/nonexistent/file.torrent", "cannot read"),
+])
+async def test_bad_input_exit_2_and_nothing_written(env: dict[str, str], tmp_path: Path, pg_dsn: str, schema: str,
+                                                    value: str, message: str) -> None:
+    if value == "TRUNCATED":
+        content = make_content(tmp_path, size=100_000, piece_length=16384)
+        path = tmp_path / "cut.torrent"
+        path.write_bytes(content.torrent[:150])
+        value = str(path)
+    result = tw("target", "add", value, "--work", "W", "--owner", "O", env=env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert await _targets(pg_dsn, schema) == 0
+
+
+def test_config_error_names_the_key(env: dict[str, str]) -> None:
+    result = tw("target", "list", env={**env, "TRACKER_WATCH_SWARM_CONNECTIONS_LIMIT": "many"})
+    assert result.returncode == 2
+    assert "swarm.connections_limit" in result.stderr
+    bad_file = tw("--config", "/nonexistent.toml", "migrate", env=env)
+    assert bad_file.returncode == 2
+    assert "cannot read config file" in bad_file.stderr
