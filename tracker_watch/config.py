@@ -107,6 +107,31 @@ class TrackerSettings:
 
 
 @dataclass(frozen=True)
+class VerifySettings:
+    pieces_per_peer: int = field(default=1, metadata=_doc(
+        "Pieces to verify from each peer (IP and port) per target per day.", min=1, max=64))
+    bytes_per_peer_per_day: int = field(default=64 * 2**20, metadata=_doc(
+        "Most payload bytes taken from one IP address per target per day.", min=16384))
+    bytes_per_swarm_per_day: int = field(default=512 * 2**20, metadata=_doc(
+        "Most payload bytes downloaded per target per day, all peers together.", min=16384))
+    max_wanted_pieces: int = field(default=4, metadata=_doc(
+        "Pieces asked for at once per swarm (one per peer being verified).", min=1, max=64))
+
+
+@dataclass(frozen=True)
+class EvidenceSettings:
+    incident_window_s: int = field(default=86400, metadata=_doc(
+        "Observations of one IP in one target within a window (aligned to the Unix epoch) form one incident.",
+        min=60))
+    checkpoint_every: int = field(default=10_000, metadata=_doc(
+        "Sign a chain checkpoint after this many new evidence rows …", min=1))
+    checkpoint_interval_s: float = field(default=60.0, metadata=_doc("… or after this long.", min=1.0))
+    retention_days: int = field(default=90, metadata=_doc(
+        "Personal fields of evidence that never reached 'verified' or never led to a strike are blanked after "
+        "this many days (hashes stay, so the chain still verifies).", min=1))
+
+
+@dataclass(frozen=True)
 class CollectorSettings:
     batch_size: int = field(default=1000, metadata=_doc("Observations written per batch.", min=1, max=100_000))
     flush_interval_s: float = field(default=1.0, metadata=_doc(
@@ -130,6 +155,8 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     swarm: SwarmSettings = field(default_factory=SwarmSettings)
     trackers: TrackerSettings = field(default_factory=TrackerSettings)
+    verify: VerifySettings = field(default_factory=VerifySettings)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
 

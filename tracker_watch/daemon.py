@@ -17,8 +17,9 @@ from tracker_watch.config import Settings
 from tracker_watch.domain.targets import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
+from tracker_watch.ledger import signing
 from tracker_watch.ledger.db import Database
-from tracker_watch.ledger.observations import ObservationStore
+from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.swarm.announcer import Announcer
 from tracker_watch.swarm.engine import SwarmEngine
@@ -35,6 +36,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.batcher: Batcher | None = None
+        self.writer: EvidenceWriter | None = None
         self.collector: Collector | None = None
         self.engine: SwarmEngine | None = None
         self.announcer: Announcer | None = None
@@ -46,8 +48,10 @@ class Daemon:
         s = self.settings
         t0 = time.monotonic()
         await self.db.start()
-        observations = ObservationStore(self.db.pool)
-        self.batcher = Batcher(observations.write, s.collector.batch_size, s.collector.flush_interval_s,
+        self.writer = EvidenceWriter(self.db.pool, s.node.name, signing.load_or_create(s.node.state_dir),
+                                     s.evidence.incident_window_s, s.evidence.checkpoint_every,
+                                     s.evidence.checkpoint_interval_s)
+        self.batcher = Batcher(self.writer.write, s.collector.batch_size, s.collector.flush_interval_s,
                                s.collector.max_pending)
         self.batcher.start()
         self.collector = Collector(s.node.name, SOFTWARE, self.batcher.put, s.collector.reobserve_s,
@@ -103,6 +107,11 @@ class Daemon:
         unwritten = 0
         if self.batcher is not None:
             unwritten = await self.batcher.stop(timeout=max(0.5, deadline - time.monotonic() - 1.0))
+        if self.writer is not None:
+            try:  # seal what was written with a signed checkpoint
+                await asyncio.wait_for(self.writer.checkpoint(), timeout=max(0.1, deadline - time.monotonic()))
+            except Exception as exc:
+                _log.warning("final_checkpoint_failed", error=str(exc)[:300])
         await self.db.stop()
         _log.info("daemon_stopped", unwritten=unwritten,
                   written=self.batcher.written if self.batcher else 0)

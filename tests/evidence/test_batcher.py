@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.helpers import wait_for
-from tests.ledger.test_observations import _obs, _target
+from tests.ledger.test_observations import _obs, _target, writer
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.ledger.db import Database
 from tracker_watch.ledger.observations import ObservationStore
@@ -15,7 +15,7 @@ async def test_size_trigger(db: Database) -> None:
     target = await _target(db)
     store = ObservationStore(db.pool)
     sizes: list[int] = []
-    b = Batcher(store.write, batch_size=10, flush_interval_s=30, on_batch=lambda n, s: sizes.append(n))
+    b = Batcher(writer(db).write, batch_size=10, flush_interval_s=30, on_batch=lambda n, s: sizes.append(n))
     b.start()
     for i in range(9):
         b.put(_obs(target, port=i + 1))
@@ -31,7 +31,7 @@ async def test_size_trigger(db: Database) -> None:
 async def test_time_trigger(db: Database) -> None:
     target = await _target(db)
     store = ObservationStore(db.pool)
-    b = Batcher(store.write, batch_size=1000, flush_interval_s=0.2)
+    b = Batcher(writer(db).write, batch_size=1000, flush_interval_s=0.2)
     b.start()
     for i in range(3):
         b.put(_obs(target, port=i + 1))
@@ -43,7 +43,7 @@ async def test_time_trigger(db: Database) -> None:
 async def test_database_failure_is_retried_without_duplicates(db: Database) -> None:
     target = await _target(db)
     store = ObservationStore(db.pool)
-    b = Batcher(store.write, batch_size=5, flush_interval_s=0.05)
+    b = Batcher(writer(db).write, batch_size=5, flush_interval_s=0.05)
     await db.pool.execute("ALTER TABLE observations RENAME TO observations_away")
     b.start()
     batch = [_obs(target, port=i + 1) for i in range(12)]

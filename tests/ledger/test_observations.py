@@ -5,10 +5,12 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tracker_watch.domain.evidence import Grade, Observation, Source, utc_now_ms
 from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger.db import Database
+from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.observations import ObservationStore
 from tracker_watch.ledger.targets import TargetStore
 
@@ -16,6 +18,10 @@ from tracker_watch.ledger.targets import TargetStore
 async def _target(db: Database) -> int:
     row, _ = await TargetStore(db.pool).register(parse_target("c" * 40), "Holder", "Work", actor="test")
     return row.id
+
+
+def writer(db: Database, node: str = "n1") -> EvidenceWriter:
+    return EvidenceWriter(db.pool, node, Ed25519PrivateKey.generate())
 
 
 def _obs(target_id: int, ip: str = "127.0.0.11", port: int = 6881, grade: Grade = Grade.ADVERTISED) -> Observation:
@@ -30,8 +36,8 @@ async def test_replayed_batch_inserts_nothing_twice(db: Database) -> None:
     target = await _target(db)
     store = ObservationStore(db.pool)
     batch = [_obs(target, port=6000 + i) for i in range(50)]
-    assert await store.write(batch) == 50
-    assert await store.write([*batch[10:], _obs(target, port=9)]) == 1
+    assert await writer(db).write(batch) == 50
+    assert await writer(db).write([*batch[10:], _obs(target, port=9)]) == 1
     assert await store.count() == 51
 
 
@@ -39,7 +45,7 @@ async def test_every_field_round_trips_including_ipv6(db: Database) -> None:
     target = await _target(db)
     store = ObservationStore(db.pool)
     o = dataclasses.replace(_obs(target, ip="2001:db8::7", port=51413), observed_at=utc_now_ms())
-    await store.write([o])
+    await writer(db).write([o])
     row = (await store.since(o.observed_at - timedelta(seconds=1)))[0]
     assert str(row["ip"]) == "2001:db8::7"
     assert row["port"] == 51413
@@ -51,7 +57,7 @@ async def test_every_field_round_trips_including_ipv6(db: Database) -> None:
 
 async def test_observations_are_append_only(db: Database) -> None:
     target = await _target(db)
-    await ObservationStore(db.pool).write([_obs(target)])
+    await writer(db).write([_obs(target)])
     for statement in ("UPDATE observations SET port = 1", "DELETE FROM observations", "TRUNCATE observations"):
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await db.pool.execute(statement)
@@ -60,7 +66,7 @@ async def test_observations_are_append_only(db: Database) -> None:
 async def test_latest_by_peer_takes_best_grade(db: Database) -> None:
     target = await _target(db)
     store = ObservationStore(db.pool)
-    await store.write([_obs(target, grade=Grade.LISTED), _obs(target, grade=Grade.VERIFIED),
+    await writer(db).write([_obs(target, grade=Grade.LISTED), _obs(target, grade=Grade.VERIFIED),
                        _obs(target, grade=Grade.HANDSHAKE), _obs(target, ip="127.0.0.66", grade=Grade.LISTED)])
     rows = {(r["ip"], r["port"]): r for r in await store.latest_by_peer()}
     assert rows[("127.0.0.11", 6881)]["grade"] == "verified"

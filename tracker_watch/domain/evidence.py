@@ -93,4 +93,22 @@ class Observation:
     bytes_verified: int = 0
     our_ip: str | None = None
     our_port: int | None = None
+    piece_index: int | None = None  # the piece this row reports as verified (or failed)
+    piece_bytes: int | None = None  # bytes of that piece this peer supplied
+    piece_sha1: bytes | None = None  # hashes of the piece's data, computed by us after libtorrent's check
+    piece_sha256: bytes | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def evidence_fields(self) -> dict[str, object]:
+        """The fields the hash chain covers, named as the database columns."""
+        return {name: getattr(self, name) for name in OBSERVATION_FIELDS}
+
+
+# Columns of an observation covered by its content hash (everything but the chain columns themselves).
+OBSERVATION_FIELDS = (
+    "id", "target_id", "infohash_v1", "infohash_v2", "observed_at", "ip", "port", "source", "tracker_url",
+    "grade", "peer_id", "client", "pieces_advertised", "num_pieces", "pieces_verified", "bytes_verified",
+    "node", "version", "our_ip", "our_port", "piece_index", "piece_bytes", "piece_sha1", "piece_sha256",
+)
+# Blanked by retention; everything else stays.
+PERSONAL_FIELDS = ("ip", "port", "peer_id", "client")

@@ -61,6 +61,8 @@ class PieceSettled:
     passed: bool
     at: datetime
     contributions: tuple[tuple[Endpoint, bytes | None, int], ...]  # (peer, peer id, bytes supplied)
+    sha1: bytes | None = None  # of the piece's data, read back after it passed
+    sha256: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,13 @@ def meta_from_info(info_raw: bytes) -> TorrentMeta:
     return _torrent_meta(info, isinstance(info.get(b"pieces"), bytes))
 
 
+def v1_piece_hashes(info_raw: bytes) -> bytes | None:
+    """The concatenated SHA-1 piece hashes of a v1 or hybrid info dict (None for v2-only)."""
+    info = bencode.decode(info_raw)
+    pieces = info.get(b"pieces") if isinstance(info, dict) else None
+    return pieces if isinstance(pieces, bytes) else None
+
+
 def _torrent_meta(info: dict[bytes, Any], has_v1: bool) -> TorrentMeta:
     name = info.get(b"name")
     piece_length = info.get(b"piece length")

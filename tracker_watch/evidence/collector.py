@@ -25,6 +25,7 @@ from tracker_watch.domain.peers import (
 )
 
 _log = log.get("tracker_watch.evidence")
+PieceFacts = tuple[int, int, bytes | None, bytes | None]  # (piece index, bytes from this peer, SHA-1, SHA-256)
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,12 @@ class Collector:
 
     def _settled(self, e: PieceSettled) -> None:
         if not e.passed:
+            # only a sole sender is to blame: a liar poisons pieces that honest peers helped fill
             if len(e.contributions) == 1:
-                peer, pid, _ = e.contributions[0]
+                peer, pid, nbytes = e.contributions[0]
                 st = self._state(e.swarm, peer, Source.PEX)
                 st.peer_id = st.peer_id or pid
-                self._emit(e.swarm, peer, st, Grade.CORRUPT, e.at, force=True)
+                self._emit(e.swarm, peer, st, Grade.CORRUPT, e.at, force=True, piece=(e.piece, nbytes, None, None))
             else:
                 _log.info("piece_failed_shared", infohash=e.swarm, piece=e.piece,
                           contributors=len(e.contributions))
@@ -126,11 +128,12 @@ class Collector:
         for peer, pid, nbytes in e.contributions:
             st = self._state(e.swarm, peer, Source.PEX)
             st.peer_id = st.peer_id or pid
-            if e.piece not in st.verified_pieces:
-                st.verified_pieces.add(e.piece)
-                st.pieces_verified += 1
-                st.bytes_verified += nbytes
-            self._emit(e.swarm, peer, st, Grade.VERIFIED, e.at, force=True)
+            if e.piece in st.verified_pieces:
+                continue
+            st.verified_pieces.add(e.piece)
+            st.pieces_verified += 1
+            st.bytes_verified += nbytes
+            self._emit(e.swarm, peer, st, Grade.VERIFIED, e.at, force=True, piece=(e.piece, nbytes, e.sha1, e.sha256))
 
     # --- state and emission ----------------------------------------------------------------------
     def _state(self, swarm: str, peer: Endpoint, source: Source) -> PeerState:
@@ -141,7 +144,7 @@ class Collector:
         return st
 
     def _emit(self, swarm: str, peer: Endpoint, st: PeerState, grade: Grade, at: datetime,
-              force: bool = False) -> None:
+              force: bool = False, piece: PieceFacts | None = None) -> None:
         st.last_activity = at
         signature = (grade, st.pieces_advertised, st.client, st.pieces_verified)
         rises = st.best is None or grade.rank > st.best.rank
@@ -159,7 +162,9 @@ class Collector:
                 tracker_url=st.tracker_url, peer_id=st.peer_id, client=st.client,
                 pieces_advertised=st.pieces_advertised, num_pieces=st.num_pieces,
                 pieces_verified=st.pieces_verified, bytes_verified=st.bytes_verified,
-                our_ip=st.local[0] if st.local else None, our_port=st.local[1] if st.local else None))
+                our_ip=st.local[0] if st.local else None, our_port=st.local[1] if st.local else None,
+                piece_index=piece[0] if piece else None, piece_bytes=piece[1] if piece else None,
+                piece_sha1=piece[2] if piece else None, piece_sha256=piece[3] if piece else None))
             self.emitted += 1
 
     def evict_idle(self, now: datetime) -> int:

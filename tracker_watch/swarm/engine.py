@@ -54,7 +54,10 @@ class SwarmEngine:
         self.settings = settings
         self.sink = sink
         self.on_metadata = on_metadata
-        self.planner_factory = planner_factory or (lambda n, size: PiecePlanner(n, size))
+        v = settings.verify
+        self.planner_factory = planner_factory or (lambda n, size: PiecePlanner(
+            n, size, pieces_per_peer=v.pieces_per_peer, bytes_per_ip_per_day=v.bytes_per_peer_per_day,
+            bytes_per_swarm_per_day=v.bytes_per_swarm_per_day, max_wanted=v.max_wanted_pieces))
         self.payload_dir = resolve_payload_dir(settings)
         self.session: Any = None
         self.swarms: dict[str, Swarm] = {}
@@ -64,6 +67,7 @@ class SwarmEngine:
         self.counters: dict[str, int] = {}
         self.alerts_dropped = 0
         self.upload_tripwire = 0
+        self.recycled = 0
         self._pump: AlertPump | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,24 +112,43 @@ class SwarmEngine:
         if spec.key in self.swarms:
             return self.swarms[spec.key]
         assert self._loop is not None
+        handle = self._add(spec, spec.info, generation=0, want_first_piece=True)
+        swarm = Swarm(spec, handle, self.sink, self.planner_factory, self.settings.swarm.peer_refresh_s, self._loop,
+                      recycle=self._recycle)
+        self.swarms[spec.key] = swarm
+        self._by_handle[handle] = swarm
+        self._index_dht(swarm, spec.infohash_v1, spec.infohash_v2)
+        if spec.info is not None:
+            swarm.on_metadata(meta_from_info(spec.info), spec.info)
+        _log.info("swarm_added", infohash=spec.key, metadata=spec.info is not None)
+        return swarm
+
+    def _add(self, spec: SwarmSpec, info: bytes | None, generation: int, want_first_piece: bool) -> Any:
         assert self.session is not None
-        params = _add_params(spec)
-        params.save_path = str(self.payload_dir / spec.key)
+        params = _add_params(spec, info)
+        # a fresh directory per generation: deleting the previous one's files can never race with this one
+        params.save_path = str(self.payload_dir / spec.key / str(generation))
         flags = params.flags | lt.torrent_flags.default_dont_download | lt.torrent_flags.disable_dht \
             | lt.torrent_flags.disable_lsd
         if not self.settings.swarm.pex_enabled:
             flags |= lt.torrent_flags.disable_pex
         params.flags = flags & ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
-        params.piece_priorities = [PRIORITY_WANTED]  # piece 0 (INITIAL_PIECE); applied once metadata is known
-        handle = self.session.add_torrent(params)
-        swarm = Swarm(spec, handle, self.sink, self.planner_factory, self.settings.swarm.peer_refresh_s, self._loop)
-        self.swarms[spec.key] = swarm
+        if want_first_piece:
+            params.piece_priorities = [PRIORITY_WANTED]  # piece 0 (INITIAL_PIECE); applied once metadata is known
+        return self.session.add_torrent(params)
+
+    def _recycle(self, swarm: Swarm) -> None:
+        """Delete the payload of a swarm that wants nothing more (every piece it held is verified): remove the
+        torrent with its files and add it again, empty, from the metadata we keep."""
+        if self.session is None or swarm.closed or swarm.info is None:
+            return
+        self._by_handle.pop(swarm.handle, None)
+        self.session.remove_torrent(swarm.handle, lt.session.delete_files | lt.session.delete_partfile)
+        handle = self._add(swarm.spec, swarm.info, generation=swarm.generation + 1, want_first_piece=False)
+        swarm.replaced(handle)
         self._by_handle[handle] = swarm
-        self._index_dht(swarm, spec.infohash_v1, spec.infohash_v2)
-        if spec.info is not None:
-            swarm.on_metadata(meta_from_info(spec.info))
-        _log.info("swarm_added", infohash=spec.key, metadata=spec.info is not None)
-        return swarm
+        self.recycled += 1
+        _log.info("payload_deleted", infohash=swarm.key, generation=swarm.generation)
 
     def unwatch(self, key: str) -> None:
         swarm = self.swarms.pop(key, None)
@@ -186,7 +209,7 @@ class SwarmEngine:
         v1 = bytes(hashes.v1.to_bytes()) if hashes.has_v1() else None
         v2 = bytes(hashes.v2.to_bytes()) if hashes.has_v2() else None
         self._index_dht(swarm, v1, v2)
-        swarm.on_metadata(meta)
+        swarm.on_metadata(meta, info)
         _log.info("metadata_received", infohash=swarm.key, name=meta.name, pieces=meta.num_pieces)
         if self.on_metadata is not None:
             self.on_metadata(swarm, info, meta)
@@ -197,11 +220,15 @@ class SwarmEngine:
 
     def _piece_finished(self, a: Any) -> None:
         if s := self._swarm_of(a):
-            s.on_piece_done(int(a.piece_index), passed=True)
+            s.on_piece_finished(int(a.piece_index))
 
     def _hash_failed(self, a: Any) -> None:
         if s := self._swarm_of(a):
-            s.on_piece_done(int(a.piece_index), passed=False)
+            s.on_hash_failed(int(a.piece_index))
+
+    def _read_piece(self, a: Any) -> None:
+        if s := self._swarm_of(a):
+            s.on_read_piece(a)
 
     def _peer_ban(self, a: Any) -> None:
         if s := self._swarm_of(a):
@@ -268,10 +295,10 @@ def _destroy(session: Any) -> None:
     del session
 
 
-def _add_params(spec: SwarmSpec) -> Any:
-    if spec.info is not None:
+def _add_params(spec: SwarmSpec, info: bytes | None) -> Any:
+    if info is not None:
         params = lt.add_torrent_params()
-        params.ti = lt.torrent_info(b"d4:info" + spec.info + b"e")
+        params.ti = lt.torrent_info(b"d4:info" + info + b"e")
         return params
     parts = []
     if spec.infohash_v1:
@@ -288,6 +315,7 @@ _HANDLERS: dict[str, Callable[[SwarmEngine, Any], None]] = {
     "block_finished_alert": SwarmEngine._block_finished,
     "piece_finished_alert": SwarmEngine._piece_finished,
     "hash_failed_alert": SwarmEngine._hash_failed,
+    "read_piece_alert": SwarmEngine._read_piece,
     "peer_ban_alert": SwarmEngine._peer_ban,
     "block_uploaded_alert": SwarmEngine._block_uploaded,
     "dht_get_peers_reply_alert": SwarmEngine._dht_reply,

@@ -21,6 +21,7 @@ ALERT_MASK = (
     | lt.alert_category.block_progress
     | lt.alert_category.upload  # block_uploaded_alert: must never fire; watched as a tripwire
     | lt.alert_category.dht_operation
+    | lt.alert_category.storage  # read_piece_alert: verified pieces are read back and hashed by us
 )
 
 # Settings that make the session a pure observer. Kept apart so tests can assert each one.

@@ -17,16 +17,9 @@ import libtorrent as lt
 
 from tracker_watch import log
 from tracker_watch.domain.evidence import Source, normalize_ip, utc_now_ms
-from tracker_watch.domain.peers import (
-    Endpoint,
-    PeerBanned,
-    PeerEvent,
-    PeerGone,
-    PeerListed,
-    PeerSnapshot,
-    PieceSettled,
-)
-from tracker_watch.domain.targets import TorrentMeta
+from tracker_watch.domain.peers import Endpoint, PeerBanned, PeerEvent, PeerGone, PeerListed, PeerSnapshot
+from tracker_watch.domain.targets import TorrentMeta, v1_piece_hashes
+from tracker_watch.swarm.pieces import PieceTracker
 from tracker_watch.swarm.planner import PiecePlanner
 
 _log = log.get("tracker_watch.swarm")
@@ -34,9 +27,8 @@ _log = log.get("tracker_watch.swarm")
 _CONNECTING = int(lt.peer_info.connecting)
 _HANDSHAKE = int(lt.peer_info.handshake)
 _OUTGOING = int(lt.peer_info.local_connection)
-BLOCK = 16384
-SETTLE_DELAY_S = 0.5  # block_finished_alert is posted after the disk write, i.e. after piece_finished_alert
 PRIORITY_WANTED = 7
+RECYCLE_DELAY_S = 2.0
 # Every torrent starts with piece 0 wanted: with nothing wanted it would be "finished" the moment its
 # metadata arrives, tell its peers it is upload-only, and seeds would hang up before we saw them.
 INITIAL_PIECE = 0
@@ -68,7 +60,8 @@ def peer_id_or_none(pid: Any) -> bytes | None:
 class Swarm:
     def __init__(self, spec: SwarmSpec, handle: Any, emit: Callable[[PeerEvent], None],
                  planner_factory: Callable[[int, Callable[[int], int]], PiecePlanner],
-                 refresh_s: float, loop: asyncio.AbstractEventLoop) -> None:
+                 refresh_s: float, loop: asyncio.AbstractEventLoop,
+                 recycle: Callable[[Swarm], None] | None = None) -> None:
         self.spec = spec
         self.key = spec.key
         self.handle = handle
@@ -76,13 +69,17 @@ class Swarm:
         self._planner_factory = planner_factory
         self._refresh_s = refresh_s
         self._loop = loop
+        self._recycle = recycle
         self.meta: TorrentMeta | None = None
+        self.info: bytes | None = None
         self.planner: PiecePlanner | None = None
+        self.pieces: PieceTracker | None = None
         self.listed: set[Endpoint] = set()  # endpoints we gave libtorrent, or that it found through PEX
         self.connected: set[Endpoint] = set()
-        self._blocks: dict[int, dict[int, tuple[Endpoint, bytes | None]]] = {}
+        self.generation = 0  # bumped each time the torrent is re-added with its payload deleted
         self._sample_at: float | None = None
         self._sample_timer: asyncio.TimerHandle | None = None
+        self._recycle_timer: asyncio.TimerHandle | None = None
         self._quick_retries = 0
         self.closed = False
 
@@ -115,19 +112,30 @@ class Swarm:
             self.planner.peer_gone(peer)
         self._emit(PeerGone(self.key, peer, utc_now_ms(), peer_id_or_none(alert.pid), connect_failed))
 
-    def on_metadata(self, meta: TorrentMeta) -> None:
-        self.meta = meta
+    def on_metadata(self, meta: TorrentMeta, info: bytes) -> None:
+        self.meta, self.info = meta, info
         self.planner = self._planner_factory(meta.num_pieces, self.piece_size)
         self.planner.wanted.add(INITIAL_PIECE)  # added with that piece wanted (see engine.watch)
+        self.pieces = PieceTracker(self.key, meta, v1_piece_hashes(info), self._emit, self._on_settled, self._loop)
         self.request_sample(0.2)
 
     def on_block_finished(self, alert: Any) -> None:
-        peer = endpoint(alert.endpoint)
-        self._blocks.setdefault(int(alert.piece_index), {})[int(alert.block_index)] = (
-            peer, peer_id_or_none(alert.pid))
+        if self.pieces is not None:
+            self.pieces.block_finished(int(alert.piece_index), int(alert.block_index), endpoint(alert.endpoint),
+                                       peer_id_or_none(alert.pid))
 
-    def on_piece_done(self, piece: int, passed: bool) -> None:
-        self._loop.call_later(SETTLE_DELAY_S, self._settle, piece, passed)
+    def on_piece_finished(self, piece: int) -> None:
+        if self.pieces is not None:
+            self.pieces.piece_finished(piece, self.handle)
+
+    def on_hash_failed(self, piece: int) -> None:
+        if self.pieces is not None:
+            self.pieces.hash_failed(piece)
+
+    def on_read_piece(self, alert: Any) -> None:
+        if self.pieces is not None:
+            failed = bool(alert.error.value()) if alert.error is not None else False
+            self.pieces.read_done(int(alert.piece), None if failed else bytes(alert.buffer))
 
     def on_peer_ban(self, alert: Any) -> None:
         self._emit(PeerBanned(self.key, endpoint(alert.endpoint), utc_now_ms(), peer_id_or_none(alert.pid)))
@@ -136,38 +144,56 @@ class Swarm:
 
     # --- pieces ----------------------------------------------------------------------------------
     def piece_size(self, piece: int) -> int:
-        assert self.meta is not None
-        if piece < self.meta.num_pieces - 1:
-            return self.meta.piece_length
-        return self.meta.total_size - self.meta.piece_length * (self.meta.num_pieces - 1) or self.meta.piece_length
+        assert self.pieces is not None
+        return self.pieces.piece_size(piece)
 
-    def _settle(self, piece: int, passed: bool) -> None:
-        if self.closed:
+    def _on_settled(self, piece: int, passed: bool, contributions: tuple[Any, ...]) -> None:
+        if self.planner is None or self.closed:
             return
-        blocks = self._blocks.pop(piece, {})
-        size = self.piece_size(piece) if self.meta else 0
-        per_peer: dict[Endpoint, list[Any]] = {}
-        for block, (peer, pid) in blocks.items():
-            nbytes = min(BLOCK, size - block * BLOCK) if size else BLOCK
-            entry = per_peer.setdefault(peer, [pid, 0])
-            entry[0] = entry[0] or pid
-            entry[1] += max(nbytes, 0)
-        contributions = tuple((peer, pid, nbytes) for peer, (pid, nbytes) in per_peer.items())
-        self._emit(PieceSettled(self.key, piece, passed, utc_now_ms(), contributions))
-        if self.planner is not None:
-            self.planner.settled(piece, passed, [(p, n) for p, _, n in contributions], utc_now_ms().date())
-            self._apply_plan()
+        self.planner.settled(piece, passed, [(p, n) for p, _, n in contributions], utc_now_ms().date())
+        self._apply_plan()
 
     def _apply_plan(self) -> None:
         if self.planner is None or self.closed:
             return
         add, drop = self.planner.plan(utc_now_ms().date(), self._loop.time())
+        for piece in add:  # first want the new, then drop the old: never look upload-only in between
+            self.handle.piece_priority(piece, PRIORITY_WANTED)
         for piece in drop:
             self.handle.piece_priority(piece, 0)
-        for piece in add:
-            self.handle.piece_priority(piece, PRIORITY_WANTED)
         if add or drop:
             _log.debug("pieces_wanted", infohash=self.key, add=sorted(add), drop=sorted(drop))
+        self._schedule_recycle()
+
+    def _schedule_recycle(self) -> None:
+        """Verified pieces are not kept: once nothing is wanted, the payload is deleted with the torrent."""
+        idle = self.planner is not None and not self.planner.wanted and bool(self.planner.have)
+        if not idle:
+            if self._recycle_timer is not None:
+                self._recycle_timer.cancel()
+                self._recycle_timer = None
+        elif self._recycle_timer is None and self._recycle is not None:
+            self._recycle_timer = self._loop.call_later(RECYCLE_DELAY_S, self._do_recycle)
+
+    def _do_recycle(self) -> None:
+        self._recycle_timer = None
+        if self.closed or self.planner is None or self.planner.wanted or not self.planner.have:
+            return
+        assert self._recycle is not None
+        self._recycle(self)
+
+    def replaced(self, handle: Any) -> None:
+        """The engine re-added the torrent (payload deleted): start over with the new handle."""
+        self.handle = handle
+        self.generation += 1
+        self.connected.clear()
+        if self.planner is not None:
+            self.planner.forget_have()
+            for peer in list(self.planner.peers):
+                self.planner.peer_gone(peer)
+        if self.meta is not None and self.info is not None:
+            self.pieces = PieceTracker(self.key, self.meta, v1_piece_hashes(self.info), self._emit,
+                                       self._on_settled, self._loop)
 
     # --- sampling --------------------------------------------------------------------------------
     def request_sample(self, delay: float) -> None:
@@ -228,5 +254,8 @@ class Swarm:
 
     def close(self) -> None:
         self.closed = True
-        if self._sample_timer is not None:
-            self._sample_timer.cancel()
+        if self.pieces is not None:
+            self.pieces.closed = True
+        for timer in (self._sample_timer, self._recycle_timer):
+            if timer is not None:
+                timer.cancel()

@@ -1,0 +1,173 @@
+"""The evidence hash chain: canonical encoding, link hashes, and the verification walk. Pure.
+
+Every evidence row (an observation or an incident change) belongs to the chain of the node that wrote
+it, at position `seq` (1, 2, …). For each row:
+
+    content_hash = SHA-256(canonical encoding of its fields)
+    row_hash     = SHA-256("tracker-watch/chain/v1" ‖ node ‖ seq ‖ prev_hash ‖ content_hash)
+
+where prev_hash is the row_hash of position seq−1 (32 zero bytes before the first row). The canonical
+encoding is JSON with sorted keys and no spaces; times are UTC ISO-8601 with microseconds and a "Z",
+bytes are lowercase hex, addresses are in canonical text form. Redaction (retention) blanks personal
+fields but keeps content_hash, so the chain still verifies and the row is reported as redacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import struct
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Literal
+
+GENESIS = bytes(32)
+_DOMAIN = b"tracker-watch/chain/v1"
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime in evidence")
+        v = value.astimezone(UTC)
+        return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    raise TypeError(f"cannot encode {type(value).__name__} canonically")
+
+
+def canonical(kind: str, fields: Mapping[str, Any]) -> bytes:
+    doc = {k: _plain(v) for k, v in fields.items()}
+    doc["kind"] = kind
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def content_hash(kind: str, fields: Mapping[str, Any]) -> bytes:
+    return hashlib.sha256(canonical(kind, fields)).digest()
+
+
+def link_hash(node: str, seq: int, prev_hash: bytes, content: bytes) -> bytes:
+    node_raw = node.encode()
+    return hashlib.sha256(_DOMAIN + struct.pack(">H", len(node_raw)) + node_raw + struct.pack(">Q", seq)
+                          + prev_hash + content).digest()
+
+
+@dataclass(frozen=True)
+class Link:
+    seq: int
+    content_hash: bytes
+    prev_hash: bytes
+    row_hash: bytes
+
+
+def extend(node: str, head_seq: int, head_hash: bytes, contents: Iterable[bytes]) -> list[Link]:
+    """Chain links for new rows appended after (head_seq, head_hash)."""
+    links, prev, seq = [], head_hash, head_seq
+    for content in contents:
+        seq += 1
+        row = link_hash(node, seq, prev, content)
+        links.append(Link(seq, content, prev, row))
+        prev = row
+    return links
+
+
+# --- verification --------------------------------------------------------------------------------
+Problem = Literal["edited", "deleted", "inserted", "reordered"]
+
+
+@dataclass(frozen=True)
+class ChainRow:
+    """A stored row as the verifier sees it; `recomputed` is None when the row is redacted."""
+
+    node: str
+    seq: int
+    kind: str
+    ref: str  # what an operator needs to find the row (observation id, incident id)
+    content_hash: bytes
+    prev_hash: bytes
+    row_hash: bytes
+    recomputed: bytes | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    problem: Problem
+    node: str
+    seq: int
+    kind: str
+    ref: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Report:
+    rows: int
+    redacted: int
+    finding: Finding | None
+
+
+@dataclass
+class WalkState:
+    """Where a walk stands, so that a long chain can be verified chunk by chunk."""
+
+    seq: int = 0
+    head: bytes = GENESIS
+
+
+def verify_chain(node: str, rows: Sequence[ChainRow], state: WalkState | None = None) -> Report:
+    """Walk one node's rows in seq order; report the first edited, deleted, inserted or reordered row."""
+    state = state or WalkState()
+    by_hash = {r.row_hash: i for i, r in enumerate(rows)}
+    redacted = 0
+    for i, row in enumerate(rows):
+        redacted += row.recomputed is None
+        problem = _check(node, rows, i, by_hash, state)
+        if problem is not None:
+            return Report(i, redacted - (row.recomputed is None),
+                          Finding(problem[0], node, row.seq, row.kind, row.ref, problem[1]))
+        state.seq, state.head = row.seq, row.row_hash
+    return Report(len(rows), redacted, None)
+
+
+def _check(node: str, rows: Sequence[ChainRow], i: int, by_hash: dict[bytes, int],
+           state: WalkState) -> tuple[Problem, str] | None:
+    row, expected_seq, expected_prev = rows[i], state.seq + 1, state.head
+    if row.recomputed is not None and row.recomputed != row.content_hash:
+        return "edited", "its fields no longer match the hash recorded when it was written"
+    if link_hash(node, row.seq, row.prev_hash, row.content_hash) != row.row_hash:
+        return "edited", "its stored hashes were altered"
+    linked = by_hash.get(row.prev_hash)
+    if row.seq != expected_seq:
+        if row.seq > expected_seq and linked is None:
+            return "deleted", f"rows {expected_seq}..{row.seq - 1} are missing before it"
+        if linked is not None and linked != i - 1:
+            return "reordered", f"it links to position {rows[linked].seq}"
+        return "inserted", f"it sits at position {row.seq} where {expected_seq} was due"
+    if row.prev_hash != expected_prev:
+        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        if nxt is not None and nxt.prev_hash == expected_prev:
+            return "inserted", "the next row links past it to the row before it"
+        if linked is not None:
+            return "reordered", f"it links to position {rows[linked].seq}, not {expected_seq - 1}"
+        return "deleted", f"the row it links to (before position {row.seq}) is missing"
+    return None
+
+
+def checkpoint_message(node: str, seq: int, head_hash: bytes, signed_at: datetime) -> bytes:
+    """The bytes a checkpoint signature covers."""
+    return (f"tracker-watch checkpoint v1\nnode={node}\nseq={seq}\nhead={head_hash.hex()}\n"
+            f"signed_at={_plain(signed_at)}\n").encode()
