@@ -83,5 +83,5 @@ async def local_swarm() -> AsyncIterator[LocalSwarm]:
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never inherit settings from the developer's environment."""
     for name in list(os.environ):
-        if name.startswith("TRACKER_WATCH_") and name not in ("TRACKER_WATCH_TEST_DSN",):
+        if name.startswith("TRACKER_WATCH_") and name != "TRACKER_WATCH_TEST_DSN":
             monkeypatch.delenv(name)

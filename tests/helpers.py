@@ -23,3 +23,12 @@ async def wait_for_async(predicate: Callable[[], Awaitable[bool]], timeout: floa
         if loop.time() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(step)
+
+
+async def run_process(*argv: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str]:
+    """Run a command without blocking the event loop; returns (exit code, stdout and stderr)."""
+    proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from tracker_watch.config import ConfigError, Settings, describe, load_settings
+from tracker_watch.config import ConfigError, Settings, describe, load_settings, render_example
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +63,13 @@ def test_missing_file() -> None:
 @pytest.mark.parametrize("name", ["tracker-watch.example.toml", "tracker-watch.local.toml"])
 def test_shipped_configs_load(name: str) -> None:
     assert isinstance(load_settings(ROOT / "config" / name, env={}), Settings)
+
+
+def test_example_is_generated_from_the_settings() -> None:
+    path = ROOT / "config" / "tracker-watch.example.toml"
+    if os.environ.get("TW_UPDATE_EXAMPLE"):
+        path.write_text(render_example())
+    assert path.read_text() == render_example(), "regenerate: TW_UPDATE_EXAMPLE=1 pytest tests/test_config.py"
 
 
 def test_example_documents_every_key() -> None:

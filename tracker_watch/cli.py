@@ -1,4 +1,4 @@
-"""Command line: `tracker-watch run | migrate | target add/list | peers | demo`.
+"""Command line: `tracker-watch run | migrate | target add/list | peers | ledger … | evidence export | demo`.
 
 Exit codes: 0 success, 1 the operation failed at run time, 2 bad input or configuration (one line on
 stderr saying what was wrong; nothing written).
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from tracker_watch import SOFTWARE
+from tracker_watch import SOFTWARE, cli_ledger
 from tracker_watch import log as logmod
 from tracker_watch.config import ConfigError, LogSettings, Settings, load_settings
 from tracker_watch.domain.targets import TargetParseError, TargetSpec, parse_target
@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_parser("list", help="list registered targets")
     peers = sub.add_parser("peers", help="per-peer summary of the evidence gathered")
     peers.add_argument("--target", type=int, help="only this target id")
+    cli_ledger.add_parsers(sub)
     demo = sub.add_parser("demo", help="end-to-end demo on a local swarm and an embedded PostgreSQL")
-    demo.add_argument("--seconds", type=float, default=25.0, help="how long to observe the swarm")
+    demo.add_argument("--seconds", type=float, default=40.0, help="longest to observe the swarm")
     return p
 
 
@@ -170,6 +171,10 @@ _COMMANDS: dict[tuple[str, str | None], Callable[[Settings, argparse.Namespace],
     ("target", "add"): _target_add,
     ("target", "list"): _target_list,
     ("peers", None): _peers,
+    ("ledger", "verify"): lambda s, a: _with_db(s, lambda db: cli_ledger.verify(db, s, a)),
+    ("ledger", "purge"): lambda s, a: _with_db(s, lambda db: cli_ledger.purge(db, s, a)),
+    ("ledger", "pubkey"): lambda s, a: cli_ledger.pubkey(None, s, a),
+    ("evidence", "export"): lambda s, a: _with_db(s, lambda db: cli_ledger.export(db, s, a)),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.helpers import wait_for
@@ -35,6 +36,12 @@ class EngineUnderTest:
     def feed_seeders(self, swarm: LocalSwarm, key: str) -> None:
         for s in swarm.peers:
             self.engine.add_peer(key, (s.ip, s.port), Source.TRACKER, swarm.tracker.url)
+
+    async def keep_feeding(self, swarm: LocalSwarm, key: str, every: float = 3.0) -> None:
+        """Hand the seeders over again and again, as the tracker client does at every announce."""
+        while True:
+            self.feed_seeders(swarm, key)
+            await asyncio.sleep(every)
 
     def of(self, kind: type[Any]) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import libtorrent as lt
@@ -9,7 +10,8 @@ import pytest
 
 from tests.conftest import SettingsFactory
 from tests.swarm.helpers import EngineUnderTest, wait_for
-from tracker_watch.demo.swarm import LocalSwarm
+from tracker_watch.demo.swarm import LocalSwarm, peer_session, wait_listening
+from tracker_watch.domain.evidence import Source
 from tracker_watch.domain.peers import PeerGone, PeerListed, PeerSnapshot, PieceSettled
 from tracker_watch.swarm.settings import ZERO_UPLOAD
 
@@ -42,7 +44,7 @@ async def test_magnet_only_fetches_metadata_and_sees_every_seeder(eut: EngineUnd
     assert not handle.status().has_metadata
     assert not (handle.flags() & lt.torrent_flags.paused)
     assert not (handle.flags() & lt.torrent_flags.auto_managed)
-    eut.feed_seeders(local_swarm, swarm.key)
+    feeding = asyncio.create_task(eut.keep_feeding(local_swarm, swarm.key))
     seeders = {(s.ip, s.port) for s in local_swarm.peers}
 
     def advertised() -> set[tuple[str, int]]:
@@ -65,15 +67,40 @@ async def test_magnet_only_fetches_metadata_and_sees_every_seeder(eut: EngineUnd
     await wait_for(lambda: {c[0] for e in eut.of(PieceSettled) if e.passed for c in e.contributions} >= seeders)
     assert not [e for e in eut.of(PieceSettled) if not e.passed]
     assert eut.engine.uploaded_payload_bytes() == 0
+    feeding.cancel()
 
 
 async def test_unreachable_address_stays_listed(eut: EngineUnderTest, local_swarm: LocalSwarm) -> None:
     swarm = eut.watch_magnet(local_swarm, with_info=True)
-    from tracker_watch.domain.evidence import Source
-
     eut.engine.add_peer(swarm.key, ("127.0.0.66", 6999), Source.TRACKER, "http://tracker/announce")
     await wait_for(lambda: any(e.peer == ("127.0.0.66", 6999) and e.connect_failed for e in eut.of(PeerGone)),
                    timeout=30)
     gone = [e for e in eut.of(PeerGone) if e.peer == ("127.0.0.66", 6999)]
     assert all(e.peer_id is None for e in gone)
     assert not [e for e in eut.of(PeerSnapshot) if e.peer[0] == "127.0.0.66"]
+
+
+async def test_ipv6_peer_is_observed_and_verified(make_settings: SettingsFactory, local_swarm: LocalSwarm) -> None:
+    settings = make_settings(swarm={"listen_interfaces": ["127.0.0.2:0", "[::1]:0"],
+                                    "outgoing_interfaces": ["127.0.0.2", "::1"]})
+    e = EngineUnderTest(settings)
+    await e.engine.start()
+    seeder = peer_session("::1")
+    try:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(local_swarm.content.torrent)
+        params.save_path = str(local_swarm.content.data_dir)
+        params.flags = (params.flags | lt.torrent_flags.seed_mode) & ~(
+            lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+        seeder.add_torrent(params)
+        port = await wait_listening(seeder)
+        swarm = e.watch_magnet(local_swarm)
+        e.engine.add_peer(swarm.key, ("::1", port), Source.TRACKER, "http://[::1]/announce")
+        await wait_for(lambda: any(c[0] == ("::1", port) for s in e.of(PieceSettled) if s.passed
+                                   for c in s.contributions), timeout=60)
+        snap = next(s for s in e.of(PeerSnapshot) if s.peer == ("::1", port))
+        assert snap.local is not None
+        assert snap.local[0] == "::1"
+    finally:
+        seeder.pause()
+        await e.engine.stop()

@@ -52,11 +52,12 @@ def test_sole_sender_of_a_bad_piece_is_corrupt_and_never_a_candidate() -> None:
     p = planner()
     p.peer_seen(A, None)
     p.settled(7, False, [(A, 65536)], TODAY)
-    assert A in p.corrupt
+    assert A[0] in p.corrupt
     assert p.plan(TODAY, 0.0)[0] == set()
+    assert not p.is_candidate((A[0], 9999), TODAY)  # the IP lied: none of its ports is asked again
     p.peer_seen(B, None)
     p.settled(8, False, [(A, 16384), (B, 49152)], TODAY)
-    assert B not in p.corrupt
+    assert B[0] not in p.corrupt
 
 
 def test_dialling_wants_a_piece_once_per_day_and_expires() -> None:
@@ -92,3 +93,26 @@ def test_plans_respect_limits(seen: list[tuple[tuple[str, int], frozenset[int]]]
         assert not (add & drop)
         candidates = [pcs for peer, pcs in p.peers.items() if p.is_candidate(peer, TODAY)]
         assert all(any(pcs is None or w in pcs for pcs in candidates) for w in p.wanted)
+
+
+def test_one_piece_per_candidate_so_each_can_supply_its_own() -> None:
+    p = planner()
+    for peer in (A, B, C):
+        p.peer_seen(peer, None)
+    add, _ = p.plan(TODAY, 0.0)
+    assert len(add) == 3
+    assert set(p.assigned.values()) == {A, B, C}
+
+
+def test_a_candidate_that_never_delivers_rests_after_its_attempts() -> None:
+    p = planner(max_attempts=2)
+    p.peer_seen(A, None)
+    p.peer_seen(B, None)
+    p.settled(0, True, [(B, 65536)], TODAY)  # B is verified and spent
+    for _ in range(2):
+        add, _ = p.plan(TODAY, 0.0)
+        [piece] = add
+        assert p.assigned[piece] == A
+        p.settled(piece, True, [(B, 65536)], TODAY)  # … but B keeps serving what was wanted for A
+    assert not p.is_candidate(A, TODAY)
+    assert p.plan(TODAY, 0.0) == (set(), set())

@@ -19,10 +19,12 @@ from tracker_watch import log
 from tracker_watch.cli import print_peer_table
 from tracker_watch.config import Settings, settings_from_mapping
 from tracker_watch.daemon import Daemon
+from tracker_watch.demo.liar import LIAR_IP
 from tracker_watch.demo.swarm import DECOY_IP, LocalSwarm
 from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger.observations import ObservationStore
 from tracker_watch.ledger.targets import TargetStore
+from tracker_watch.ledger.verify import verify_ledger
 
 MONITOR_IP = "127.0.0.2"
 
@@ -41,18 +43,18 @@ def demo_settings(state_dir: Path, dsn: str = "", schema: str = "tracker_watch")
     })
 
 
-async def run_demo(observe_s: float = 25.0) -> int:
+async def run_demo(observe_s: float = 40.0) -> int:
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="tracker-watch-demo-"))
     settings = demo_settings(tmp / "state")
     log.configure(settings.log, node="demo", stream=sys.stderr)
-    swarm = LocalSwarm(seeders=3, decoy=True, base=tmp / "swarm")
+    swarm = LocalSwarm(seeders=3, decoy=True, liar=True, base=tmp / "swarm")
     daemon = Daemon(settings)
     print(f"• working directory {tmp} (removed at the end)")
     try:
         await swarm.start()
         print(f"• local swarm: tracker {swarm.tracker.url}, seeders {', '.join(swarm.seeder_ips)}, "
-              f"decoy {DECOY_IP} (announces only)")
+              f"decoy {DECOY_IP} (announces only), liar {LIAR_IP} (claims every piece, sends garbage)")
         print("• starting tracker-watch (embedded PostgreSQL, libtorrent on 127.0.0.2) …")
         await daemon.start()
         magnet = swarm.content.magnet([swarm.tracker.url])
@@ -66,8 +68,9 @@ async def run_demo(observe_s: float = 25.0) -> int:
         print()
         print_peer_table(rows)
         print()
-        _summary(rows, expected, uploaded)
-        ok = _verdict(rows, expected, uploaded)
+        _summary(rows, uploaded)
+        chain_ok = await _chain(daemon)
+        ok = _verdict(rows, expected, uploaded) and chain_ok
     finally:
         await daemon.stop()
         await swarm.stop()
@@ -83,14 +86,27 @@ async def _observe(daemon: Daemon, expected: set[str], observe_s: float) -> list
     while time.monotonic() < deadline:
         await asyncio.sleep(1.0)
         rows = await store.latest_by_peer()
-        verified = {r["ip"] for r in rows if r["grade"] == "verified"}
-        decoy_listed = any(r["ip"] == DECOY_IP for r in rows)
-        if expected <= verified and decoy_listed:
+        graded = {r["ip"]: r["grade"] for r in rows}
+        verified = {ip for ip, g in graded.items() if g == "verified"}
+        if expected <= verified and DECOY_IP in graded and graded.get(LIAR_IP) == "corrupt":
             break
     return await store.latest_by_peer()
 
 
-def _summary(rows: list[Any], expected: set[str], uploaded: int) -> None:
+async def _chain(daemon: Daemon) -> bool:
+    """Seal what was written with a signed checkpoint, then check the chain as `ledger verify` does."""
+    assert daemon.batcher is not None
+    assert daemon.writer is not None
+    await daemon.batcher.stop(timeout=5)
+    await daemon.writer.checkpoint()
+    async with daemon.db.pool.acquire() as conn:
+        report = await verify_ledger(conn)
+    print(f"evidence chain: {report.rows} rows, every one hash-linked to the last, sealed by a signed checkpoint: "
+          f"{'intact' if report.ok else 'BROKEN'}")
+    return report.ok
+
+
+def _summary(rows: list[Any], uploaded: int) -> None:
     by_grade: dict[str, int] = {}
     for r in rows:
         by_grade[r["grade"]] = by_grade.get(r["grade"], 0) + 1
@@ -99,11 +115,14 @@ def _summary(rows: list[Any], expected: set[str], uploaded: int) -> None:
     decoy = [r["grade"] for r in rows if r["ip"] == DECOY_IP]
     print(f"decoy {DECOY_IP}: {decoy[0] if decoy else 'not seen'} — a tracker listed it; it never answered, "
           "so it can never count toward a strike")
+    liar = [r["grade"] for r in rows if r["ip"] == LIAR_IP]
+    print(f"liar {LIAR_IP}: {liar[0] if liar else 'not seen'} — it claimed every piece, but what it sent failed "
+          "the hash check")
 
 
 def _verdict(rows: list[Any], expected: set[str], uploaded: int) -> bool:
     graded = {r["ip"]: r["grade"] for r in rows}
     ok = all(graded.get(ip) in ("advertised", "verified") for ip in expected)
-    ok = ok and graded.get(DECOY_IP) == "listed" and uploaded == 0
+    ok = ok and graded.get(DECOY_IP) == "listed" and graded.get(LIAR_IP) == "corrupt" and uploaded == 0
     print("result: OK" if ok else "result: UNEXPECTED — see the table above")
     return ok

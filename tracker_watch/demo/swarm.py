@@ -1,5 +1,6 @@
 """A swarm on loopback: a tracker, libtorrent seeders on their own 127.0.0.x addresses, and a decoy.
 
+Optionally a partial seeder (some pieces only) and a liar (claims everything, sends garbage).
 The decoy only announces to the tracker (from its own address, with a port nobody listens on): the
 tracker lists it like any other peer, and a monitor that trusted tracker lists would accuse it.
 Used by `tracker-watch demo` and as the tests' local-swarm fixture.
@@ -19,6 +20,7 @@ from typing import Any
 import aiohttp
 import libtorrent as lt
 
+from tracker_watch.demo.liar import Liar
 from tracker_watch.demo.tracker import LocalTracker
 from tracker_watch.domain import tracker_proto as tp
 from tracker_watch.swarm.settings import new_session
@@ -74,8 +76,9 @@ def make_content(base: Path, name: str = "Demo Film (2026).mkv", size: int = 2 *
 
 def peer_session(ip: str, **extra: Any) -> Any:
     """A plain libtorrent session bound to one loopback address; nothing public, no DHT."""
+    listen = f"[{ip}]:0" if ":" in ip else f"{ip}:0"
     pack = {
-        "listen_interfaces": f"{ip}:0", "outgoing_interfaces": ip, "enable_dht": False, "enable_lsd": False,
+        "listen_interfaces": listen, "outgoing_interfaces": ip, "enable_dht": False, "enable_lsd": False,
         "enable_upnp": False, "enable_natpmp": False, "alert_mask": int(lt.alert_category.error),
         "announce_ip": ip,
     }
@@ -106,6 +109,7 @@ class LocalSwarm:
     seeders: int = 3
     partial: dict[int, float] = field(default_factory=dict)  # seeder index → fraction of pieces it has
     decoy: bool = True
+    liar: bool = False
     size: int = 2 * 2**20
     piece_length: int = 64 * 1024
     version: str = "hybrid"
@@ -114,6 +118,7 @@ class LocalSwarm:
     tracker: LocalTracker = field(init=False)
     content: Content = field(init=False)
     peers: list[Seeder] = field(default_factory=list)
+    liar_peer: Liar | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -129,6 +134,10 @@ class LocalSwarm:
             self.peers.append(await self._start_seeder(i))
         if self.decoy:
             self._tasks.append(asyncio.create_task(self._decoy_loop(), name="decoy"))
+        if self.liar:
+            hashes = [h for h in (self.content.v1, self.content.v2) if h]
+            self.liar_peer = await Liar(self.content.num_pieces, hashes, self.tracker.url,
+                                        announce_interval=self.tracker_interval).start()
         return self
 
     async def _start_seeder(self, index: int) -> Seeder:
@@ -185,6 +194,8 @@ class LocalSwarm:
                 await asyncio.sleep(self.tracker_interval)
 
     async def stop(self) -> None:
+        if self.liar_peer is not None:
+            await self.liar_peer.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

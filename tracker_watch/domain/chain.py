@@ -29,7 +29,7 @@ GENESIS = bytes(32)
 _DOMAIN = b"tracker-watch/chain/v1"
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, Enum):
@@ -46,12 +46,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
         return str(value)
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     raise TypeError(f"cannot encode {type(value).__name__} canonically")
 
 
 def canonical(kind: str, fields: Mapping[str, Any]) -> bytes:
-    doc = {k: _plain(v) for k, v in fields.items()}
+    doc = {k: plain(v) for k, v in fields.items()}
     doc["kind"] = kind
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
@@ -148,9 +148,9 @@ def _check(node: str, rows: Sequence[ChainRow], i: int, by_hash: dict[bytes, int
     row, expected_seq, expected_prev = rows[i], state.seq + 1, state.head
     if row.recomputed is not None and row.recomputed != row.content_hash:
         return "edited", "its fields no longer match the hash recorded when it was written"
-    if link_hash(node, row.seq, row.prev_hash, row.content_hash) != row.row_hash:
-        return "edited", "its stored hashes were altered"
     linked = by_hash.get(row.prev_hash)
+    if link_hash(node, row.seq, row.prev_hash, row.content_hash) != row.row_hash:
+        return _misplaced(node, row, i, linked, rows[linked].seq if linked is not None else None, expected_prev)
     if row.seq != expected_seq:
         if row.seq > expected_seq and linked is None:
             return "deleted", f"rows {expected_seq}..{row.seq - 1} are missing before it"
@@ -167,7 +167,25 @@ def _check(node: str, rows: Sequence[ChainRow], i: int, by_hash: dict[bytes, int
     return None
 
 
+def _misplaced(node: str, row: ChainRow, i: int, linked: int | None, linked_seq: int | None,
+               expected_prev: bytes) -> tuple[Problem, str]:
+    """The row's hash does not hold at its position: say how it got there."""
+    if row.prev_hash == expected_prev:
+        return "edited", "its stored hashes were altered"
+
+    def valid_at(seq: int) -> bool:
+        return link_hash(node, seq, row.prev_hash, row.content_hash) == row.row_hash
+
+    if valid_at(row.seq - 1) and linked == i - 2:
+        return "inserted", f"a row was put in before it at position {row.seq - 1} and later rows renumbered"
+    if valid_at(row.seq + 1) and linked is None:
+        return "deleted", f"the row before it was removed and later rows renumbered (it was at {row.seq + 1})"
+    if linked is not None:
+        return "reordered", f"it was written right after the row now at position {linked_seq}"
+    return "inserted", "it was never part of the chain: its hashes link to nothing"
+
+
 def checkpoint_message(node: str, seq: int, head_hash: bytes, signed_at: datetime) -> bytes:
     """The bytes a checkpoint signature covers."""
     return (f"tracker-watch checkpoint v1\nnode={node}\nseq={seq}\nhead={head_hash.hex()}\n"
-            f"signed_at={_plain(signed_at)}\n").encode()
+            f"signed_at={plain(signed_at)}\n").encode()

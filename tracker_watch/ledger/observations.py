@@ -16,7 +16,8 @@ class ObservationStore:
         where = "WHERE o.target_id = $1" if target_id is not None else "WHERE $1::bigint IS NULL"
         return await self.pool.fetch(f"""
             SELECT o.target_id, host(o.ip) AS ip, o.port,
-                   (array_agg(o.grade ORDER BY grade_rank(o.grade) DESC, o.observed_at DESC))[1] AS grade,
+                   CASE WHEN bool_or(o.grade = 'corrupt') THEN 'corrupt'  -- it lied once: nothing it did counts
+                        ELSE (array_agg(o.grade ORDER BY grade_rank(o.grade) DESC))[1] END AS grade,
                    (array_agg(o.client ORDER BY o.observed_at DESC) FILTER (WHERE o.client IS NOT NULL))[1]
                        AS client,
                    (array_agg(o.source ORDER BY o.observed_at))[1] AS source,

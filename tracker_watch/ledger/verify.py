@@ -84,6 +84,13 @@ async def verify_ledger(conn: Conn) -> LedgerReport:
     report = LedgerReport()
     for node in nodes:
         report.nodes.append(await _verify_node(conn, node))
+    # every evidence row is written with its chain position; one without is an insertion by hand
+    stray = await conn.fetch("SELECT id, node FROM observations WHERE chain_seq IS NULL ORDER BY observed_at LIMIT 1")
+    if stray:
+        total = await conn.fetchval("SELECT count(*) FROM observations WHERE chain_seq IS NULL")
+        report.nodes.append(NodeReport(stray[0]["node"], finding=chain.Finding(
+            "inserted", stray[0]["node"], 0, "observation", str(stray[0]["id"]),
+            f"{total} observation rows belong to no chain")))
     return report
 
 

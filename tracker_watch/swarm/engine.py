@@ -57,7 +57,8 @@ class SwarmEngine:
         v = settings.verify
         self.planner_factory = planner_factory or (lambda n, size: PiecePlanner(
             n, size, pieces_per_peer=v.pieces_per_peer, bytes_per_ip_per_day=v.bytes_per_peer_per_day,
-            bytes_per_swarm_per_day=v.bytes_per_swarm_per_day, max_wanted=v.max_wanted_pieces))
+            bytes_per_swarm_per_day=v.bytes_per_swarm_per_day, max_wanted=v.max_wanted_pieces,
+            max_attempts=v.max_attempts_per_peer))
         self.payload_dir = resolve_payload_dir(settings)
         self.session: Any = None
         self.swarms: dict[str, Swarm] = {}
@@ -114,7 +115,7 @@ class SwarmEngine:
         assert self._loop is not None
         handle = self._add(spec, spec.info, generation=0, want_first_piece=True)
         swarm = Swarm(spec, handle, self.sink, self.planner_factory, self.settings.swarm.peer_refresh_s, self._loop,
-                      recycle=self._recycle)
+                      recycle=self._recycle, own_endpoints=self.listen_endpoints)
         self.swarms[spec.key] = swarm
         self._by_handle[handle] = swarm
         self._index_dht(swarm, spec.infohash_v1, spec.infohash_v2)

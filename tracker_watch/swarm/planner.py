@@ -4,8 +4,12 @@ A piece is wanted only on behalf of a *candidate*: a peer that completed the han
 dialling for the first time today), is not known to be corrupt, and has budget left today. With no
 candidate nothing is wanted, so nobody is asked for data. Wanting something also matters for staying
 connected: a torrent that wants nothing tells peers it is upload-only, and seeds then hang up.
-Among the pieces a candidate has, we prefer those that peers whose budget is spent do not have, so the
-piece is likely to come from the candidate (libtorrent requests a whole piece from one peer when it can).
+Each wanted piece is wanted *for* one candidate, chosen among the pieces it has, preferring those that
+peers whose budget is spent lack, so that the piece is likely to come from the candidate (libtorrent
+asks one peer for a whole piece when it can). libtorrent still decides who serves it: a piece that
+settles without the candidate's help counts as an attempt, and after `max_attempts` a candidate rests
+until the next day — this bounds what already-verified peers can be asked for on its behalf. An IP
+that sent data failing the hash check is never a candidate again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tracker_watch.domain.peers import Endpoint
 class _Budget:
     day: date
     pieces: int = 0
+    attempts: int = 0
 
 
 @dataclass
@@ -38,12 +43,14 @@ class PiecePlanner:
     bytes_per_ip_per_day: int = 64 * 2**20
     bytes_per_swarm_per_day: int = 512 * 2**20
     max_wanted: int = 4
+    max_attempts: int = 3
     dial_grace_s: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
 
     have: set[int] = field(default_factory=set)
     wanted: set[int] = field(default_factory=set)
-    corrupt: set[Endpoint] = field(default_factory=set)
+    corrupt: set[str] = field(default_factory=set)  # IP addresses
+    assigned: dict[int, Endpoint] = field(default_factory=dict)  # wanted piece → the candidate it is for
     # connected peers that completed the handshake: their pieces (None: all of them)
     peers: dict[Endpoint, frozenset[int] | None] = field(default_factory=dict)
     # peers being dialled for the first time today → until when they count as candidates (monotonic s)
@@ -75,11 +82,16 @@ class PiecePlanner:
     def settled(self, piece: int, passed: bool, contributions: Iterable[tuple[Endpoint, int]], today: date) -> None:
         """Account a finished or failed piece to the peers that supplied it."""
         contributions = list(contributions)
-        self.wanted.discard(piece)
+        senders = {peer for peer, _ in contributions}
+        owner = self.assigned.get(piece)
+        if owner is not None and (not passed or owner not in senders):
+            self._budget(owner, today).attempts += 1
         if passed:
             self.have.add(piece)
-        elif len(contributions) == 1:
-            self.corrupt.add(contributions[0][0])
+            self.wanted.discard(piece)
+            self.assigned.pop(piece, None)
+        elif len(contributions) == 1:  # a failed piece proves something only against a sole sender
+            self.corrupt.add(contributions[0][0][0])
         for peer, nbytes in contributions:
             self._ip(peer[0], today).used += nbytes
             if passed:
@@ -91,11 +103,13 @@ class PiecePlanner:
         """The torrent was re-added with its payload deleted: we hold nothing any more."""
         self.have.clear()
         self.wanted.clear()
+        self.assigned.clear()
 
     # --- decisions --------------------------------------------------------------------------------
     def is_candidate(self, peer: Endpoint, today: date) -> bool:
-        return (peer not in self.corrupt
-                and self._budget(peer, today).pieces < self.pieces_per_peer
+        budget = self._budget(peer, today)
+        return (peer[0] not in self.corrupt
+                and budget.pieces < self.pieces_per_peer and budget.attempts < self.max_attempts
                 and self._ip(peer[0], today).used < self.bytes_per_ip_per_day)
 
     def wants_bitfield(self, peer: Endpoint, today: date) -> bool:
@@ -109,19 +123,23 @@ class PiecePlanner:
         candidates.update({p: None for p in self.dialling if p not in candidates and self.is_candidate(p, today)})
         if self._swarm(today).used >= self.bytes_per_swarm_per_day:
             candidates = {}
-        keep = {w for w in self.wanted if w not in self.have and any(_has(pcs, w) for pcs in candidates.values())}
-        drop = self.wanted - keep
-        add: set[int] = set()
+        assigned = {w: p for w, p in self.assigned.items()
+                    if w in self.wanted and w not in self.have and p in candidates and _has(candidates[p], w)}
+        served = set(assigned.values())
         spent = [pcs for p, pcs in self.peers.items() if p not in candidates]
-        for pieces in candidates.values():
-            if len(keep) + len(add) >= self.max_wanted:
+        for peer, pieces in candidates.items():
+            if len(assigned) >= self.max_wanted:
                 break
-            if any(_has(pieces, w) for w in keep | add):
-                continue  # a piece it can supply is already wanted
-            choice = self._choose(pieces, keep | add, spent)
+            if peer in served:
+                continue
+            choice = self._choose(pieces, set(assigned), spent)
             if choice is not None:
-                add.add(choice)
-        self.wanted = keep | add
+                assigned[choice] = peer
+                served.add(peer)
+        self.assigned = assigned
+        wanted = set(assigned)
+        add, drop = wanted - self.wanted, self.wanted - wanted
+        self.wanted = wanted
         return add, drop
 
     def _choose(self, pieces: frozenset[int] | None, taken: set[int], spent: list[frozenset[int] | None]) -> int | None:

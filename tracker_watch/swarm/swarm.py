@@ -61,7 +61,8 @@ class Swarm:
     def __init__(self, spec: SwarmSpec, handle: Any, emit: Callable[[PeerEvent], None],
                  planner_factory: Callable[[int, Callable[[int], int]], PiecePlanner],
                  refresh_s: float, loop: asyncio.AbstractEventLoop,
-                 recycle: Callable[[Swarm], None] | None = None) -> None:
+                 recycle: Callable[[Swarm], None] | None = None,
+                 own_endpoints: set[Endpoint] | None = None) -> None:
         self.spec = spec
         self.key = spec.key
         self.handle = handle
@@ -70,6 +71,7 @@ class Swarm:
         self._refresh_s = refresh_s
         self._loop = loop
         self._recycle = recycle
+        self._own = own_endpoints if own_endpoints is not None else set()  # our listen sockets: never a peer
         self.meta: TorrentMeta | None = None
         self.info: bytes | None = None
         self.planner: PiecePlanner | None = None
@@ -101,6 +103,8 @@ class Swarm:
 
     def on_peer_disconnected(self, alert: Any) -> None:
         peer = endpoint(alert.endpoint)
+        if peer in self._own:
+            return  # libtorrent dialled itself (a peer told it our address); it noticed and hung up
         connect_failed = alert.op == lt.operation_t.connect
         if peer not in self.listed and connect_failed:
             # libtorrent only dials endpoints we gave it or that peers told it about (PEX)
@@ -140,7 +144,7 @@ class Swarm:
     def on_peer_ban(self, alert: Any) -> None:
         self._emit(PeerBanned(self.key, endpoint(alert.endpoint), utc_now_ms(), peer_id_or_none(alert.pid)))
         if self.planner is not None:
-            self.planner.corrupt.add(endpoint(alert.endpoint))
+            self.planner.corrupt.add(endpoint(alert.endpoint)[0])
 
     # --- pieces ----------------------------------------------------------------------------------
     def piece_size(self, piece: int) -> int:

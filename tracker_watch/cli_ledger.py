@@ -1,0 +1,111 @@
+"""Command-line actions on the evidence ledger: verify, public key, purge, evidence export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tracker_watch.config import Settings
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def add_parsers(sub: Any) -> None:
+    ledger = sub.add_parser("ledger", help="the evidence hash chain").add_subparsers(dest="action", required=True)
+    ledger.add_parser("verify", help="walk every node's chain; exit 1 at the first tampered row")
+    ledger.add_parser("pubkey", help="print this node's checkpoint signing key (PEM)")
+    purge = ledger.add_parser("purge", help="redact evidence past evidence.retention_days that nothing relies on")
+    purge.add_argument("--dry-run", action="store_true", help="only count what would be redacted")
+    evidence = sub.add_parser("evidence", help="evidence packages").add_subparsers(dest="action", required=True)
+    export = evidence.add_parser("export", help="write one peer's evidence for one target as a zip")
+    export.add_argument("--ip", required=True, help="peer IP address")
+    export.add_argument("--target", required=True, help="target id, or its v1/v2 infohash in hex")
+    export.add_argument("--from", dest="since", type=_when, help="ISO-8601 start (UTC if no zone)")
+    export.add_argument("--to", dest="until", type=_when, help="ISO-8601 end, exclusive")
+    export.add_argument("--out", type=Path, help="zip file to write (default: evidence-<target>-<ip>.zip)")
+
+
+def _when(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 date or time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def verify(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    from tracker_watch.ledger.verify import verify_ledger
+
+    async with db.pool.acquire() as conn:
+        report = await verify_ledger(conn)
+    for n in report.nodes:
+        line = f"node {n.node}: {n.rows} rows ({n.redacted} redacted), {n.checkpoints} signed checkpoints"
+        if n.finding is None:
+            print(f"{line}: intact")
+        else:
+            f = n.finding
+            print(f"{line}: TAMPERED at position {f.seq} ({f.kind} {f.ref}): {f.problem} — {f.detail}")
+    print(f"{'OK' if report.ok else 'FAILED'}: {report.rows} evidence rows checked")
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+async def pubkey(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    from tracker_watch.ledger import signing
+
+    key = signing.load_or_create(settings.node.state_dir)
+    print(f"# key id {signing.key_id(signing.public_raw(key))}, node {settings.node.name}")
+    print(signing.public_pem(key), end="")
+    return EXIT_OK
+
+
+async def purge(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    from tracker_watch.ledger.retention import purge as run_purge
+
+    cutoff = datetime.now(UTC) - timedelta(days=settings.evidence.retention_days)
+    async with db.pool.acquire() as conn:
+        r = await run_purge(conn, cutoff, settings.evidence.incident_window_s, args.dry_run)
+    verb = "would redact" if r.dry_run else "redacted"
+    print(f"{verb}: {r.incidents} incidents, {r.observations} observations, {r.incident_changes} incident changes "
+          f"last seen before {cutoff:%Y-%m-%d %H:%M} UTC")
+    return EXIT_OK
+
+
+async def export(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    from tracker_watch.domain.evidence import normalize_ip
+    from tracker_watch.ledger.package import PackageError, Selection, build
+
+    try:
+        ip = normalize_ip(args.ip)
+    except ValueError:
+        print(f"tracker-watch: error: --ip {args.ip!r} is not an IP address", file=sys.stderr)
+        return EXIT_USAGE
+    async with db.pool.acquire() as conn:
+        target_id = await _target_id(conn, args.target)
+        if target_id is None:
+            print(f"tracker-watch: error: no target {args.target!r}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            data = await build(conn, Selection(target_id, ip, args.since, args.until))
+        except PackageError as exc:
+            print(f"tracker-watch: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+    out = args.out or Path(f"evidence-{target_id}-{ip.replace(':', '_')}.zip")
+    out.write_bytes(data)
+    print(f"wrote {out} ({len(data)} bytes); check it with: unzip -d pkg {out} && python3 pkg/verify.py pkg")
+    return EXIT_OK
+
+
+async def _target_id(conn: Any, text: str) -> int | None:
+    if text.isdigit():
+        found: int | None = await conn.fetchval("SELECT id FROM targets WHERE id = $1", int(text))
+        return found
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    found = await conn.fetchval("SELECT id FROM targets WHERE infohash_v1 = $1 OR infohash_v2 = $1 ORDER BY id "
+                                "LIMIT 1", raw)
+    return found
