@@ -92,3 +92,25 @@ def test_config_error_names_the_key(env: dict[str, str]) -> None:
     bad_file = tw("--config", "/nonexistent.toml", "migrate", env=env)
     assert bad_file.returncode == 2
     assert "cannot read config file" in bad_file.stderr
+
+
+def test_evidence_export_errors(env: dict[str, str]) -> None:
+    bad_ip = tw("evidence", "export", "--ip", "300.1.1.1", "--target", "1", env=env)
+    assert bad_ip.returncode == 2
+    assert "not an IP address" in bad_ip.stderr
+    assert tw("target", "add", "a" * 40, "--work", "W", "--owner", "O", env=env).returncode == 0
+    missing = tw("evidence", "export", "--ip", "1.2.3.4", "--target", "b" * 40, env=env)
+    assert missing.returncode == 2
+    assert "no target" in missing.stderr
+    no_meta = tw("evidence", "export", "--ip", "1.2.3.4", "--target", "a" * 40, env=env)
+    assert no_meta.returncode == 1
+    assert "metadata is not known yet" in no_meta.stderr
+    bad_time = tw("evidence", "export", "--ip", "1.2.3.4", "--target", "1", "--from", "yesterday", env=env)
+    assert bad_time.returncode == 2
+    assert "not an ISO-8601" in bad_time.stderr
+
+
+def test_purge_dry_run(env: dict[str, str]) -> None:
+    result = tw("ledger", "purge", "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("would redact: 0 incidents, 0 observations")

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from tracker_watch import SOFTWARE, log
 from tracker_watch.config import Settings
+from tracker_watch.domain.evidence import utc_now_ms
 from tracker_watch.domain.targets import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
-from tracker_watch.ledger import signing
+from tracker_watch.ledger import retention, signing
 from tracker_watch.ledger.db import Database
 from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.targets import TargetStore
@@ -65,8 +68,10 @@ class Daemon:
         self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
                                    s.daemon.target_poll_s)
         await self.watchlist.sync_once()  # resume every active target before reporting ready
-        self._tasks = [asyncio.create_task(self.watchlist.run(), name="watchlist"),
-                       asyncio.create_task(self._housekeeping(), name="housekeeping")]
+        periodic = {"forget-idle": (60.0, self._forget_idle), "retention": (3600.0, self._retention),
+                    "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint)}
+        self._tasks = [asyncio.create_task(self.watchlist.run(), name="watchlist")]
+        self._tasks += [asyncio.create_task(_every(every, job), name=name) for name, (every, job) in periodic.items()]
         self.started.set()
         _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows),
                   swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2))
@@ -131,14 +136,33 @@ class Daemon:
         if not task.cancelled() and task.exception() is not None:
             _log.warning("background_task_failed", error=str(task.exception())[:300])
 
-    async def _housekeeping(self) -> None:
-        from tracker_watch.domain.evidence import utc_now_ms
+    async def _forget_idle(self) -> None:
+        now = utc_now_ms()
+        if self.collector is not None:
+            self.collector.evict_idle(now)
+        if self.engine is not None:
+            for swarm in self.engine.swarms.values():
+                if swarm.planner is not None:
+                    swarm.planner.prune(now.date())
 
-        while True:
-            await asyncio.sleep(60)
-            if self.collector is not None:
-                self.collector.evict_idle(utc_now_ms())
-            if self.engine is not None:
-                for swarm in self.engine.swarms.values():
-                    if swarm.planner is not None:
-                        swarm.planner.prune(utc_now_ms().date())
+    async def _checkpoint(self) -> None:
+        """Seal new evidence even when no batch makes a checkpoint due (quiet periods)."""
+        if self.writer is not None:
+            await self.writer.checkpoint()
+
+    async def _retention(self) -> None:
+        cutoff = utc_now_ms() - timedelta(days=self.settings.evidence.retention_days)
+        async with self.db.pool.acquire() as conn:
+            report = await retention.purge(conn, cutoff, self.settings.evidence.incident_window_s, dry_run=False)
+        if report.incidents:
+            _log.info("evidence_redacted", incidents=report.incidents, observations=report.observations)
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    """Run `job` every `seconds`; a failure is logged and retried at the next tick, never fatal."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception as exc:
+            _log.warning("periodic_job_failed", job=getattr(job, "__name__", "?"), error=str(exc)[:300])
