@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 
 from tracker_watch.config import Settings
 from tracker_watch.demo.run import demo_settings
@@ -19,6 +20,7 @@ from tracker_watch.demo.swarm import LocalSwarm
 from tracker_watch.ledger.db import Database, EmbeddedPostgres
 
 SettingsFactory = Callable[..., Settings]
+Receiver = tuple[str, list[dict[str, Any]], Callable[[int], None]]
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +87,28 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TRACKER_WATCH_") and name != "TRACKER_WATCH_TEST_DSN":
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A local webhook for notices: (URL, what it received, make the next N requests fail with 503)."""
+    got: list[dict[str, Any]] = []
+    fail = {"left": 0}
+
+    async def handle(request: web.Request) -> web.Response:
+        if fail["left"]:
+            fail["left"] -= 1
+            return web.Response(status=503)
+        got.append({"key": request.headers["Idempotency-Key"], "type": request.content_type,
+                    "body": await request.read(), "level": request.headers["X-Strike-Level"]})
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/notices", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/notices", got, lambda n: fail.__setitem__("left", n)
+    await runner.cleanup()

@@ -114,3 +114,28 @@ def test_purge_dry_run(env: dict[str, str]) -> None:
     result = tw("ledger", "purge", "--dry-run", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("would redact: 0 incidents, 0 observations")
+
+
+def test_isp_strikes_and_notices_commands(env: dict[str, str], tmp_path: Path) -> None:
+    leases = tmp_path / "leases.csv"
+    leases.write_text("prefix,port_from,port_to,valid_from,valid_to,subscriber\n"
+                      "203.0.113.0/24,,,2026-01-01,,S1\n203.0.113.7,,,2026-01-01,,S2\n")
+    bad = tw("isp", "import", str(leases), "--isp", "Kaz Telecom", env=env)
+    assert bad.returncode == 2
+    assert "line 3: overlaps the lease on line 2 (same addresses, ports and time) (nothing imported)" in bad.stderr
+    leases.write_text("prefix,port_from,port_to,valid_from,valid_to,subscriber\n203.0.113.0/24,,,2026-01-01,,S1\n")
+    ok = tw("isp", "import", str(leases), "--isp", "Kaz Telecom", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "imported 1 leases" in ok.stdout
+    assert tw("isp", "set", "Kaz Telecom", "--abuse-email", "abuse@kaz.example", "--drop-dir", str(tmp_path),
+              env=env).returncode == 0
+    listing = tw("isp", "list", env=env).stdout
+    assert "Kaz Telecom" in listing
+    assert "1 leases" in listing
+    assert tw("strikes", "list", env=env).returncode == 0
+    rebuilt = tw("strikes", "rebuild", env=env)
+    assert "identical to the live ledger" in rebuilt.stdout
+    missing = tw("strikes", "void", "99", "--reason", "x", env=env)
+    assert missing.returncode == 2
+    assert "no active strike 99" in missing.stderr
+    assert tw("notices", "show", "5", env=env).returncode == 2

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from tracker_watch import SOFTWARE, cli_ledger
+from tracker_watch import SOFTWARE, cli_ledger, cli_strikes
 from tracker_watch import log as logmod
 from tracker_watch.config import ConfigError, LogSettings, Settings, load_settings
 from tracker_watch.domain.targets import TargetParseError, TargetSpec, parse_target
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     peers = sub.add_parser("peers", help="per-peer summary of the evidence gathered")
     peers.add_argument("--target", type=int, help="only this target id")
     cli_ledger.add_parsers(sub)
+    cli_strikes.add_parsers(sub)
     demo = sub.add_parser("demo", help="end-to-end demo on a local swarm and an embedded PostgreSQL")
     demo.add_argument("--seconds", type=float, default=40.0, help="longest to observe the swarm")
     return p
@@ -60,7 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             logmod.configure(settings.log, node=settings.node.name)
             return asyncio.run(_run_daemon(settings))
         logmod.configure(LogSettings(format="console", level="warning"), stream=sys.stderr)
-        return asyncio.run(_COMMANDS[(args.command, getattr(args, "action", None))](settings, args))
+        key = (args.command, getattr(args, "action", None))
+        if key == ("ledger", "pubkey"):
+            return asyncio.run(cli_ledger.pubkey(None, settings, args))
+        if check := _CHECKS.get(key):
+            check(args)
+        command = _COMMANDS[key]
+        return asyncio.run(_with_db(settings, lambda db: command(db, settings, args)))
     except (ConfigError, UsageError, TargetParseError) as exc:
         prefix = "config error" if isinstance(exc, ConfigError) else "error"
         print(f"tracker-watch: {prefix}: {exc}", file=sys.stderr)
@@ -90,13 +97,10 @@ async def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[int]], migr
         await db.stop()
 
 
-async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    async def done(db: Any) -> int:
-        version = await db.pool.fetchval("SELECT max(version) FROM schema_migrations")
-        print(f"schema {settings.database.schema} at migration {version:04d}")
-        return EXIT_OK
-
-    return await _with_db(settings, done)
+async def _migrate(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    version = await db.pool.fetchval("SELECT max(version) FROM schema_migrations")
+    print(f"schema {settings.database.schema} at migration {version:04d}")
+    return EXIT_OK
 
 
 def read_target_input(text: str) -> TargetSpec:
@@ -113,46 +117,39 @@ def read_target_input(text: str) -> TargetSpec:
     return parse_target(text)
 
 
-async def _target_add(settings: Settings, args: argparse.Namespace) -> int:
-    spec = read_target_input(args.input)  # parse before touching the database: bad input writes nothing
+def _check_target_add(args: argparse.Namespace) -> None:
+    """Parse before touching the database: bad input writes nothing (and starts nothing)."""
+    args.spec = read_target_input(args.input)
     if not args.work.strip() or not args.owner.strip():
         raise UsageError("--work and --owner must not be empty")
 
-    async def add(db: Any) -> int:
-        from tracker_watch.ledger.targets import TargetStore
 
-        row, created = await TargetStore(db.pool).register(spec, args.owner.strip(), args.work.strip(),
-                                                            actor=f"cli:{os.environ.get('USER', 'unknown')}")
-        verb = "registered" if created else "already registered"
-        print(f"target {row.id} {verb}: {row.key} ({spec.kind}) for {row.holder!r} / {row.work!r}")
-        return EXIT_OK
+async def _target_add(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    from tracker_watch.ledger.targets import TargetStore
 
-    return await _with_db(settings, add)
-
-
-async def _target_list(settings: Settings, args: argparse.Namespace) -> int:
-    async def show(db: Any) -> int:
-        from tracker_watch.ledger.targets import TargetStore
-
-        rows = await TargetStore(db.pool).list_all()
-        print(f"{'id':>5}  {'status':<7} {'infohash':<64}  {'pieces':>6}  holder / work / name")
-        for r in rows:
-            pieces = str(r.num_pieces) if r.num_pieces is not None else "-"
-            print(f"{r.id:>5}  {r.status:<7} {r.key:<64}  {pieces:>6}  {r.holder} / {r.work} / "
-                  f"{r.name or r.display_name or '(metadata unknown)'}")
-        return EXIT_OK
-
-    return await _with_db(settings, show)
+    row, created = await TargetStore(db.pool).register(args.spec, args.owner.strip(), args.work.strip(),
+                                                        actor=f"cli:{os.environ.get('USER', 'unknown')}")
+    verb = "registered" if created else "already registered"
+    print(f"target {row.id} {verb}: {row.key} ({args.spec.kind}) for {row.holder!r} / {row.work!r}")
+    return EXIT_OK
 
 
-async def _peers(settings: Settings, args: argparse.Namespace) -> int:
-    async def show(db: Any) -> int:
-        from tracker_watch.ledger.observations import ObservationStore
+async def _target_list(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    from tracker_watch.ledger.targets import TargetStore
 
-        print_peer_table(await ObservationStore(db.pool).latest_by_peer(args.target))
-        return EXIT_OK
+    print(f"{'id':>5}  {'status':<7} {'infohash':<64}  {'pieces':>6}  holder / work / name")
+    for r in await TargetStore(db.pool).list_all():
+        pieces = str(r.num_pieces) if r.num_pieces is not None else "-"
+        print(f"{r.id:>5}  {r.status:<7} {r.key:<64}  {pieces:>6}  {r.holder} / {r.work} / "
+              f"{r.name or r.display_name or '(metadata unknown)'}")
+    return EXIT_OK
 
-    return await _with_db(settings, show)
+
+async def _peers(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    from tracker_watch.ledger.observations import ObservationStore
+
+    print_peer_table(await ObservationStore(db.pool).latest_by_peer(args.target))
+    return EXIT_OK
 
 
 def print_peer_table(rows: Sequence[Any], out: Any = None) -> None:
@@ -166,16 +163,19 @@ def print_peer_table(rows: Sequence[Any], out: Any = None) -> None:
               f"{adv:>10} {r['pieces_verified']:>8}  {r['observations']:>4}", file=out)
 
 
-_COMMANDS: dict[tuple[str, str | None], Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
+DbCommand = Callable[[Any, Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+# every command that works on the database: (db, settings, args) → exit code
+_COMMANDS: dict[tuple[str, str | None], DbCommand] = {
     ("migrate", None): _migrate,
     ("target", "add"): _target_add,
     ("target", "list"): _target_list,
     ("peers", None): _peers,
-    ("ledger", "verify"): lambda s, a: _with_db(s, lambda db: cli_ledger.verify(db, s, a)),
-    ("ledger", "purge"): lambda s, a: _with_db(s, lambda db: cli_ledger.purge(db, s, a)),
-    ("ledger", "pubkey"): lambda s, a: cli_ledger.pubkey(None, s, a),
-    ("evidence", "export"): lambda s, a: _with_db(s, lambda db: cli_ledger.export(db, s, a)),
+    ("ledger", "verify"): cli_ledger.verify,
+    ("ledger", "purge"): cli_ledger.purge,
+    ("evidence", "export"): cli_ledger.export,
+    **cli_strikes.COMMANDS,
 }
+_CHECKS: dict[tuple[str, str | None], Callable[[argparse.Namespace], None]] = {("target", "add"): _check_target_add}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -135,6 +135,43 @@ class EvidenceSettings:
 
 
 @dataclass(frozen=True)
+class PolicySettings:
+    minimum_grade: Literal["handshake", "advertised", "verified"] = field(default="verified", metadata=_doc(
+        "Lowest evidence grade that counts toward a strike (see README: only 'verified' is direct evidence)."))
+    min_gap_days: int = field(default=7, metadata=_doc(
+        "An incident closer than this to the last strike starts no new strike.", min=0, max=3650))
+    level2_window_days: int = field(default=180, metadata=_doc(
+        "Strike 2 only for an incident within this many days of strike 1; later ones start over.", min=1))
+    level3_window_days: int = field(default=365, metadata=_doc(
+        "Strike 3 only for an incident within this many days of strike 2; later ones start over.", min=1))
+    referral_cooldown_days: int = field(default=365, metadata=_doc(
+        "After a referral (strike 3), incidents within this many days start nothing; later ones start over.",
+        min=0))
+    jurisdictions: list[str] = field(default_factory=lambda: ["KZ"], metadata=_doc(
+        "ISO 3166 country codes where evidence may start strikes (empty: everywhere). Other evidence is kept."))
+    test_country: str = field(default="", metadata=_doc(
+        "Country assumed for loopback and private addresses (for local test swarms); empty: none, so they "
+        "never count.", pattern=r"^([A-Z]{2})?$"))
+    evaluate_interval_s: float = field(default=10.0, metadata=_doc(
+        "How often new evidence is attributed to subjects and strikes are evaluated.", min=0.1))
+
+
+@dataclass(frozen=True)
+class NoticeSettings:
+    complainant_contact: str = field(default="tracker-watch operator", metadata=_doc(
+        "Who sends notices (ACNS Complainant/Contact); the rights holder is the Entity."))
+    complainant_email: str = field(default="notices@example.invalid", metadata=_doc(
+        "Reply address in every notice.", pattern=r"^[^@\s]+@[^@\s]+$"))
+    delivery_interval_s: float = field(default=5.0, metadata=_doc("How often the outbox is worked.", min=0.1))
+    retry_base_s: float = field(default=30.0, metadata=_doc(
+        "First retry delay of a failed delivery; it doubles each time.", min=0.1))
+    retry_max_s: float = field(default=3600.0, metadata=_doc("Longest retry delay.", min=1.0))
+    max_attempts: int = field(default=12, metadata=_doc(
+        "Deliveries tried before a notice is marked failed.", min=1))
+    webhook_timeout_s: float = field(default=15.0, metadata=_doc("Timeout of one webhook POST.", min=0.1))
+
+
+@dataclass(frozen=True)
 class CollectorSettings:
     batch_size: int = field(default=1000, metadata=_doc("Observations written per batch.", min=1, max=100_000))
     flush_interval_s: float = field(default=1.0, metadata=_doc(
@@ -160,6 +197,8 @@ class Settings:
     trackers: TrackerSettings = field(default_factory=TrackerSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    notices: NoticeSettings = field(default_factory=NoticeSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
@@ -281,6 +320,9 @@ def _cross_checks(s: Settings) -> None:
     for url in s.trackers.extra:
         if not re.match(r"^(https?|udp)://", url):
             raise ConfigError(f"trackers.extra: {url!r} is not an http(s):// or udp:// tracker URL")
+    for code in s.policy.jurisdictions:
+        if not re.fullmatch(r"[A-Z]{2}", code):
+            raise ConfigError(f"policy.jurisdictions: {code!r} is not an ISO 3166 alpha-2 code (e.g. \"KZ\")")
     if s.database.dsn and not re.match(r"^postgres(ql)?://", s.database.dsn):
         raise ConfigError("database.dsn: expected a postgresql:// URL")
 

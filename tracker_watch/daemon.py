@@ -23,6 +23,8 @@ from tracker_watch.evidence.collector import Collector
 from tracker_watch.ledger import retention, signing
 from tracker_watch.ledger.db import Database
 from tracker_watch.ledger.evidence import EvidenceWriter
+from tracker_watch.ledger.outbox import Outbox
+from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.swarm.announcer import Announcer
 from tracker_watch.swarm.engine import SwarmEngine
@@ -40,6 +42,8 @@ class Daemon:
         self.started = asyncio.Event()
         self.batcher: Batcher | None = None
         self.writer: EvidenceWriter | None = None
+        self.strikes: StrikeLedger | None = None
+        self.outbox: Outbox | None = None
         self.collector: Collector | None = None
         self.engine: SwarmEngine | None = None
         self.announcer: Announcer | None = None
@@ -68,8 +72,12 @@ class Daemon:
         self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
                                    s.daemon.target_poll_s)
         await self.watchlist.sync_once()  # resume every active target before reporting ready
+        self.strikes = StrikeLedger(self.db.pool, s)
+        self.outbox = Outbox(self.db.pool, s.notices)
         periodic = {"forget-idle": (60.0, self._forget_idle), "retention": (3600.0, self._retention),
-                    "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint)}
+                    "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
+                    "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
+                    "outbox": (s.notices.delivery_interval_s, self._deliver_notices)}
         self._tasks = [asyncio.create_task(self.watchlist.run(), name="watchlist")]
         self._tasks += [asyncio.create_task(_every(every, job), name=name) for name, (every, job) in periodic.items()]
         self.started.set()
@@ -117,6 +125,8 @@ class Daemon:
                 await asyncio.wait_for(self.writer.checkpoint(), timeout=max(0.1, deadline - time.monotonic()))
             except Exception as exc:
                 _log.warning("final_checkpoint_failed", error=str(exc)[:300])
+        if self.outbox is not None:
+            await self.outbox.close()
         await self.db.stop()
         _log.info("daemon_stopped", unwritten=unwritten,
                   written=self.batcher.written if self.batcher else 0)
@@ -149,6 +159,17 @@ class Daemon:
         """Seal new evidence even when no batch makes a checkpoint due (quiet periods)."""
         if self.writer is not None:
             await self.writer.checkpoint()
+
+    async def _evaluate_strikes(self) -> None:
+        assert self.strikes is not None
+        report = await self.strikes.tick()
+        if report.created or report.superseded:
+            _log.info("strikes_evaluated", subjects=report.subjects, created=report.created,
+                      superseded=report.superseded, out_of_jurisdiction=report.out_of_jurisdiction)
+
+    async def _deliver_notices(self) -> None:
+        assert self.outbox is not None
+        await self.outbox.deliver_due()
 
     async def _retention(self) -> None:
         cutoff = utc_now_ms() - timedelta(days=self.settings.evidence.retention_days)

@@ -21,6 +21,16 @@ def test_demo_prints_the_table_and_cleans_up() -> None:
     for seeder in ("127.0.0.11", "127.0.0.12", "127.0.0.13"):
         assert " verified " in grades[seeder] or " advertised " in grades[seeder]
     assert " listed " in grades["127.0.0.66"]
+    # the strikes: every seeder struck (two as Demo Telecom subscribers, one unattributed), nobody else
+    strikes = [line for line in out.splitlines() if " notification " in line]
+    assert len(strikes) == 3
+    assert sum("Demo Telecom/DT-" in line for line in strikes) == 2
+    assert any("127.0.0.13 (unattributed)" in line for line in strikes)
+    assert not [line for line in strikes if "127.0.0.66" in line or "127.0.0.77" in line]
+    assert '<Infringement xmlns="http://www.acns.net/ACNS">' in out
+    assert "<IP_Address>127.0.0.1" in out
+    assert "evidence chain:" in out
+    assert "intact" in out
     assert "payload uploaded by the monitor: 0 bytes" in out
     assert "result: OK" in out
     assert "cleaned up" in out

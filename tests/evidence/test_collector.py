@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from tracker_watch.domain.evidence import Grade, Observation, Source
-from tracker_watch.domain.peers import PeerBanned, PeerGone, PeerListed, PeerSnapshot, PieceSettled
+from tracker_watch.domain.peers import PeerGone, PeerListed, PeerSnapshot, PieceSettled
 from tracker_watch.evidence.collector import Collector, TargetRef
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -77,8 +77,6 @@ def test_failed_piece_blames_only_a_sole_sender() -> None:
     assert rows == []
     c.handle(PieceSettled("s", 2, False, T0, ((liar, None, 65536),)))
     assert {(o.ip, o.grade) for o in rows} == {("127.0.0.50", Grade.CORRUPT)}
-    c.handle(PeerBanned("s", liar, T0, None))
-    assert all(o.grade is Grade.CORRUPT for o in rows)
 
 
 def test_unknown_swarm_and_removed_targets_emit_nothing() -> None:

@@ -20,6 +20,7 @@ from tracker_watch.cli import print_peer_table
 from tracker_watch.config import Settings, settings_from_mapping
 from tracker_watch.daemon import Daemon
 from tracker_watch.demo.liar import LIAR_IP
+from tracker_watch.demo.strikes import ISP, lease_seeders, show_strikes
 from tracker_watch.demo.swarm import DECOY_IP, LocalSwarm
 from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger.observations import ObservationStore
@@ -39,6 +40,9 @@ def demo_settings(state_dir: Path, dsn: str = "", schema: str = "tracker_watch")
                   "dht_enabled": False, "peer_refresh_s": 3.0, "payload_dir": str(state_dir / "payload")},
         "trackers": {"min_interval_s": 2.0, "max_interval_s": 5.0, "timeout_s": 5.0},
         "collector": {"flush_interval_s": 0.2, "reobserve_s": 60.0},
+        # loopback has no country: treat it as Kazakhstan, the jurisdiction the policy covers
+        "policy": {"test_country": "KZ", "evaluate_interval_s": 1.0},
+        "notices": {"delivery_interval_s": 1.0, "complainant_email": "notices@demo-studios.example"},
         "daemon": {"target_poll_s": 0.5},
     })
 
@@ -57,6 +61,8 @@ async def run_demo(observe_s: float = 40.0) -> int:
               f"decoy {DECOY_IP} (announces only), liar {LIAR_IP} (claims every piece, sends garbage)")
         print("• starting tracker-watch (embedded PostgreSQL, libtorrent on 127.0.0.2) …")
         await daemon.start()
+        await lease_seeders(daemon, swarm.seeder_ips, tmp / "notices")
+        print(f"• lease data of '{ISP}' imported: {', '.join(swarm.seeder_ips[:2])} are its subscribers")
         magnet = swarm.content.magnet([swarm.tracker.url])
         row, _ = await TargetStore(daemon.db.pool).register(
             parse_target(magnet), holder="Demo Studios", work="Demo Film", actor="demo")
@@ -69,8 +75,10 @@ async def run_demo(observe_s: float = 40.0) -> int:
         print_peer_table(rows)
         print()
         _summary(rows, uploaded)
+        struck = await show_strikes(daemon, swarm.seeder_ips, [DECOY_IP, LIAR_IP])
+        print()
         chain_ok = await _chain(daemon)
-        ok = _verdict(rows, expected, uploaded) and chain_ok
+        ok = _verdict(rows, expected, uploaded) and chain_ok and struck
     finally:
         await daemon.stop()
         await swarm.stop()
@@ -86,7 +94,7 @@ async def _observe(daemon: Daemon, expected: set[str], observe_s: float) -> list
     while time.monotonic() < deadline:
         await asyncio.sleep(1.0)
         rows = await store.latest_by_peer()
-        graded = {r["ip"]: r["grade"] for r in rows}
+        graded = by_ip(rows)
         verified = {ip for ip, g in graded.items() if g == "verified"}
         if expected <= verified and DECOY_IP in graded and graded.get(LIAR_IP) == "corrupt":
             break
@@ -106,22 +114,34 @@ async def _chain(daemon: Daemon) -> bool:
     return report.ok
 
 
+def by_ip(rows: list[Any]) -> dict[str, str]:
+    """One grade per address: corrupt if any port of it lied, else the best any port earned."""
+    rank = {"listed": 0, "handshake": 1, "advertised": 2, "verified": 3}
+    out: dict[str, str] = {}
+    for r in rows:
+        ip, grade = r["ip"], r["grade"]
+        if out.get(ip) == "corrupt" or grade == "corrupt":
+            out[ip] = "corrupt"
+        elif ip not in out or rank[grade] > rank[out[ip]]:
+            out[ip] = grade
+    return out
+
+
 def _summary(rows: list[Any], uploaded: int) -> None:
     by_grade: dict[str, int] = {}
     for r in rows:
         by_grade[r["grade"]] = by_grade.get(r["grade"], 0) + 1
     grades = ", ".join(f"{n} {g}" for g, n in sorted(by_grade.items()))
     print(f"summary: {len(rows)} peer addresses ({grades}); payload uploaded by the monitor: {uploaded} bytes")
-    decoy = [r["grade"] for r in rows if r["ip"] == DECOY_IP]
-    print(f"decoy {DECOY_IP}: {decoy[0] if decoy else 'not seen'} — a tracker listed it; it never answered, "
+    graded = by_ip(rows)
+    print(f"decoy {DECOY_IP}: {graded.get(DECOY_IP, 'not seen')} — a tracker listed it; it never answered, "
           "so it can never count toward a strike")
-    liar = [r["grade"] for r in rows if r["ip"] == LIAR_IP]
-    print(f"liar {LIAR_IP}: {liar[0] if liar else 'not seen'} — it claimed every piece, but what it sent failed "
-          "the hash check")
+    print(f"liar {LIAR_IP}: {graded.get(LIAR_IP, 'not seen')} — it claimed every piece, but a piece it alone "
+          "sent failed the hash check")
 
 
 def _verdict(rows: list[Any], expected: set[str], uploaded: int) -> bool:
-    graded = {r["ip"]: r["grade"] for r in rows}
+    graded = by_ip(rows)
     ok = all(graded.get(ip) in ("advertised", "verified") for ip in expected)
     ok = ok and graded.get(DECOY_IP) == "listed" and graded.get(LIAR_IP) == "corrupt" and uploaded == 0
     print("result: OK" if ok else "result: UNEXPECTED — see the table above")

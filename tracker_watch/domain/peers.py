@@ -65,14 +65,4 @@ class PieceSettled:
     sha256: bytes | None = None
 
 
-@dataclass(frozen=True)
-class PeerBanned:
-    """libtorrent banned the peer for sending data that failed hash checks (sole sender or smart-ban)."""
-
-    swarm: str
-    peer: Endpoint
-    at: datetime
-    peer_id: bytes | None
-
-
-PeerEvent = PeerListed | PeerSnapshot | PeerGone | PieceSettled | PeerBanned
+PeerEvent = PeerListed | PeerSnapshot | PeerGone | PieceSettled

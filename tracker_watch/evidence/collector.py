@@ -16,7 +16,6 @@ from tracker_watch import log
 from tracker_watch.domain.evidence import Grade, Observation, Source, source_from_lt_bits
 from tracker_watch.domain.peers import (
     Endpoint,
-    PeerBanned,
     PeerEvent,
     PeerGone,
     PeerListed,
@@ -83,10 +82,6 @@ class Collector:
             self._gone(event)
         elif isinstance(event, PieceSettled):
             self._settled(event)
-        elif isinstance(event, PeerBanned):
-            st = self._state(event.swarm, event.peer, Source.PEX)
-            st.peer_id = st.peer_id or event.peer_id
-            self._emit(event.swarm, event.peer, st, Grade.CORRUPT, event.at, force=True)
 
     # --- event kinds -----------------------------------------------------------------------------
     def _listed(self, e: PeerListed) -> None:
@@ -118,6 +113,8 @@ class Collector:
             # only a sole sender is to blame: a liar poisons pieces that honest peers helped fill
             if len(e.contributions) == 1:
                 peer, pid, nbytes = e.contributions[0]
+                _log.warning("peer_corrupt", infohash=e.swarm, peer=f"{peer[0]}:{peer[1]}", piece=e.piece,
+                             reason="sole sender of a piece that failed the hash check")
                 st = self._state(e.swarm, peer, Source.PEX)
                 st.peer_id = st.peer_id or pid
                 self._emit(e.swarm, peer, st, Grade.CORRUPT, e.at, force=True, piece=(e.piece, nbytes, None, None))

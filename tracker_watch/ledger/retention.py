@@ -51,4 +51,8 @@ async def purge(conn: Conn, cutoff: datetime, window_s: int, dry_run: bool) -> P
         await conn.execute("""
             UPDATE incidents i SET ip = NULL, ports = '{}', redacted_at = now()
             FROM purge_due d WHERE i.id = d.id""")
+        # attributions are derived and hold the address too
+        await conn.execute("""
+            DELETE FROM attributions a USING observations o
+            WHERE a.observation_id = o.id AND o.redacted_at IS NOT NULL""")
         return report

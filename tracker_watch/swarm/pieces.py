@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from tracker_watch import log
 from tracker_watch.domain.evidence import utc_now_ms
 from tracker_watch.domain.peers import Endpoint, PeerEvent, PieceSettled
-from tracker_watch.domain.targets import TorrentMeta
 
 _log = log.get("tracker_watch.swarm")
 BLOCK = 16384
@@ -29,63 +29,95 @@ Contribution = tuple[Endpoint, bytes | None, int]
 SettledCallback = Callable[[int, bool, tuple[Contribution, ...]], None]
 
 
+@dataclass
+class _Attempt:
+    passed: bool
+    blocks: dict[int, tuple[Endpoint, bytes | None]] = field(default_factory=dict)
+
+
 class PieceTracker:
-    def __init__(self, key: str, meta: TorrentMeta, v1_hashes: bytes | None, emit: Callable[[PeerEvent], None],
-                 on_settled: SettledCallback, loop: asyncio.AbstractEventLoop) -> None:
+    """Per piece: the blocks of the attempt in progress, and of the attempt that just ended (if any).
+
+    Attempts are told apart by completeness: an ended attempt had every block of the piece, so a
+    block_finished for a block it lacks is its own late alert, while one for a block it already has
+    belongs to the next attempt (libtorrent re-downloads a failed piece at once). Blame for a failed
+    piece needs the complete picture; credit for a passed one does not.
+    """
+
+    def __init__(self, key: str, piece_size: Callable[[int], int], v1_hashes: bytes | None,
+                 emit: Callable[[PeerEvent], None], on_settled: SettledCallback,
+                 loop: asyncio.AbstractEventLoop, max_waits: int = MAX_SETTLE_WAITS) -> None:
         self.key = key
-        self.meta = meta
+        self.max_waits = max_waits
+        self.piece_size = piece_size
         self.v1_hashes = v1_hashes
         self._emit = emit
         self._on_settled = on_settled
         self._loop = loop
-        self._blocks: dict[int, dict[int, tuple[Endpoint, bytes | None]]] = {}
+        self._current: dict[int, dict[int, tuple[Endpoint, bytes | None]]] = {}
+        self._ended: dict[int, _Attempt] = {}
         self._reads: dict[int, tuple[bytes, bytes] | None] = {}
         self.closed = False
 
-    def piece_size(self, piece: int) -> int:
-        m = self.meta
-        if piece < m.num_pieces - 1:
-            return m.piece_length
-        return m.total_size - m.piece_length * (m.num_pieces - 1) or m.piece_length
+    def blocks_in(self, piece: int) -> int:
+        return -(-self.piece_size(piece) // BLOCK)
 
     def block_finished(self, piece: int, block: int, peer: Endpoint, pid: bytes | None) -> None:
-        self._blocks.setdefault(piece, {})[block] = (peer, pid)
+        ended = self._ended.get(piece)
+        if ended is not None and block not in ended.blocks:
+            ended.blocks[block] = (peer, pid)
+        else:
+            self._current.setdefault(piece, {})[block] = (peer, pid)
 
     def piece_finished(self, piece: int, handle: Any) -> None:
         handle.read_piece(piece)
-        self._loop.call_later(SETTLE_DELAY_S, self._settle, piece, True, 0)
+        self._end(piece, passed=True)
 
     def hash_failed(self, piece: int) -> None:
-        self._loop.call_later(SETTLE_DELAY_S, self._settle, piece, False, 0)
+        self._end(piece, passed=False)
 
     def read_done(self, piece: int, data: bytes | None) -> None:
         self._reads[piece] = None if data is None else (hashlib.sha1(data).digest(), hashlib.sha256(data).digest())
 
-    def _settle(self, piece: int, passed: bool, waits: int) -> None:
-        if self.closed:
+    def _end(self, piece: int, passed: bool) -> None:
+        if piece in self._ended:  # the previous attempt has not settled yet: settle it with what we know
+            self._settle(piece, self.max_waits)
+        self._ended[piece] = _Attempt(passed, self._current.pop(piece, {}))
+        self._loop.call_later(SETTLE_DELAY_S, self._settle, piece, 0)
+
+    def _settle(self, piece: int, waits: int) -> None:
+        attempt = self._ended.get(piece)
+        if self.closed or attempt is None:
             return
-        if passed and piece not in self._reads and waits < MAX_SETTLE_WAITS:
-            self._loop.call_later(SETTLE_DELAY_S, self._settle, piece, True, waits + 1)
+        complete = len(attempt.blocks) >= self.blocks_in(piece)
+        waiting = not complete or (attempt.passed and piece not in self._reads)
+        if waiting and waits < self.max_waits:
+            self._loop.call_later(SETTLE_DELAY_S, self._settle, piece, waits + 1)
             return
-        contributions = self._contributions(piece)
-        if not passed:
+        del self._ended[piece]
+        contributions = self._contributions(piece, attempt.blocks)
+        if not attempt.passed:
+            if not complete:  # never blame on a partial picture
+                _log.warning("failed_piece_unattributed", infohash=self.key, piece=piece)
+                contributions = ()
             self._emit(PieceSettled(self.key, piece, False, utc_now_ms(), contributions))
             self._on_settled(piece, False, contributions)
             return
         hashes = self._reads.pop(piece, None)
         expected = self.v1_hashes[piece * 20:piece * 20 + 20] if self.v1_hashes else None
         if hashes is None or (expected is not None and hashes[0] != expected):
-            # libtorrent's check passed but we cannot confirm it: claim nothing against anyone
+            # libtorrent's check passed but we cannot confirm it: claim nothing about anyone
             _log.error("piece_not_confirmed", infohash=self.key, piece=piece, read=hashes is not None)
             self._on_settled(piece, True, ())
             return
         self._emit(PieceSettled(self.key, piece, True, utc_now_ms(), contributions, hashes[0], hashes[1]))
         self._on_settled(piece, True, contributions)
 
-    def _contributions(self, piece: int) -> tuple[Contribution, ...]:
+    def _contributions(self, piece: int, blocks: dict[int, tuple[Endpoint, bytes | None]]) -> tuple[
+            Contribution, ...]:
         size = self.piece_size(piece)
         per_peer: dict[Endpoint, list[Any]] = {}
-        for block, (peer, pid) in self._blocks.pop(piece, {}).items():
+        for block, (peer, pid) in blocks.items():
             entry = per_peer.setdefault(peer, [pid, 0])
             entry[0] = entry[0] or pid
             entry[1] += max(min(BLOCK, size - block * BLOCK), 0)

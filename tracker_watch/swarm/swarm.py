@@ -17,7 +17,7 @@ import libtorrent as lt
 
 from tracker_watch import log
 from tracker_watch.domain.evidence import Source, normalize_ip, utc_now_ms
-from tracker_watch.domain.peers import Endpoint, PeerBanned, PeerEvent, PeerGone, PeerListed, PeerSnapshot
+from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerGone, PeerListed, PeerSnapshot
 from tracker_watch.domain.targets import TorrentMeta, v1_piece_hashes
 from tracker_watch.swarm.pieces import PieceTracker
 from tracker_watch.swarm.planner import PiecePlanner
@@ -76,6 +76,7 @@ class Swarm:
         self.info: bytes | None = None
         self.planner: PiecePlanner | None = None
         self.pieces: PieceTracker | None = None
+        self._ti: Any = None
         self.listed: set[Endpoint] = set()  # endpoints we gave libtorrent, or that it found through PEX
         self.connected: set[Endpoint] = set()
         self.generation = 0  # bumped each time the torrent is re-added with its payload deleted
@@ -118,9 +119,11 @@ class Swarm:
 
     def on_metadata(self, meta: TorrentMeta, info: bytes) -> None:
         self.meta, self.info = meta, info
-        self.planner = self._planner_factory(meta.num_pieces, self.piece_size)
+        self._ti = self.handle.torrent_file()  # pieces as libtorrent lays them out (pad files included)
+        self.planner = self._planner_factory(int(self._ti.num_pieces()), self.piece_size)
         self.planner.wanted.add(INITIAL_PIECE)  # added with that piece wanted (see engine.watch)
-        self.pieces = PieceTracker(self.key, meta, v1_piece_hashes(info), self._emit, self._on_settled, self._loop)
+        self.pieces = PieceTracker(self.key, self.piece_size, v1_piece_hashes(info), self._emit, self._on_settled,
+                                   self._loop)
         self.request_sample(0.2)
 
     def on_block_finished(self, alert: Any) -> None:
@@ -142,14 +145,14 @@ class Swarm:
             self.pieces.read_done(int(alert.piece), None if failed else bytes(alert.buffer))
 
     def on_peer_ban(self, alert: Any) -> None:
-        self._emit(PeerBanned(self.key, endpoint(alert.endpoint), utc_now_ms(), peer_id_or_none(alert.pid)))
-        if self.planner is not None:
-            self.planner.corrupt.add(endpoint(alert.endpoint)[0])
+        # Not evidence: libtorrent also bans honest peers whose trust fell because they shared pieces with
+        # a liar. Only a piece we can attribute, whole, to one sender proves a lie (see pieces.py).
+        peer = endpoint(alert.endpoint)
+        _log.info("peer_banned_by_libtorrent", infohash=self.key, peer=f"{peer[0]}:{peer[1]}")
 
     # --- pieces ----------------------------------------------------------------------------------
     def piece_size(self, piece: int) -> int:
-        assert self.pieces is not None
-        return self.pieces.piece_size(piece)
+        return int(self._ti.piece_size(piece))
 
     def _on_settled(self, piece: int, passed: bool, contributions: tuple[Any, ...]) -> None:
         if self.planner is None or self.closed:
@@ -196,7 +199,7 @@ class Swarm:
             for peer in list(self.planner.peers):
                 self.planner.peer_gone(peer)
         if self.meta is not None and self.info is not None:
-            self.pieces = PieceTracker(self.key, self.meta, v1_piece_hashes(self.info), self._emit,
+            self.pieces = PieceTracker(self.key, self.piece_size, v1_piece_hashes(self.info), self._emit,
                                        self._on_settled, self._loop)
 
     # --- sampling --------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""Creating a strike's notice from the ledger: gather the facts, render ACNS XML and JSON, queue it.
+
+A notice goes to the subject's ISP. It is `pending` when that ISP has a webhook or a drop folder, else
+`held` with the reason (an unattributed address has no known ISP; an ISP may have no delivery set up).
+The idempotency key is derived from the strike, and strikes are unique per subject, cycle and level,
+so a notice can never be created or delivered twice for one strike.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from tracker_watch import SOFTWARE
+from tracker_watch.config import Settings
+from tracker_watch.domain import notices
+from tracker_watch.domain.evidence import utc_now_ms
+from tracker_watch.ledger.db import Conn
+
+_STRIKE = """
+    SELECT s.id, s.level, s.subject_id, s.work_id, s.issued_at, s.incident_key, sub.kind, sub.isp,
+           sub.subscriber_ref, w.title, h.name AS holder, i.abuse_email, i.webhook_url, i.drop_dir
+    FROM strikes s JOIN subjects sub ON sub.id = s.subject_id JOIN works w ON w.id = s.work_id
+    JOIN rights_holders h ON h.id = w.holder_id LEFT JOIN isps i ON i.name = sub.isp
+    WHERE s.id = $1
+"""
+_EVIDENCE = """
+    SELECT a.ip, a.port, a.observed_at, a.target_id, o.id AS observation_id, o.client, o.piece_index, o.piece_bytes,
+           o.node, o.chain_seq, t.name, t.display_name, t.total_size, t.infohash_v1, t.infohash_v2
+    FROM attributions a JOIN observations o ON o.id = a.observation_id JOIN targets t ON t.id = a.target_id
+    WHERE a.subject_id = $1 AND a.work_id = $2 AND a.window_start = $3::timestamptz
+    ORDER BY a.observed_at, o.id
+"""
+
+
+def idempotency_key(strike_id: int) -> str:
+    return f"tracker-watch-strike-{strike_id}"
+
+
+async def create_notice(conn: Conn, settings: Settings, strike_id: int) -> int | None:
+    strike = await conn.fetchrow(_STRIKE, strike_id)
+    assert strike is not None
+    window = strike["incident_key"].split("/", 1)[1]
+    evidence = await conn.fetch(_EVIDENCE, strike["subject_id"], strike["work_id"], datetime.fromisoformat(window))
+    if not evidence:
+        return None
+    facts = _facts(settings, strike, evidence)
+    state, why = _state(strike)
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "INSERT INTO notices (strike_id, isp, idempotency_key, xml, json, state, last_error) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (strike_id) DO NOTHING RETURNING id",
+        strike_id, strike["isp"], idempotency_key(strike_id), notices.render_xml(facts).decode(),
+        notices.render_json(facts).decode(), state, why)
+
+
+def _state(strike: Any) -> tuple[str, str | None]:
+    if strike["kind"] != "subscriber":
+        return "held", "the address is not covered by any ISP's lease data, so no ISP can be notified"
+    if not (strike["webhook_url"] or strike["drop_dir"]):
+        return "held", f"no delivery (webhook or drop folder) is configured for ISP {strike['isp']}"
+    return "pending", None
+
+
+def _facts(settings: Settings, strike: Any, evidence: list[Any]) -> notices.NoticeFacts:
+    first = evidence[0]
+    pieces = {(e["target_id"], e["piece_index"]) for e in evidence if e["piece_index"] is not None}
+    n = settings.notices
+    return notices.NoticeFacts(
+        notice_id=f"TW-{strike['id']:08d}", level=strike["level"], issued_at=utc_now_ms(),
+        complainant=notices.Party(entity=strike["holder"], email=n.complainant_email, contact=n.complainant_contact),
+        service_provider=notices.Party(entity=strike["isp"] or "Unknown provider",
+                                       email=strike["abuse_email"] or "abuse@unknown.invalid"),
+        ip=str(first["ip"]), port=first["port"], seen_at=first["observed_at"], title=strike["title"],
+        file_name=first["name"] or first["display_name"] or strike["title"], file_size=first["total_size"] or 0,
+        infohash_v1=first["infohash_v1"].hex() if first["infohash_v1"] else None,
+        infohash_v2=first["infohash_v2"].hex() if first["infohash_v2"] else None,
+        client=first["client"], subscriber_ref=strike["subscriber_ref"],
+        also_seen=((evidence[0]["observed_at"], evidence[-1]["observed_at"]),) if len(evidence) > 1 else (),
+        pieces_verified=len(pieces), bytes_verified=sum(e["piece_bytes"] or 0 for e in evidence),
+        software=SOFTWARE,
+        evidence={"strike": strike["id"], "observations": [str(e["observation_id"]) for e in evidence],
+                  "chain": [f"{e['node']}:{e['chain_seq']}" for e in evidence]})
+
+
+def notice_json(row: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(row["json"])
+    return doc
