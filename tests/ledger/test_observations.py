@@ -57,8 +57,13 @@ async def test_every_field_round_trips_including_ipv6(db: Database) -> None:
 
 async def test_observations_are_append_only(db: Database) -> None:
     target = await _target(db)
-    await writer(db).write([_obs(target)])
-    for statement in ("UPDATE observations SET port = 1", "DELETE FROM observations", "TRUNCATE observations"):
+    w = writer(db)
+    await w.write([_obs(target)])
+    await w.checkpoint()
+    for statement in ("UPDATE observations SET port = 1", "DELETE FROM observations",
+                      "TRUNCATE observations CASCADE", "UPDATE incident_changes SET ip = NULL",
+                      "DELETE FROM incident_changes", "TRUNCATE incident_changes", "DELETE FROM chain_checkpoints",
+                      "DELETE FROM audit_log"):
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await db.pool.execute(statement)
 
