@@ -59,7 +59,11 @@ async def test_each_kind_of_peer_gets_the_grade_it_earned(make_settings: Setting
         try:
             await wait_for_async(settled, timeout=120)
         except TimeoutError:
-            pytest.fail(f"grades never settled: {await grades(daemon)}")
+            swarm = next(iter(daemon.engine.swarms.values()))  # type: ignore[union-attr]
+            liar = mixed_swarm.liar_peer
+            pytest.fail(f"grades never settled: {await grades(daemon)}; liar sent {liar and liar.blocks_sent} blocks "
+                        f"over {liar and liar.connections} connections; record "
+                        f"{swarm.pieces and swarm.pieces.record}; planner {swarm.planner}")
         g = await grades(daemon)
         assert g[DECOY_IP] == {"listed"}
         assert "verified" not in g[LIAR_IP]
@@ -96,7 +100,12 @@ async def test_each_kind_of_peer_gets_the_grade_it_earned(make_settings: Setting
         # nothing uploaded; and once nothing is wanted any more, no payload remains
         assert daemon.engine is not None
         assert daemon.engine.uploaded_payload_bytes() == 0
-        await wait_for_async(lambda: _no_payload(daemon), timeout=60)
+        try:
+            await wait_for_async(lambda: _no_payload(daemon), timeout=60)
+        except TimeoutError:
+            sw = next(iter(daemon.engine.swarms.values()))
+            kept = payload_bytes(daemon.engine.payload_dir)
+            pytest.fail(f"payload kept: recycled {daemon.engine.recycled}, bytes {kept}, planner {sw.planner}")
         assert "127.0.0.2" not in await grades(daemon)  # the monitor never lists itself
         # the evidence package for one seeder checks out with its own verify.py, and catches an edit
         await daemon.batcher.stop(timeout=5)  # type: ignore[union-attr]

@@ -117,8 +117,11 @@ class VerifySettings:
     max_wanted_pieces: int = field(default=4, metadata=_doc(
         "Pieces asked for at once per swarm (one per peer being verified).", min=1, max=64))
     max_attempts_per_peer: int = field(default=3, metadata=_doc(
-        "Pieces asked for on a peer's behalf that others delivered before it rests until the next day.",
-        min=1, max=100))
+        "Pieces asked for on an address's behalf that others delivered before it rests (while others could "
+        "serve in its place).", min=1, max=100))
+    redial_s: float = field(default=300.0, metadata=_doc(
+        "A listed peer not yet verified gets a fresh chance (a piece wanted as it is dialled) this often.",
+        min=1.0))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from tests.helpers import wait_for
-from tracker_watch.domain.peers import PeerEvent, PieceSettled
+from tracker_watch.domain.peers import PeerEvent, PeerLied, PieceSettled
 from tracker_watch.swarm.pieces import PieceTracker
 
 LIAR, SEED, OTHER = ("127.0.0.77", 1), ("127.0.0.11", 2), ("127.0.0.12", 3)
@@ -86,3 +86,22 @@ async def test_data_that_does_not_match_the_torrent_is_not_credited() -> None:
     t.read_done(4, b"\x00" * 65536)  # libtorrent said it passed; our own SHA-1 disagrees
     await asyncio.sleep(1.5)
     assert events == []
+
+
+async def test_a_ban_is_evidence_only_against_a_peer_none_of_whose_data_ever_passed() -> None:
+    events: list[PeerEvent] = []
+    t = tracker(events)
+    for block in range(4):  # a piece shared by the liar and an honest seed fails …
+        t.block_finished(5, block, LIAR if block % 2 else SEED, None)
+    t.hash_failed(5)
+    for block in range(4):  # … and the seed's next piece passes
+        t.block_finished(6, block, SEED, None)
+    t.piece_finished(6, ReadRecorder())
+    t.read_done(6, DATA)
+    t.banned(LIAR, b"l" * 20)  # libtorrent bans both (trust points fall for every sender of a failed piece)
+    t.banned(SEED, b"s" * 20)
+    await wait_for(lambda: any(isinstance(e, PeerLied) for e in events), timeout=10)
+    await asyncio.sleep(0.5)
+    lied = [e for e in events if isinstance(e, PeerLied)]
+    assert [e.peer for e in lied] == [LIAR]
+    assert t.record == {LIAR[0]: [0, 1], SEED[0]: [1, 1]}

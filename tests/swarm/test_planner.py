@@ -60,7 +60,7 @@ def test_sole_sender_of_a_bad_piece_is_corrupt_and_never_a_candidate() -> None:
     assert B[0] not in p.corrupt
 
 
-def test_dialling_wants_a_piece_once_per_day_and_expires() -> None:
+def test_dialling_wants_a_piece_once_per_redial_period_and_expires() -> None:
     p = planner()
     assert p.dialling_peer(A, TODAY, now=0.0)
     assert not p.dialling_peer(A, TODAY, now=1.0)
@@ -116,3 +116,31 @@ def test_a_candidate_that_never_delivers_rests_after_its_attempts() -> None:
         p.settled(piece, True, [(B, 65536)], TODAY)  # … but B keeps serving what was wanted for A
     assert not p.is_candidate(A, TODAY)
     assert p.plan(TODAY, 0.0) == (set(), set())
+
+
+def test_a_dead_address_listed_again_and_again_costs_at_most_its_attempts() -> None:
+    p = planner(max_attempts=2, redial_s=5.0)
+    p.peer_seen(B, None)
+    p.settled(0, True, [(B, 65536)], TODAY)  # B is verified and spent, and stays connected
+    wanted_for_decoy = 0
+    for announce in range(20):
+        now = announce * 10.0
+        if p.dialling_peer(C, TODAY, now):
+            add, _ = p.plan(TODAY, now)
+            for piece in add:
+                wanted_for_decoy += 1
+                p.settled(piece, True, [(B, 65536)], TODAY)  # … served by B, never by the decoy
+        p.plan(TODAY, now + 40)  # the dial failed: grace over
+    assert wanted_for_decoy == 2
+
+
+def test_a_peer_alone_gets_a_fresh_chance() -> None:
+    p = planner(max_attempts=1)
+    p.peer_seen(A, None)
+    p.peer_seen(B, None)
+    p.settled(0, True, [(B, 65536)], TODAY)
+    [piece] = p.plan(TODAY, 0.0)[0]
+    p.settled(piece, True, [(B, 65536)], TODAY)  # A's one attempt went to B
+    assert p.plan(TODAY, 0.0)[0] == set()
+    p.peer_gone(B)  # with B gone only A can serve a piece wanted for A
+    assert len(p.plan(TODAY, 0.0)[0]) == 1

@@ -40,6 +40,7 @@ def demo_settings(state_dir: Path, dsn: str = "", schema: str = "tracker_watch")
                   "dht_enabled": False, "peer_refresh_s": 3.0, "payload_dir": str(state_dir / "payload")},
         "trackers": {"min_interval_s": 2.0, "max_interval_s": 5.0, "timeout_s": 5.0},
         "collector": {"flush_interval_s": 0.2, "reobserve_s": 60.0},
+        "verify": {"redial_s": 5.0},
         # loopback has no country: treat it as Kazakhstan, the jurisdiction the policy covers
         "policy": {"test_country": "KZ", "evaluate_interval_s": 1.0},
         "notices": {"delivery_interval_s": 1.0, "complainant_email": "notices@demo-studios.example"},

@@ -65,4 +65,15 @@ class PieceSettled:
     sha256: bytes | None = None
 
 
-PeerEvent = PeerListed | PeerSnapshot | PeerGone | PieceSettled
+@dataclass(frozen=True)
+class PeerLied:
+    """Proven to have sent data that is not the work, without being the sole sender of one piece: libtorrent
+    banned it for hash failures, it took part in failed pieces, and no piece with its data ever passed."""
+
+    swarm: str
+    peer: Endpoint
+    at: datetime
+    peer_id: bytes | None
+
+
+PeerEvent = PeerListed | PeerSnapshot | PeerGone | PieceSettled | PeerLied

@@ -18,6 +18,7 @@ from tracker_watch.domain.peers import (
     Endpoint,
     PeerEvent,
     PeerGone,
+    PeerLied,
     PeerListed,
     PeerSnapshot,
     PieceSettled,
@@ -82,6 +83,12 @@ class Collector:
             self._gone(event)
         elif isinstance(event, PieceSettled):
             self._settled(event)
+        elif isinstance(event, PeerLied):
+            _log.warning("peer_corrupt", infohash=event.swarm, peer=f"{event.peer[0]}:{event.peer[1]}",
+                         reason="banned for hash failures; no piece with its data ever passed")
+            st = self._state(event.swarm, event.peer, Source.PEX)
+            st.peer_id = st.peer_id or event.peer_id
+            self._emit(event.swarm, event.peer, st, Grade.CORRUPT, event.at, force=True)
 
     # --- event kinds -----------------------------------------------------------------------------
     def _listed(self, e: PeerListed) -> None:

@@ -58,7 +58,7 @@ class SwarmEngine:
         self.planner_factory = planner_factory or (lambda n, size: PiecePlanner(
             n, size, pieces_per_peer=v.pieces_per_peer, bytes_per_ip_per_day=v.bytes_per_peer_per_day,
             bytes_per_swarm_per_day=v.bytes_per_swarm_per_day, max_wanted=v.max_wanted_pieces,
-            max_attempts=v.max_attempts_per_peer))
+            max_attempts=v.max_attempts_per_peer, redial_s=v.redial_s))
         self.payload_dir = resolve_payload_dir(settings)
         self.session: Any = None
         self.swarms: dict[str, Swarm] = {}

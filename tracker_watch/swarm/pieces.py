@@ -18,7 +18,7 @@ from typing import Any
 
 from tracker_watch import log
 from tracker_watch.domain.evidence import utc_now_ms
-from tracker_watch.domain.peers import Endpoint, PeerEvent, PieceSettled
+from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerLied, PieceSettled
 
 _log = log.get("tracker_watch.swarm")
 BLOCK = 16384
@@ -46,7 +46,8 @@ class PieceTracker:
 
     def __init__(self, key: str, piece_size: Callable[[int], int], v1_hashes: bytes | None,
                  emit: Callable[[PeerEvent], None], on_settled: SettledCallback,
-                 loop: asyncio.AbstractEventLoop, max_waits: int = MAX_SETTLE_WAITS) -> None:
+                 loop: asyncio.AbstractEventLoop, max_waits: int = MAX_SETTLE_WAITS,
+                 record: dict[str, list[int]] | None = None) -> None:
         self.key = key
         self.max_waits = max_waits
         self.piece_size = piece_size
@@ -57,6 +58,8 @@ class PieceTracker:
         self._current: dict[int, dict[int, tuple[Endpoint, bytes | None]]] = {}
         self._ended: dict[int, _Attempt] = {}
         self._reads: dict[int, tuple[bytes, bytes] | None] = {}
+        # IP → [pieces passed with its data, pieces failed with its data]; outlives payload deletion
+        self.record: dict[str, list[int]] = {} if record is None else record
         self.closed = False
 
     def blocks_in(self, piece: int) -> int:
@@ -95,6 +98,8 @@ class PieceTracker:
             self._loop.call_later(SETTLE_DELAY_S, self._settle, piece, waits + 1)
             return
         del self._ended[piece]
+        for ip in {peer[0] for peer, _ in attempt.blocks.values()}:
+            self.record.setdefault(ip, [0, 0])[0 if attempt.passed else 1] += 1
         contributions = self._contributions(piece, attempt.blocks)
         if not attempt.passed:
             if not complete:  # never blame on a partial picture
@@ -112,6 +117,21 @@ class PieceTracker:
             return
         self._emit(PieceSettled(self.key, piece, True, utc_now_ms(), contributions, hashes[0], hashes[1]))
         self._on_settled(piece, True, contributions)
+
+    def banned(self, peer: Endpoint, pid: bytes | None) -> None:
+        """libtorrent banned the peer after hash failures. Its own reason may be guilt by association (trust
+        points fall for every peer in a failed piece), so judge once the pieces in flight have settled."""
+        self._loop.call_later(SETTLE_DELAY_S * (self.max_waits + 2), self._judge, peer, pid)
+
+    def _judge(self, peer: Endpoint, pid: bytes | None) -> None:
+        passed, failed = self.record.get(peer[0], [0, 0])
+        if self.closed:
+            return
+        if failed and not passed:
+            self._emit(PeerLied(self.key, peer, utc_now_ms(), pid))
+        else:
+            _log.info("ban_not_evidence", infohash=self.key, peer=f"{peer[0]}:{peer[1]}", passed=passed,
+                      failed=failed)
 
     def _contributions(self, piece: int, blocks: dict[int, tuple[Endpoint, bytes | None]]) -> tuple[
             Contribution, ...]:

@@ -7,9 +7,10 @@ connected: a torrent that wants nothing tells peers it is upload-only, and seeds
 Each wanted piece is wanted *for* one candidate, chosen among the pieces it has, preferring those that
 peers whose budget is spent lack, so that the piece is likely to come from the candidate (libtorrent
 asks one peer for a whole piece when it can). libtorrent still decides who serves it: a piece that
-settles without the candidate's help counts as an attempt, and after `max_attempts` a candidate rests
-until the next day — this bounds what already-verified peers can be asked for on its behalf. An IP
-that sent data failing the hash check is never a candidate again.
+settles without the candidate's help counts as an attempt against its IP, and after `max_attempts` the
+IP rests until the next day — this bounds what already-verified peers can be asked for on its behalf,
+also when one address keeps reconnecting from new ports. An IP that alone sent a piece failing the hash
+check (or that libtorrent banned) is never a candidate again.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from tracker_watch.domain.peers import Endpoint
 class _Budget:
     day: date
     pieces: int = 0
-    attempts: int = 0
 
 
 @dataclass
 class _IpBytes:
     day: date
     used: int = 0
+    attempts: int = 0
 
 
 @dataclass
@@ -45,29 +46,32 @@ class PiecePlanner:
     max_wanted: int = 4
     max_attempts: int = 3
     dial_grace_s: float = 30.0
+    redial_s: float = 300.0
     rng: random.Random = field(default_factory=random.Random)
 
     have: set[int] = field(default_factory=set)
     wanted: set[int] = field(default_factory=set)
-    corrupt: set[str] = field(default_factory=set)  # IP addresses
+    corrupt: set[str] = field(default_factory=set)  # IP addresses: proven liars, or banned by libtorrent
     assigned: dict[int, Endpoint] = field(default_factory=dict)  # wanted piece → the candidate it is for
     # connected peers that completed the handshake: their pieces (None: all of them)
     peers: dict[Endpoint, frozenset[int] | None] = field(default_factory=dict)
     # peers being dialled for the first time today → until when they count as candidates (monotonic s)
     dialling: dict[Endpoint, float] = field(default_factory=dict)
-    _dialled: dict[Endpoint, date] = field(default_factory=dict)
+    _dialled: dict[Endpoint, float] = field(default_factory=dict)  # when each peer was last dialled (monotonic)
     _budgets: dict[Endpoint, _Budget] = field(default_factory=dict)
     _ip_bytes: dict[str, _IpBytes] = field(default_factory=dict)
     _swarm_bytes: _IpBytes | None = None
 
     # --- inputs -----------------------------------------------------------------------------------
     def dialling_peer(self, peer: Endpoint, today: date, now: float) -> bool:
-        """A newly listed peer is being dialled: want a piece now, so that we do not look upload-only
-        when it answers. Once per peer per day, so a dead address listed at every announce costs little.
-        Returns whether the peer became a candidate."""
-        if peer in self.peers or self._dialled.get(peer) == today or not self.is_candidate(peer, today):
+        """A listed peer not yet verified is being dialled: want a piece now, so that we do not look
+        upload-only when it answers (seeds hang up on upload-only peers). At most every `redial_s` per peer,
+        so an address listed at every announce that never answers costs little. Returns whether the peer
+        became a candidate (a fresh chance, whatever its earlier attempts)."""
+        if peer in self.peers or now - self._dialled.get(peer, -1e18) < self.redial_s \
+                or not self.is_candidate(peer, today, alone=self._alone(peer)):
             return False
-        self._dialled[peer] = today
+        self._dialled[peer] = now
         self.dialling[peer] = now + self.dial_grace_s
         return True
 
@@ -85,7 +89,7 @@ class PiecePlanner:
         senders = {peer for peer, _ in contributions}
         owner = self.assigned.get(piece)
         if owner is not None and (not passed or owner not in senders):
-            self._budget(owner, today).attempts += 1
+            self._ip(owner[0], today).attempts += 1
         if passed:
             self.have.add(piece)
             self.wanted.discard(piece)
@@ -106,11 +110,16 @@ class PiecePlanner:
         self.assigned.clear()
 
     # --- decisions --------------------------------------------------------------------------------
-    def is_candidate(self, peer: Endpoint, today: date) -> bool:
-        budget = self._budget(peer, today)
-        return (peer[0] not in self.corrupt
-                and budget.pieces < self.pieces_per_peer and budget.attempts < self.max_attempts
-                and self._ip(peer[0], today).used < self.bytes_per_ip_per_day)
+    def is_candidate(self, peer: Endpoint, today: date, alone: bool = False) -> bool:
+        """Whether we still want to verify this peer today. Its IP's attempts only run out while others could
+        serve in its place: a peer `alone` among the connected holders of its pieces can only serve itself."""
+        ip = self._ip(peer[0], today)
+        return (peer[0] not in self.corrupt and self._budget(peer, today).pieces < self.pieces_per_peer
+                and (alone or ip.attempts < self.max_attempts) and ip.used < self.bytes_per_ip_per_day)
+
+    def _alone(self, peer: Endpoint) -> bool:
+        """No other connected peer (that we would still talk to) could serve a piece wanted for this one."""
+        return all(p[0] == peer[0] or p[0] in self.corrupt for p in self.peers)
 
     def wants_bitfield(self, peer: Endpoint, today: date) -> bool:
         """Whether the engine should read this peer's (possibly large) bitfield."""
@@ -119,8 +128,9 @@ class PiecePlanner:
     def plan(self, today: date, now: float) -> tuple[set[int], set[int]]:
         """Returns (pieces to start wanting, pieces to stop wanting) and updates `wanted`."""
         self.dialling = {p: until for p, until in self.dialling.items() if until > now}
-        candidates = {p: pcs for p, pcs in self.peers.items() if self.is_candidate(p, today)}
-        candidates.update({p: None for p in self.dialling if p not in candidates and self.is_candidate(p, today)})
+        candidates = {p: pcs for p, pcs in self.peers.items() if self.is_candidate(p, today, alone=self._alone(p))}
+        candidates.update({p: None for p in self.dialling
+                           if p not in candidates and self.is_candidate(p, today, alone=self._alone(p))})
         if self._swarm(today).used >= self.bytes_per_swarm_per_day:
             candidates = {}
         assigned = {w: p for w, p in self.assigned.items()
@@ -174,7 +184,7 @@ class PiecePlanner:
         """Drop budget entries from earlier days (bounded memory on long runs)."""
         self._budgets = {k: v for k, v in self._budgets.items() if v.day == today or k in self.peers}
         self._ip_bytes = {k: v for k, v in self._ip_bytes.items() if v.day == today}
-        self._dialled = {k: v for k, v in self._dialled.items() if v == today}
+        self._dialled = {k: v for k, v in self._dialled.items() if k in self.peers or k in self.dialling}
 
 
 def _has(pieces: frozenset[int] | None, piece: int) -> bool:

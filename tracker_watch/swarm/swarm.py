@@ -77,6 +77,8 @@ class Swarm:
         self.planner: PiecePlanner | None = None
         self.pieces: PieceTracker | None = None
         self._ti: Any = None
+        self._dirty = False
+        self.record: dict[str, list[int]] = {}  # what each IP's data did in the hash check (see pieces.py)
         self.listed: set[Endpoint] = set()  # endpoints we gave libtorrent, or that it found through PEX
         self.connected: set[Endpoint] = set()
         self.generation = 0  # bumped each time the torrent is re-added with its payload deleted
@@ -123,10 +125,11 @@ class Swarm:
         self.planner = self._planner_factory(int(self._ti.num_pieces()), self.piece_size)
         self.planner.wanted.add(INITIAL_PIECE)  # added with that piece wanted (see engine.watch)
         self.pieces = PieceTracker(self.key, self.piece_size, v1_piece_hashes(info), self._emit, self._on_settled,
-                                   self._loop)
+                                   self._loop, record=self.record)
         self.request_sample(0.2)
 
     def on_block_finished(self, alert: Any) -> None:
+        self._dirty = True  # payload (good or bad) is in the part file now
         if self.pieces is not None:
             self.pieces.block_finished(int(alert.piece_index), int(alert.block_index), endpoint(alert.endpoint),
                                        peer_id_or_none(alert.pid))
@@ -145,10 +148,14 @@ class Swarm:
             self.pieces.read_done(int(alert.piece), None if failed else bytes(alert.buffer))
 
     def on_peer_ban(self, alert: Any) -> None:
-        # Not evidence: libtorrent also bans honest peers whose trust fell because they shared pieces with
-        # a liar. Only a piece we can attribute, whole, to one sender proves a lie (see pieces.py).
+        # Not evidence by itself: libtorrent also bans honest peers whose trust fell because they shared
+        # pieces with a liar. The piece tracker judges it against the peer's record (see pieces.py).
         peer = endpoint(alert.endpoint)
         _log.info("peer_banned_by_libtorrent", infohash=self.key, peer=f"{peer[0]}:{peer[1]}")
+        if self.planner is not None:  # it will not serve us any more: stop asking on its behalf
+            self.planner.corrupt.add(peer[0])
+        if self.pieces is not None:
+            self.pieces.banned(peer, peer_id_or_none(alert.pid))
 
     # --- pieces ----------------------------------------------------------------------------------
     def piece_size(self, piece: int) -> int:
@@ -174,7 +181,7 @@ class Swarm:
 
     def _schedule_recycle(self) -> None:
         """Verified pieces are not kept: once nothing is wanted, the payload is deleted with the torrent."""
-        idle = self.planner is not None and not self.planner.wanted and bool(self.planner.have)
+        idle = self.planner is not None and not self.planner.wanted and (bool(self.planner.have) or self._dirty)
         if not idle:
             if self._recycle_timer is not None:
                 self._recycle_timer.cancel()
@@ -184,7 +191,7 @@ class Swarm:
 
     def _do_recycle(self) -> None:
         self._recycle_timer = None
-        if self.closed or self.planner is None or self.planner.wanted or not self.planner.have:
+        if self.closed or self.planner is None or self.planner.wanted or not (self.planner.have or self._dirty):
             return
         assert self._recycle is not None
         self._recycle(self)
@@ -193,6 +200,7 @@ class Swarm:
         """The engine re-added the torrent (payload deleted): start over with the new handle."""
         self.handle = handle
         self.generation += 1
+        self._dirty = False
         self.connected.clear()
         if self.planner is not None:
             self.planner.forget_have()
@@ -200,7 +208,7 @@ class Swarm:
                 self.planner.peer_gone(peer)
         if self.meta is not None and self.info is not None:
             self.pieces = PieceTracker(self.key, self.piece_size, v1_piece_hashes(self.info), self._emit,
-                                       self._on_settled, self._loop)
+                                       self._on_settled, self._loop, record=self.record)
 
     # --- sampling --------------------------------------------------------------------------------
     def request_sample(self, delay: float) -> None:
