@@ -13,6 +13,12 @@ from tracker_watch.config import Settings
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
+def usage(message: str) -> int:
+    """Bad input: one line on stderr, exit code 2."""
+    print(f"tracker-watch: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def add_parsers(sub: Any) -> None:
     ledger = sub.add_parser("ledger", help="the evidence hash chain").add_subparsers(dest="action", required=True)
     ledger.add_parser("verify", help="walk every node's chain; exit 1 at the first tampered row")
@@ -80,13 +86,11 @@ async def export(db: Any, settings: Settings, args: argparse.Namespace) -> int:
     try:
         ip = normalize_ip(args.ip)
     except ValueError:
-        print(f"tracker-watch: error: --ip {args.ip!r} is not an IP address", file=sys.stderr)
-        return EXIT_USAGE
+        return usage(f"--ip {args.ip!r} is not an IP address")
     async with db.pool.acquire() as conn:
         target_id = await _target_id(conn, args.target)
         if target_id is None:
-            print(f"tracker-watch: error: no target {args.target!r}", file=sys.stderr)
-            return EXIT_USAGE
+            return usage(f"no target {args.target!r}")
         try:
             data = await build(conn, Selection(target_id, ip, args.since, args.until))
         except PackageError as exc:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from tracker_watch.cli_ledger import EXIT_OK, usage
 from tracker_watch.config import Settings
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def add_parsers(sub: Any) -> None:
@@ -63,17 +61,14 @@ async def isp_import(db: Any, settings: Settings, args: argparse.Namespace) -> i
     try:
         leases = parse(args.file.read_text(encoding="utf-8"))
     except OSError as exc:
-        print(f"tracker-watch: error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage(f"cannot read {args.file}: {exc.strerror}")
     except LeaseError as exc:
-        print(f"tracker-watch: error: {args.file}: {exc} (nothing imported)", file=sys.stderr)
-        return EXIT_USAGE
+        return usage(f"{args.file}: {exc} (nothing imported)")
     try:
         async with db.pool.acquire() as conn:
             count = await import_leases(conn, args.isp, leases)
     except LeaseError as exc:
-        print(f"tracker-watch: error: {args.file}: {exc} (nothing imported)", file=sys.stderr)
-        return EXIT_USAGE
+        return usage(f"{args.file}: {exc} (nothing imported)")
     print(f"imported {count} leases for ISP {args.isp}")
     return EXIT_OK
 
@@ -130,12 +125,10 @@ async def strikes_void(db: Any, settings: Settings, args: argparse.Namespace) ->
     from tracker_watch.ledger.strikes import StrikeLedger
 
     if not args.reason.strip():
-        print("tracker-watch: error: --reason must not be empty", file=sys.stderr)
-        return EXIT_USAGE
+        return usage("--reason must not be empty")
     result = await StrikeLedger(db.pool, settings).void(args.id, _actor(), args.reason.strip())
     if result is None:
-        print(f"tracker-watch: error: no active strike {args.id}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage(f"no active strike {args.id}")
     print(f"strike {args.id} voided; re-derived: {result[0]} strikes created, {result[1]} superseded")
     return EXIT_OK
 
@@ -153,8 +146,7 @@ async def notices_list(db: Any, settings: Settings, args: argparse.Namespace) ->
 async def notices_show(db: Any, settings: Settings, args: argparse.Namespace) -> int:
     row = await db.pool.fetchrow("SELECT xml, json FROM notices WHERE id = $1", args.id)
     if row is None:
-        print(f"tracker-watch: error: no notice {args.id}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage(f"no notice {args.id}")
     print(row[args.format], end="" if row[args.format].endswith("\n") else "\n")
     return EXIT_OK
 
