@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_parser("list", help="list registered targets")
     peers = sub.add_parser("peers", help="per-peer summary of the evidence gathered")
     peers.add_argument("--target", type=int, help="only this target id")
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    create = token.add_parser("create", help="create a token (printed once; only its hash is stored)")
+    create.add_argument("--role", required=True, choices=["rightsholder", "operator", "isp"])
+    create.add_argument("--name", required=True, help="rights holder, ISP or operator name")
+    token.add_parser("list", help="list tokens (never the secrets)")
+    revoke = token.add_parser("revoke", help="revoke a token; refused from its next request on")
+    revoke.add_argument("id", type=int)
     cli_ledger.add_parsers(sub)
     cli_strikes.add_parsers(sub)
     demo = sub.add_parser("demo", help="end-to-end demo on a local swarm and an embedded PostgreSQL")
@@ -152,6 +159,37 @@ async def _peers(db: Any, settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _token_create(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    from tracker_watch.api.auth import create_token
+
+    if not args.name.strip():
+        raise UsageError("--name must not be empty")
+    async with db.pool.acquire() as conn, conn.transaction():
+        token_id, token = await create_token(conn, args.role, args.name.strip(),
+                                             f"cli:{os.environ.get('USER', 'unknown')}")
+    print(f"token {token_id} ({args.role} {args.name.strip()!r}) — shown once, store it now:")
+    print(token)
+    return EXIT_OK
+
+
+async def _token_list(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    for r in await db.pool.fetch("SELECT id, role, name, created_at, revoked_at FROM api_tokens ORDER BY id"):
+        state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "active"
+        print(f"{r['id']:>5} {r['role']:<13} {r['name']:<30} created {r['created_at']:%Y-%m-%d %H:%M}  {state}")
+    return EXIT_OK
+
+
+async def _token_revoke(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    done = await db.pool.fetchval("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL "
+                                  "RETURNING id", args.id)
+    if done is None:
+        return cli_ledger.usage(f"no active token {args.id}")
+    await db.pool.execute("INSERT INTO audit_log (actor, action, object) VALUES ($1, 'token.revoke', $2)",
+                          f"cli:{os.environ.get('USER', 'unknown')}", f"token:{args.id}")
+    print(f"token {args.id} revoked")
+    return EXIT_OK
+
+
 def print_peer_table(rows: Sequence[Any], out: Any = None) -> None:
     out = out or sys.stdout
     print(f"{'target':>6}  {'peer':<22} {'client':<24} {'source':<9} {'grade':<10} {'advertised':>10} "
@@ -170,6 +208,9 @@ _COMMANDS: dict[tuple[str, str | None], DbCommand] = {
     ("target", "add"): _target_add,
     ("target", "list"): _target_list,
     ("peers", None): _peers,
+    ("token", "create"): _token_create,
+    ("token", "list"): _token_list,
+    ("token", "revoke"): _token_revoke,
     ("ledger", "verify"): cli_ledger.verify,
     ("ledger", "purge"): cli_ledger.purge,
     ("evidence", "export"): cli_ledger.export,

@@ -175,6 +175,17 @@ class NoticeSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    enabled: bool = field(default=True, metadata=_doc("Serve the HTTP API from the daemon."))
+    listen: str = field(default="127.0.0.1:8080", metadata=_doc(
+        "Address (ip:port) of the HTTP API; put a TLS-terminating proxy in front of it."))
+    max_body_bytes: int = field(default=32 * 2**20, metadata=_doc(
+        "Largest accepted request body (a .torrent upload, a bulk registration).", min=1024))
+    rate_per_s: float = field(default=50.0, metadata=_doc("Requests per second per token (sustained).", min=0.01))
+    burst: int = field(default=200, metadata=_doc("Requests a token may make in a burst.", min=1))
+
+
+@dataclass(frozen=True)
 class CollectorSettings:
     batch_size: int = field(default=1000, metadata=_doc("Observations written per batch.", min=1, max=100_000))
     flush_interval_s: float = field(default=1.0, metadata=_doc(
@@ -202,6 +213,7 @@ class Settings:
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     notices: NoticeSettings = field(default_factory=NoticeSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
@@ -311,6 +323,7 @@ def _cross_checks(s: Settings) -> None:
         raise ConfigError("database.pool_min_size: must not exceed database.pool_max_size")
     if s.trackers.min_interval_s > s.trackers.max_interval_s:
         raise ConfigError("trackers.min_interval_s: must not exceed trackers.max_interval_s")
+    parse_endpoint("api.listen", s.api.listen)
     for item in s.swarm.listen_interfaces:
         parse_endpoint("swarm.listen_interfaces", item)
     for item in s.swarm.outgoing_interfaces:

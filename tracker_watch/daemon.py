@@ -43,6 +43,7 @@ class Daemon:
         self.batcher: Batcher | None = None
         self.writer: EvidenceWriter | None = None
         self.strikes: StrikeLedger | None = None
+        self.api: Any = None
         self.outbox: Outbox | None = None
         self.collector: Collector | None = None
         self.engine: SwarmEngine | None = None
@@ -72,6 +73,11 @@ class Daemon:
         self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
                                    s.daemon.target_poll_s)
         await self.watchlist.sync_once()  # resume every active target before reporting ready
+        if s.api.enabled:
+            from tracker_watch.api.app import ApiServer
+
+            self.api = ApiServer(self.db.pool, s, self.engine)
+            await self.api.start()
         self.strikes = StrikeLedger(self.db.pool, s)
         self.outbox = Outbox(self.db.pool, s.notices)
         periodic = {"forget-idle": (60.0, self._forget_idle), "retention": (3600.0, self._retention),
@@ -104,6 +110,8 @@ class Daemon:
 
     async def stop(self) -> None:
         deadline = time.monotonic() + self.settings.daemon.shutdown_grace_s
+        if self.api is not None:
+            await self.api.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

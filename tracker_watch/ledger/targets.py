@@ -16,6 +16,7 @@ from tracker_watch.ledger.db import Conn
 class TargetRow:
     id: int
     work_id: int
+    holder_id: int
     holder: str
     work: str
     infohash_v1: bytes | None
@@ -37,8 +38,8 @@ class TargetRow:
 
 
 _SELECT = """
-    SELECT t.id, t.work_id, h.name AS holder, w.title AS work, t.infohash_v1, t.infohash_v2, t.input_kind,
-           t.display_name, t.trackers, t.status, t.info, t.name, t.total_size, t.num_pieces, t.created_at,
+    SELECT t.id, t.work_id, h.id AS holder_id, h.name AS holder, w.title AS work, t.infohash_v1, t.infohash_v2,
+           t.input_kind, t.display_name, t.trackers, t.status, t.info, t.name, t.total_size, t.num_pieces, t.created_at,
            t.revision
     FROM targets t JOIN works w ON w.id = t.work_id JOIN rights_holders h ON h.id = w.holder_id
 """
@@ -92,6 +93,13 @@ class TargetStore:
     async def list_all(self, include_deleted: bool = False) -> list[TargetRow]:
         where = "" if include_deleted else " WHERE t.status <> 'deleted'"
         return [_row(r) for r in await self.pool.fetch(_SELECT + where + " ORDER BY t.id")]
+
+    async def page(self, holder_id: int | None, status: str | None, after: int, limit: int) -> list[TargetRow]:
+        """Targets by id after `after`, of one rights holder (or all), optionally of one status."""
+        rows = await self.pool.fetch(
+            _SELECT + " WHERE t.id > $1 AND ($2::bigint IS NULL OR h.id = $2) AND ($3::text IS NULL OR t.status = $3)"
+            " ORDER BY t.id LIMIT $4", after, holder_id, status, limit)
+        return [_row(r) for r in rows]
 
     async def changed_since(self, revision: int) -> list[TargetRow]:
         rows = await self.pool.fetch(_SELECT + " WHERE t.revision > $1 ORDER BY t.revision", revision)

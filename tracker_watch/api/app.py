@@ -1,0 +1,70 @@
+"""The aiohttp application: routes from the declarations, problem+json errors, bearer auth, rate limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from tracker_watch import log
+from tracker_watch.api import evidence, ledger, targets  # noqa: F401 - importing registers their routes
+from tracker_watch.api.auth import RateLimiter, authenticate
+from tracker_watch.api.common import reply
+from tracker_watch.api.errors import problems
+from tracker_watch.api.keys import ENGINE, LIMITER, MAX_BODY, OPENAPI, POOL, PRINCIPAL, ROUTE_TABLE, SETTINGS
+from tracker_watch.api.openapi import document
+from tracker_watch.api.registry import ROUTES, Route, route
+from tracker_watch.config import Settings, parse_endpoint
+
+_log = log.get("tracker_watch.api")
+
+
+@route("GET", "/api/v1/openapi.json", "This API's OpenAPI 3.1 document", roles=None, tag="health",
+       responses={200: ("application/json", {"type": "object"}, "the document")})
+async def openapi_json(request: web.Request) -> web.Response:
+    return reply(request.app[OPENAPI])
+
+
+@web.middleware
+async def authorize(request: web.Request, handler: Any) -> web.StreamResponse:
+    declared: Route | None = request.app[ROUTE_TABLE].get(getattr(request.match_info.route, "handler", None))
+    if declared is not None and declared.roles is not None:
+        who = await authenticate(request.app[POOL], request.headers.get("Authorization"))
+        request.app[LIMITER].take(who.token_id)
+        request[PRINCIPAL] = who
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+def create_app(pool: Any, settings: Settings, engine: Any = None) -> web.Application:
+    app = web.Application(client_max_size=settings.api.max_body_bytes, middlewares=[problems, authorize])
+    app[POOL], app[SETTINGS], app[ENGINE] = pool, settings, engine
+    app[MAX_BODY] = settings.api.max_body_bytes
+    app[LIMITER] = RateLimiter(settings.api.rate_per_s, settings.api.burst)
+    app[ROUTE_TABLE] = {r.handler: r for r in ROUTES}
+    app[OPENAPI] = document(ROUTES)
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, r.handler)
+    return app
+
+
+class ApiServer:
+    def __init__(self, pool: Any, settings: Settings, engine: Any = None) -> None:
+        self.app = create_app(pool, settings, engine)
+        self.settings = settings
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        host, port = parse_endpoint("api.listen", self.settings.api.listen)
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        _log.info("api_listening", address=f"{host}:{self.port}")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

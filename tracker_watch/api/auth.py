@@ -1,0 +1,92 @@
+"""Bearer tokens: created once, shown once, stored as SHA-256; looked up on every request, so a revocation
+takes effect at the next request. Per-token rate limiting with a token bucket."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tracker_watch.api.errors import Problem
+
+PREFIX = "tw_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: int
+    name: str
+    role: str
+    holder_id: int | None
+    holder: str | None
+    isp: str | None
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.token_id}:{self.name}"
+
+
+def new_token() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def authenticate(pool: Any, header: str | None) -> Principal:
+    if not header or not header.startswith("Bearer "):
+        raise Problem(401, "send the API token as 'Authorization: Bearer <token>'",
+                      {"WWW-Authenticate": 'Bearer realm="tracker-watch"'})
+    token = header[len("Bearer "):].strip()
+    row = await pool.fetchrow(
+        "SELECT t.id, t.name, t.role, t.holder_id, h.name AS holder, t.isp FROM api_tokens t "
+        "LEFT JOIN rights_holders h ON h.id = t.holder_id WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+        token_hash(token))
+    if row is None:
+        raise Problem(401, "the token is unknown or has been revoked",
+                      {"WWW-Authenticate": 'Bearer realm="tracker-watch", error="invalid_token"'})
+    return Principal(row["id"], row["name"], row["role"], row["holder_id"], row["holder"], row["isp"])
+
+
+async def create_token(conn: Any, role: str, name: str, actor: str) -> tuple[int, str]:
+    """Create a token (and its rights holder or ISP if new); returns (id, the token — shown this once)."""
+    holder_id = isp = None
+    if role == "rightsholder":
+        holder_id = await conn.fetchval(
+            "INSERT INTO rights_holders (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+            "RETURNING id", name)
+    elif role == "isp":
+        await conn.execute("INSERT INTO isps (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", name)
+        isp = name
+    token = new_token()
+    token_id = await conn.fetchval(
+        "INSERT INTO api_tokens (name, role, token_hash, holder_id, isp, created_by) VALUES ($1, $2, $3, $4, $5, $6) "
+        "RETURNING id", name, role, token_hash(token), holder_id, isp, actor)
+    await conn.execute("INSERT INTO audit_log (actor, action, object, detail) VALUES ($1, 'token.create', $2, "
+                       "jsonb_build_object('role', $3::text, 'name', $4::text))",
+                       actor, f"token:{token_id}", role, name)
+    return int(token_id), token
+
+
+class RateLimiter:
+    """A token bucket per API token: `rate` requests per second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[int, tuple[float, float]] = {}  # token id → (tokens, last refill)
+
+    def take(self, key: int) -> None:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            retry = math.ceil((1 - tokens) / self.rate)
+            self._buckets[key] = (tokens, now)
+            raise Problem(429, f"rate limit of {self.rate:g} requests per second (burst {self.burst}) exceeded",
+                          {"Retry-After": str(retry)})
+        self._buckets[key] = (tokens - 1, now)

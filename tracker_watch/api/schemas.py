@@ -1,0 +1,98 @@
+"""JSON Schemas (2020-12, as OpenAPI 3.1 uses them) for request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+TS: Schema = {"type": "string", "format": "date-time"}
+HEX40: Schema = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
+HEX64: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+ID: Schema = {"type": "integer", "minimum": 1, "maximum": 2**62}
+TITLE: Schema = {"type": "string", "minLength": 1, "maxLength": 500, "pattern": r"\S"}
+NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"}
+GRADES = ["listed", "handshake", "advertised", "verified", "corrupt"]
+
+
+def nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
+    return {"type": "object", "properties": properties, "required": required if required is not None
+            else list(properties), "additionalProperties": False}
+
+
+def page(item: Schema) -> Schema:
+    return obj({"items": {"type": "array", "items": item}, "next_cursor": nullable({"type": "string"})})
+
+
+PROBLEM: Schema = {"type": "object", "required": ["type", "title", "status", "detail"],
+                   "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                                  "status": {"type": "integer"}, "detail": {"type": "string"},
+                                  "instance": {"type": "string"}, "errors": {"type": "array"}}}
+
+WORK = obj({"id": ID, "title": {"type": "string"}, "holder": {"type": "string"}, "created_at": TS})
+WORK_CREATE = obj({"title": TITLE, "holder": NAME}, required=["title"])
+
+TARGET_INPUT = {"infohash": {"type": "string", "maxLength": 64, "description": "40 (v1) or 64 (v2) hex digits"},
+                "magnet": {"type": "string", "maxLength": 65536, "description": "magnet link (btih and/or btmh)"},
+                "torrent_base64": {"type": "string", "maxLength": 20_000_000,
+                                   "description": ".torrent file, base64-encoded"}}
+TARGET_CREATE: Schema = obj({"work": TITLE, "work_id": ID, "holder": {**NAME, "description": "operators only"},
+                             **TARGET_INPUT}, required=[])
+TARGET_CREATE["minProperties"] = 2
+TARGET_UPLOAD: Schema = {"type": "object", "required": ["torrent"], "properties": {
+    "torrent": {"type": "string", "format": "binary", "contentMediaType": "application/x-bittorrent"},
+    "work": TITLE, "work_id": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}, "holder": NAME}}
+TARGET: Schema = obj({
+    "id": ID, "work_id": ID, "work": {"type": "string"}, "holder": {"type": "string"},
+    "infohash_v1": nullable(HEX40), "infohash_v2": nullable(HEX64),
+    "registered_as": {"enum": ["hex", "magnet", "torrent"]}, "display_name": nullable({"type": "string"}),
+    "trackers": {"type": "array", "items": {"type": "string"}},
+    "status": {"enum": ["active", "paused", "deleted"]},
+    "metadata": nullable(obj({"name": {"type": "string"}, "total_size": {"type": "integer"},
+                              "num_pieces": {"type": "integer"}})),
+    "live": obj({"watched": {"type": "boolean"}, "peers_connected": {"type": "integer", "minimum": 0},
+                 "last_seen": nullable(TS)}),
+    "created_at": TS})
+BULK = obj({"targets": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": TARGET_CREATE}})
+BULK_RESULT = obj({"created": {"type": "integer"}, "existing": {"type": "integer"},
+                   "target_ids": {"type": "array", "items": ID}})
+
+OBSERVATION = obj({
+    "id": {"type": "string", "format": "uuid"}, "target_id": ID, "observed_at": TS, "ip": nullable({"type": "string"}),
+    "port": nullable({"type": "integer"}), "source": {"type": "string"}, "tracker_url": nullable({"type": "string"}),
+    "grade": {"enum": GRADES}, "peer_id": nullable({"type": "string"}), "client": nullable({"type": "string"}),
+    "pieces_advertised": nullable({"type": "integer"}), "num_pieces": nullable({"type": "integer"}),
+    "pieces_verified": {"type": "integer"}, "bytes_verified": {"type": "integer"},
+    "piece_index": nullable({"type": "integer"}), "piece_sha1": nullable(HEX40), "piece_sha256": nullable(HEX64),
+    "our_ip": nullable({"type": "string"}), "our_port": nullable({"type": "integer"}),
+    "node": {"type": "string"}, "chain_seq": nullable({"type": "integer"}), "redacted": {"type": "boolean"}})
+INCIDENT = obj({
+    "id": ID, "target_id": ID, "ip": nullable({"type": "string"}), "window_start": TS, "first_seen": TS,
+    "last_seen": TS, "best_grade": {"enum": GRADES[:4]}, "corrupt": {"type": "boolean"},
+    "ports": {"type": "array", "items": {"type": "integer"}},
+    "pieces_verified": {"type": "array", "items": {"type": "integer"}}, "bytes_verified": {"type": "integer"},
+    "observations": {"type": "integer"}, "legal_hold": {"type": "boolean"}})
+SUBJECT = obj({"id": ID, "kind": {"enum": ["subscriber", "ip"]}, "isp": nullable({"type": "string"}),
+               "subscriber_ref": nullable({"type": "string"}), "ip": nullable({"type": "string"})})
+STRIKE = obj({
+    "id": ID, "level": {"type": "integer", "minimum": 1, "maximum": 3},
+    "level_name": {"enum": ["notification", "warning", "referral"]},
+    "status": {"enum": ["active", "voided", "superseded"]}, "issued_at": TS, "cycle_start": TS,
+    "subject": SUBJECT, "work": obj({"id": ID, "title": {"type": "string"}}),
+    "notice": nullable(obj({"id": ID, "state": {"type": "string"}})), "reason": nullable({"type": "string"})})
+VOID = obj({"reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S"}})
+VOID_RESULT = obj({"voided": ID, "created": {"type": "integer"}, "superseded": {"type": "integer"}})
+NOTICE = obj({
+    "id": ID, "strike_id": ID, "isp": nullable({"type": "string"}), "level": {"type": "integer"},
+    "state": {"enum": ["pending", "delivered", "failed", "held", "cancelled"]}, "attempts": {"type": "integer"},
+    "last_error": nullable({"type": "string"}), "delivered_at": nullable(TS), "created_at": TS})
+TOKEN = obj({"id": ID, "name": {"type": "string"}, "role": {"enum": ["rightsholder", "operator", "isp"]},
+             "created_at": TS, "revoked_at": nullable(TS)})
+TOKEN_CREATE = obj({"role": {"enum": ["rightsholder", "operator", "isp"]}, "name": NAME})
+TOKEN_CREATED = obj({**TOKEN["properties"], "token": {"type": "string"}})
+HEALTH = obj({"status": {"type": "string"}}, required=["status"])
+HEALTH["additionalProperties"] = True

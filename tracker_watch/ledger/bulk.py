@@ -1,0 +1,61 @@
+"""Registering many targets in one statement set (the API's bulk endpoint): holders and works are upserted
+once each, the targets go through COPY into a staging table and one INSERT … SELECT, all inside the
+caller's transaction — so 10,000 targets either all exist afterwards or none does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracker_watch.domain.targets import TargetSpec
+from tracker_watch.ledger.db import Conn
+
+_STAGE = """
+CREATE TEMP TABLE targets_stage (
+    idx integer, work_id bigint, infohash_v1 bytea, infohash_v2 bytea, input_kind text, display_name text,
+    trackers text[], info bytea, name text, total_size bigint, piece_length integer, num_pieces integer
+) ON COMMIT DROP
+"""
+_INSERT = """
+INSERT INTO targets (work_id, infohash_v1, infohash_v2, input_kind, display_name, trackers, info, name, total_size,
+                     piece_length, num_pieces, metadata_at)
+SELECT DISTINCT ON (s.work_id, s.infohash_v1, s.infohash_v2)
+       s.work_id, s.infohash_v1, s.infohash_v2, s.input_kind, s.display_name, s.trackers, s.info, s.name, s.total_size,
+       s.piece_length, s.num_pieces, CASE WHEN s.info IS NULL THEN NULL ELSE now() END
+FROM targets_stage s
+WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE t.work_id = s.work_id AND t.status <> 'deleted'
+                  AND (t.infohash_v1 = s.infohash_v1 OR t.infohash_v2 = s.infohash_v2))
+ORDER BY s.work_id, s.infohash_v1, s.infohash_v2, s.idx
+ON CONFLICT DO NOTHING
+"""
+_IDS = """
+SELECT s.idx, t.id FROM targets_stage s JOIN targets t ON t.work_id = s.work_id AND t.status <> 'deleted'
+    AND (t.infohash_v1 = s.infohash_v1 OR t.infohash_v2 = s.infohash_v2)
+ORDER BY s.idx, t.id
+"""
+
+
+async def register_many(conn: Conn, items: list[tuple[TargetSpec, str, str]]) -> tuple[list[int], int]:
+    """Register (spec, holder, work title) items; returns (target id per item, how many were new)."""
+    works: dict[tuple[str, str], int] = {}
+    for holder, title in sorted({(h, w) for _, h, w in items}):
+        holder_id = await conn.fetchval("INSERT INTO rights_holders (name) VALUES ($1) ON CONFLICT (name) DO UPDATE "
+                                        "SET name = EXCLUDED.name RETURNING id", holder)
+        works[(holder, title)] = await conn.fetchval(
+            "INSERT INTO works (holder_id, title) VALUES ($1, $2) ON CONFLICT (holder_id, title) DO UPDATE "
+            "SET title = EXCLUDED.title RETURNING id", holder_id, title)
+    await conn.execute(_STAGE)
+    await conn.copy_records_to_table("targets_stage", records=[_record(i, spec, works[(h, w)])
+                                                               for i, (spec, h, w) in enumerate(items)])
+    status = await conn.execute(_INSERT)
+    created = int(status.split()[-1])
+    first: dict[int, int] = {}
+    for r in await conn.fetch(_IDS):
+        first.setdefault(r["idx"], r["id"])
+    return [first[i] for i in range(len(items))], created
+
+
+def _record(i: int, spec: TargetSpec, work_id: int) -> tuple[Any, ...]:
+    m = spec.meta
+    return (i, work_id, spec.infohash_v1, spec.infohash_v2, spec.kind, spec.display_name, list(spec.trackers),
+            spec.info, m.name if m else None, m.total_size if m else None, m.piece_length if m else None,
+            m.num_pieces if m else None)
