@@ -163,6 +163,9 @@ target_poll_s = 0.5
 async def test_sigterm_stops_within_grace_and_flushes_everything(make_settings: SettingsFactory,
                                                                  local_swarm: LocalSwarm, tmp_path: Path) -> None:
     settings = make_settings()
+    # a password in the DSN (the test server trusts any): it must never reach the logs
+    dsn = settings.database.dsn.replace("postgres:@", "postgres@").replace("postgres@", "postgres:s3cret-pw@", 1)
+    settings = make_settings(database={"dsn": dsn})
     config = _write_config(tmp_path, settings, flush_s=3600)  # nothing is written before the stop
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_WATCH_")}
     log_path = tmp_path / "daemon.log"
@@ -191,6 +194,8 @@ async def test_sigterm_stops_within_grace_and_flushes_everything(make_settings: 
             proc.kill()
             await proc.wait()
     out = log_path.read_text()
+    assert "s3cret-pw" not in out
+    assert "postgres:***@" in out  # the DSN is logged redacted
     events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
     assert events.index("database_ready") < events.index("daemon_started") < events.index("daemon_stopping")
     assert events[-1] == "daemon_stopped"

@@ -186,6 +186,20 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    enabled: bool = field(default=True, metadata=_doc("Serve Prometheus metrics."))
+    listen: str = field(default="127.0.0.1:9464", metadata=_doc("Address (ip:port) of /metrics."))
+    per_target_limit: int = field(default=50, metadata=_doc(
+        "Per-target series only for this many of the busiest targets (bounded label cardinality).", min=0,
+        max=1000))
+    refresh_s: float = field(default=15.0, metadata=_doc(
+        "How often counts from PostgreSQL (targets, strikes, notices) are refreshed.", min=1.0))
+    quiet_alert_s: float = field(default=3600.0, metadata=_doc(
+        "Exported for the TrackerWatchNoObservations alert: how long without any observation, while "
+        "targets are active, is worth an alert.", min=60.0))
+
+
+@dataclass(frozen=True)
 class CollectorSettings:
     batch_size: int = field(default=1000, metadata=_doc("Observations written per batch.", min=1, max=100_000))
     flush_interval_s: float = field(default=1.0, metadata=_doc(
@@ -214,6 +228,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     notices: NoticeSettings = field(default_factory=NoticeSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
@@ -324,6 +339,7 @@ def _cross_checks(s: Settings) -> None:
     if s.trackers.min_interval_s > s.trackers.max_interval_s:
         raise ConfigError("trackers.min_interval_s: must not exceed trackers.max_interval_s")
     parse_endpoint("api.listen", s.api.listen)
+    parse_endpoint("metrics.listen", s.metrics.listen)
     for item in s.swarm.listen_interfaces:
         parse_endpoint("swarm.listen_interfaces", item)
     for item in s.swarm.outgoing_interfaces:

@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from tracker_watch import SOFTWARE, log
+from prometheus_client import REGISTRY
+
+from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import utc_now_ms
 from tracker_watch.domain.targets import TorrentMeta
@@ -34,6 +36,12 @@ from tracker_watch.swarm.watchlist import Watchlist
 _log = log.get("tracker_watch.daemon")
 
 
+def lt_version() -> str:
+    import libtorrent as lt
+
+    return str(lt.__version__)
+
+
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -44,6 +52,10 @@ class Daemon:
         self.writer: EvidenceWriter | None = None
         self.strikes: StrikeLedger | None = None
         self.api: Any = None
+        self.metrics_server: metrics.MetricsServer | None = None
+        self._collector: metrics.DaemonCollector | None = None
+        self.version = SOFTWARE
+        self.libtorrent_version = lt_version()
         self.outbox: Outbox | None = None
         self.collector: Collector | None = None
         self.engine: SwarmEngine | None = None
@@ -80,13 +92,24 @@ class Daemon:
             await self.api.start()
         self.strikes = StrikeLedger(self.db.pool, s)
         self.outbox = Outbox(self.db.pool, s.notices)
+        if s.metrics.enabled:
+            metrics.init_label_sets()
+            self._collector = metrics.DaemonCollector(self, s.metrics.per_target_limit)
+            REGISTRY.register(self._collector)
+            self.metrics_server = metrics.MetricsServer(s.metrics.listen)
+            await self.metrics_server.start()
+            await metrics.refresh_database_gauges(self.db.pool)
         periodic = {"forget-idle": (60.0, self._forget_idle), "retention": (3600.0, self._retention),
+                    "metrics": (s.metrics.refresh_s, lambda: metrics.refresh_database_gauges(self.db.pool)),
                     "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
                     "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
                     "outbox": (s.notices.delivery_interval_s, self._deliver_notices)}
         self._tasks = [asyncio.create_task(self.watchlist.run(), name="watchlist")]
         self._tasks += [asyncio.create_task(_every(every, job), name=name) for name, (every, job) in periodic.items()]
+        if (interval := systemd.watchdog_interval()) is not None:
+            self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
         self.started.set()
+        systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
         _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows),
                   swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2))
 
@@ -109,6 +132,7 @@ class Daemon:
             self.stopping.set()
 
     async def stop(self) -> None:
+        systemd.notify("STOPPING=1\nSTATUS=stopping: writing what is pending")
         deadline = time.monotonic() + self.settings.daemon.shutdown_grace_s
         if self.api is not None:
             await self.api.stop()
@@ -135,6 +159,11 @@ class Daemon:
                 _log.warning("final_checkpoint_failed", error=str(exc)[:300])
         if self.outbox is not None:
             await self.outbox.close()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        if self._collector is not None:
+            REGISTRY.unregister(self._collector)
+            self._collector = None
         await self.db.stop()
         _log.info("daemon_stopped", unwritten=unwritten,
                   written=self.batcher.written if self.batcher else 0)
@@ -153,6 +182,10 @@ class Daemon:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             _log.warning("background_task_failed", error=str(task.exception())[:300])
+
+    def spool_bytes(self) -> int:
+        """Observations waiting on disk for the database (none are spooled yet: they wait in memory)."""
+        return 0
 
     async def _forget_idle(self) -> None:
         now = utc_now_ms()

@@ -1,12 +1,30 @@
-"""All Prometheus metrics, in one place, named by Prometheus conventions (tracker_watch_ prefix, base
-units, _total counters). Labels never carry an IP, an infohash or a tenant's name: those live in
-PostgreSQL, and would make the series count grow without bound.
+"""All Prometheus metrics, in one place, named by Prometheus conventions (tracker_watch_ prefix, base units,
+_total counters). Labels never carry an IP, an infohash or a tenant's name: those live in PostgreSQL, and
+would make the series count grow without bound. Per-target series use the numeric target id, and only for
+the `metrics.per_target_limit` busiest targets.
+
+Counters are incremented where things happen; gauges describing the daemon's state are read at scrape
+time by DaemonCollector (engine, batcher) or refreshed from PostgreSQL every few seconds (DatabaseGauges).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from collections.abc import Iterator
+from typing import Any
 
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+OBSERVATIONS = Counter("tracker_watch_observations_total", "Observation rows written, by grade and source.",
+                       ["grade", "source"])
+INCIDENT_CHANGES = Counter("tracker_watch_incident_changes_total", "Incident rows created or extended.")
+INGEST_BATCH_ROWS = Histogram("tracker_watch_ingest_batch_rows", "Observations per database batch.",
+                              buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000))
+INGEST_BATCH_SECONDS = Histogram("tracker_watch_ingest_batch_duration_seconds", "Time to write one batch.",
+                                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+DATABASE_ERRORS = Counter("tracker_watch_database_errors_total", "Failed database operations, by operation.",
+                          ["operation"])
 EVIDENCE_OUT_OF_JURISDICTION = Counter(
     "tracker_watch_evidence_out_of_jurisdiction_total",
     "Observations at or above the minimum grade from addresses outside the configured jurisdictions "
@@ -17,3 +35,154 @@ STRIKES_SUPERSEDED = Counter("tracker_watch_strikes_superseded_total",
 NOTICES_DELIVERED = Counter("tracker_watch_notices_delivered_total", "Notices delivered to ISPs.")
 NOTICE_DELIVERY_FAILURES = Counter("tracker_watch_notice_delivery_failures_total",
                                    "Failed notice delivery attempts.", ["final"])
+API_REQUESTS = Counter("tracker_watch_api_requests_total", "API requests, by route template, method and status.",
+                       ["route", "method", "status"])
+API_SECONDS = Histogram("tracker_watch_api_request_duration_seconds", "API request duration, by route template.",
+                        ["route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+PAYLOAD_DELETED = Counter("tracker_watch_payload_deletions_total",
+                          "Torrents re-added empty after their verified pieces were deleted.")
+LIMIT_HITS = Counter("tracker_watch_limit_hits_total", "Times a configured bound was reached, by limit.", ["limit"])
+
+# Refreshed from PostgreSQL by DatabaseGauges (the numbers every node agrees on).
+DATABASE_UP = Gauge("tracker_watch_database_up", "1 if the last database probe succeeded.")
+TARGETS = Gauge("tracker_watch_targets", "Registered targets by state.", ["state"])
+STRIKES = Gauge("tracker_watch_strikes", "Strikes by level and status.", ["level", "status"])
+NOTICES = Gauge("tracker_watch_notices", "Notices by delivery state.", ["state"])
+LAST_OBSERVATION = Gauge("tracker_watch_last_observation_timestamp_seconds",
+                         "Unix time of the newest observation in the ledger.")
+
+
+class DaemonCollector(Collector):
+    """The daemon's own state, read at scrape time: no polling loop, no stale values."""
+
+    def __init__(self, daemon: Any, per_target_limit: int) -> None:
+        self.daemon = daemon
+        self.per_target_limit = per_target_limit
+
+    def collect(self) -> Iterator[Any]:
+        d = self.daemon
+        info = InfoMetricFamily("tracker_watch_build", "Version of this node's software.")
+        info.add_metric([], {"version": d.version, "libtorrent": d.libtorrent_version, "node": d.settings.node.name})
+        yield info
+        engine, batcher = d.engine, d.batcher
+        counters = engine.counters if engine is not None else {}
+        swarms = list(engine.swarms.values()) if engine is not None else []
+        yield _gauge("tracker_watch_swarms", "Swarms joined (one libtorrent torrent each).", len(swarms))
+        yield _gauge("tracker_watch_peers_connected", "Peer connections of the session.",
+                     counters.get("peer.num_peers_connected", 0))
+        yield _gauge("tracker_watch_dht_nodes", "Nodes in the DHT routing table.", counters.get("dht.dht_nodes", 0))
+        yield _counter("tracker_watch_payload_downloaded_bytes", "Payload bytes downloaded (for verification).",
+                       counters.get("net.recv_payload_bytes", 0))
+        yield _counter("tracker_watch_payload_uploaded_bytes", "Payload bytes uploaded. Must stay zero.",
+                       max(counters.get("net.sent_payload_bytes", 0),
+                           engine.upload_tripwire if engine is not None else 0))
+        yield _counter("tracker_watch_alerts_dropped", "libtorrent alert queue overflows.",
+                       engine.alerts_dropped if engine is not None else 0)
+        yield _gauge("tracker_watch_ingest_pending", "Observations waiting to be written.",
+                     batcher.pending if batcher is not None else 0)
+        yield _gauge("tracker_watch_quiet_alert_threshold_seconds", "metrics.quiet_alert_s: no observations for "
+                     "this long while targets are active raises TrackerWatchNoObservations.",
+                     d.settings.metrics.quiet_alert_s)
+        yield _gauge("tracker_watch_spool_bytes", "Bytes of observations spooled to disk while the database is away.",
+                     d.spool_bytes())
+        yield from self._per_target(swarms, d)
+
+    def _per_target(self, swarms: list[Any], d: Any) -> Iterator[Any]:
+        peers = GaugeMetricFamily("tracker_watch_target_peers_connected", "Connected peers of a target's swarm "
+                                  "(busiest targets only).", labels=["target_id"])
+        known = GaugeMetricFamily("tracker_watch_target_peers_known", "Peer addresses known for a target's swarm "
+                                  "(busiest targets only).", labels=["target_id"])
+        # Series follow the watchlist, not the engine's swarm table, so a target keeps its series while its
+        # swarm is recycled between verification generations.
+        groups = d.watchlist.groups if d.watchlist is not None else {}
+        by_key = {s.key: s for s in swarms}
+        ranked = sorted(groups.items(), key=lambda kv: len(getattr(by_key.get(kv[0]), "connected", ())),
+                        reverse=True)
+        emitted = 0
+        for key, group in ranked:
+            swarm = by_key.get(key)
+            for ref in group.refs:
+                if emitted >= self.per_target_limit:
+                    break
+                emitted += 1
+                peers.add_metric([str(ref.target_id)], len(swarm.connected) if swarm is not None else 0)
+                known.add_metric([str(ref.target_id)], len(swarm.listed) if swarm is not None else 0)
+        yield peers
+        yield known
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def init_label_sets() -> None:
+    """Labelled counters export nothing until a label set is used; dashboards and alerts want zeros."""
+    for operation in ("write_observations", "probe"):
+        DATABASE_ERRORS.labels(operation=operation)
+    for final in ("true", "false"):
+        NOTICE_DELIVERY_FAILURES.labels(final=final)
+    for level in ("1", "2", "3"):
+        STRIKES_ISSUED.labels(level=level)
+    LIMIT_HITS.labels(limit="collector.max_pending")
+
+
+async def refresh_database_gauges(pool: Any) -> None:
+    """Counts every node agrees on; cheap queries over small tables (targets, strikes, notices)."""
+    try:
+        targets = await pool.fetch("SELECT status, count(*) AS n FROM targets GROUP BY status")
+        strikes = await pool.fetch("SELECT level, status, count(*) AS n FROM strikes GROUP BY level, status")
+        notices = await pool.fetch("SELECT state, count(*) AS n FROM notices GROUP BY state")
+        newest = await pool.fetchval("SELECT max(observed_at) FROM observations")
+    except Exception:
+        DATABASE_UP.set(0)
+        DATABASE_ERRORS.labels(operation="probe").inc()
+        raise
+    DATABASE_UP.set(1)
+    _set(TARGETS, {("active",): 0, ("paused",): 0, ("deleted",): 0} | {(r["status"],): r["n"] for r in targets})
+    _set(STRIKES, {(str(level), status): 0 for level in (1, 2, 3) for status in ("active", "voided", "superseded")}
+         | {(str(r["level"]), r["status"]): r["n"] for r in strikes})
+    _set(NOTICES, {(state,): 0 for state in ("pending", "delivered", "failed", "held", "cancelled")}
+         | {(r["state"],): r["n"] for r in notices})
+    if newest is not None:
+        LAST_OBSERVATION.set(newest.timestamp())
+
+
+def _set(gauge: Gauge, values: dict[tuple[str, ...], int]) -> None:
+    for labels, value in values.items():
+        gauge.labels(*labels).set(value)
+
+
+class MetricsServer:
+    """Serves /metrics (Prometheus text format) on its own address, apart from the API."""
+
+    def __init__(self, listen: str) -> None:
+        self.listen = listen
+        self.port = 0
+        self._runner: Any = None
+
+    async def start(self) -> None:
+        from aiohttp import web
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+        from tracker_watch.config import parse_endpoint
+
+        async def scrape(request: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/metrics", scrape)
+        host, port = parse_endpoint("metrics.listen", self.listen)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

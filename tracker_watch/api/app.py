@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
 
-from tracker_watch import log
+from tracker_watch import log, metrics
 from tracker_watch.api import evidence, ledger, targets  # noqa: F401 - importing registers their routes
 from tracker_watch.api.auth import RateLimiter, authenticate
 from tracker_watch.api.common import reply
@@ -26,6 +27,18 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 @web.middleware
+async def measure(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Requests by route template (never the concrete path: ids would explode the label set)."""
+    started = time.perf_counter()
+    response: web.StreamResponse = await handler(request)
+    resource = getattr(request.match_info.route, "resource", None)
+    template = resource.canonical if resource is not None else "unmatched"
+    metrics.API_REQUESTS.labels(route=template, method=request.method, status=str(response.status)).inc()
+    metrics.API_SECONDS.labels(route=template).observe(time.perf_counter() - started)
+    return response
+
+
+@web.middleware
 async def authorize(request: web.Request, handler: Any) -> web.StreamResponse:
     declared: Route | None = request.app[ROUTE_TABLE].get(getattr(request.match_info.route, "handler", None))
     if declared is not None and declared.roles is not None:
@@ -37,7 +50,7 @@ async def authorize(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def create_app(pool: Any, settings: Settings, engine: Any = None) -> web.Application:
-    app = web.Application(client_max_size=settings.api.max_body_bytes, middlewares=[problems, authorize])
+    app = web.Application(client_max_size=settings.api.max_body_bytes, middlewares=[measure, problems, authorize])
     app[POOL], app[SETTINGS], app[ENGINE] = pool, settings, engine
     app[MAX_BODY] = settings.api.max_body_bytes
     app[LIMITER] = RateLimiter(settings.api.rate_per_s, settings.api.burst)

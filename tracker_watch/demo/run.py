@@ -46,6 +46,7 @@ def demo_settings(state_dir: Path, dsn: str = "", schema: str = "tracker_watch")
         "notices": {"delivery_interval_s": 1.0, "complainant_email": "notices@demo-studios.example"},
         "daemon": {"target_poll_s": 0.5},
         "api": {"listen": "127.0.0.1:0"},
+        "metrics": {"listen": "127.0.0.1:0", "refresh_s": 2.0},
     })
 
 

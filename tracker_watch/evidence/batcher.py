@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
-from tracker_watch import log
+from tracker_watch import log, metrics
 from tracker_watch.domain.evidence import Observation
 
 _log = log.get("tracker_watch.evidence")
@@ -46,6 +46,7 @@ class Batcher:
             self._wake.set()
         if len(self._pending) > self.max_pending and not self._warned_full:
             self._warned_full = True
+            metrics.LIMIT_HITS.labels(limit="collector.max_pending").inc()
             _log.error("observations_backlog_full", pending=len(self._pending), limit=self.max_pending)
 
     def start(self) -> None:
@@ -66,6 +67,7 @@ class Batcher:
                 raise
             except Exception as exc:
                 self.failures += 1
+                metrics.DATABASE_ERRORS.labels(operation="write_observations").inc()
                 _log.warning("batch_write_failed", error=str(exc)[:300], pending=len(self._pending),
                              retry_in_s=backoff)
                 await asyncio.sleep(backoff)
@@ -80,8 +82,11 @@ class Batcher:
         self.written += len(batch)
         if len(self._pending) <= self.max_pending:
             self._warned_full = False
+        elapsed = time.perf_counter() - started
+        metrics.INGEST_BATCH_ROWS.observe(len(batch))
+        metrics.INGEST_BATCH_SECONDS.observe(elapsed)
         if self._on_batch is not None:
-            self._on_batch(len(batch), time.perf_counter() - started)
+            self._on_batch(len(batch), elapsed)
 
     async def stop(self, timeout: float) -> int:
         """Stop the background writer and write everything pending; returns what could not be written."""

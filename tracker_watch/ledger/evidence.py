@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tracker_watch import metrics
 from tracker_watch.domain import chain
 from tracker_watch.domain.evidence import OBSERVATION_FIELDS, Observation, utc_now_ms
 from tracker_watch.domain.incidents import INCIDENT_CHANGE_FIELDS, fold
@@ -100,7 +101,9 @@ class EvidenceWriter:
             self._since_checkpoint += last.seq - seq
             if self._checkpoint_due():
                 await self._checkpoint(conn, last.seq, last.row_hash)
-            return len(new)
+        for o in new:  # after the commit: only what is stored is counted
+            metrics.OBSERVATIONS.labels(grade=o.grade.value, source=o.source.value).inc()
+        return len(new)
 
     async def _lock_head(self, conn: Conn) -> tuple[int, bytes]:
         await conn.execute("INSERT INTO chain_heads (node, seq, head_hash) VALUES ($1, 0, $2) "
@@ -116,6 +119,7 @@ class EvidenceWriter:
             (d.target_id, d.ip, d.window_start, d.first_seen, d.last_seen, d.best_grade.value, d.corrupt,
              sorted(d.ports), sorted(d.pieces_verified), d.bytes_verified, d.observations) for d in deltas])
         changed = sorted(await conn.fetch(_UPSERT_INCIDENTS), key=lambda r: r["incident_id"])
+        metrics.INCIDENT_CHANGES.inc(len(changed))
         recorded_at = utc_now_ms()
         states = [{**dict(r), "ip": str(r["ip"]), "recorded_at": recorded_at} for r in changed]
         links = chain.extend(self.node, last.seq, last.row_hash,

@@ -17,7 +17,7 @@ from typing import Any
 
 import libtorrent as lt
 
-from tracker_watch import SOFTWARE, log
+from tracker_watch import SOFTWARE, log, metrics
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import Source, normalize_ip
 from tracker_watch.domain.peers import Endpoint, PeerEvent
@@ -149,6 +149,7 @@ class SwarmEngine:
         swarm.replaced(handle)
         self._by_handle[handle] = swarm
         self.recycled += 1
+        metrics.PAYLOAD_DELETED.inc()
         _log.info("payload_deleted", infohash=swarm.key, generation=swarm.generation)
 
     def unwatch(self, key: str) -> None:
