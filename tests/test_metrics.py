@@ -22,7 +22,9 @@ REQUIRED = {
     "tracker_watch_ingest_pending", "tracker_watch_spool_bytes", "tracker_watch_database_errors_total",
     "tracker_watch_database_up", "tracker_watch_api_requests_total", "tracker_watch_dht_nodes",
     "tracker_watch_payload_downloaded_bytes_total", "tracker_watch_payload_uploaded_bytes_total",
-    "tracker_watch_alerts_dropped_total", "tracker_watch_target_peers_connected",
+    "tracker_watch_alerts_dropped_total", "tracker_watch_target_peers_connected", "tracker_watch_spool_limit_bytes",
+    "tracker_watch_leases", "tracker_watch_lease_changes_total", "tracker_watch_observations_dropped_total",
+    "tracker_watch_spool_corrupt_records_total", "tracker_watch_limit_hits_total", "tracker_watch_node_max_targets",
 }
 
 
@@ -64,6 +66,7 @@ async def test_metrics_of_a_running_daemon(make_settings: SettingsFactory, local
     assert names >= REQUIRED, REQUIRED - names
     assert samples["tracker_watch_payload_uploaded_bytes_total"][0][2] == 0
     assert samples["tracker_watch_swarms"][0][2] == 1
+    assert samples["tracker_watch_leases"][0][2] == 1  # the one target, leased to this node
     assert samples["tracker_watch_build_info"][0][1]["node"] == "demo"
     hexes = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
     for series in samples.values():

@@ -85,8 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _run_daemon(settings: Settings) -> int:
     from tracker_watch.daemon import Daemon
+    from tracker_watch.evidence.spool import SpoolLocked
 
-    await Daemon(settings).run()
+    try:
+        await Daemon(settings).run()
+    except SpoolLocked as exc:  # a second daemon on the same state directory: refuse, touch nothing
+        logmod.get("tracker_watch.daemon").error("spool_locked", error=str(exc))
+        print(f"tracker-watch: error: {exc} (is another daemon running with this state_dir?)", file=sys.stderr)
+        return EXIT_FAIL
     return EXIT_OK
 
 

@@ -48,6 +48,12 @@ class NodeSettings:
                                     pattern=r"^[A-Za-z0-9._-]{1,64}$"))
     state_dir: Path = field(default_factory=_default_state_dir,
                             metadata=_doc("Directory for the embedded database, signing key and spool."))
+    max_targets: int = field(default=10_000, metadata=_doc(
+        "Most targets this node monitors at once; the rest are left to other nodes.", min=1))
+    lease_ttl_s: float = field(default=30.0, metadata=_doc(
+        "A node that stops renewing its target leases loses them after this long.", min=3.0))
+    heartbeat_s: float = field(default=10.0, metadata=_doc(
+        "How often leases are renewed and free targets taken (well under lease_ttl_s).", min=0.5))
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class DatabaseSettings:
     pool_min_size: int = field(default=1, metadata=_doc("Minimum pooled connections.", min=0, max=100))
     pool_max_size: int = field(default=10, metadata=_doc("Maximum pooled connections.", min=1, max=500))
     connect_timeout_s: float = field(default=10.0, metadata=_doc("Timeout for one connection attempt.", min=0.1))
+    write_timeout_s: float = field(default=30.0, metadata=_doc(
+        "A batch write taking longer counts as failed; it stays in the spool and is retried.", min=0.5))
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,8 @@ class SwarmSettings:
         "else <state_dir>/payload."))
     peer_refresh_s: float = field(default=60.0, metadata=_doc(
         "How often connected peers of a swarm are re-read for their advertised pieces.", min=1.0))
+    max_peers_per_swarm: int = field(default=500, metadata=_doc(
+        "Peer addresses tracked (and connections made) per swarm; more are counted as a limit hit.", min=2))
 
 
 @dataclass(frozen=True)
@@ -206,8 +216,21 @@ class CollectorSettings:
         "Longest an observation waits before a write.", min=0.01))
     reobserve_s: float = field(default=900.0, metadata=_doc(
         "A peer still present is recorded again after this long, even if nothing changed.", min=1.0))
-    max_pending: int = field(default=200_000, metadata=_doc(
-        "Observations held in memory while the database is unavailable.", min=100))
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    dir: str = field(default="", metadata=_doc(
+        "Directory of the observation spool (write-ahead log). Empty: <state_dir>/spool."))
+    max_bytes: int = field(default=2**30, metadata=_doc(
+        "Largest the spool may grow while the database is away. The last 10% is kept for direct evidence; "
+        "when full, new observations are dropped (counted and logged).", min=2**16))
+    segment_bytes: int = field(default=16 * 2**20, metadata=_doc("Size of one spool file.", min=2**12))
+    fsync_interval_s: float = field(default=0.2, metadata=_doc(
+        "Longest an appended observation waits for fsync (a process crash loses nothing either way; "
+        "this bounds what a power cut can take).", min=0.0))
+    near_full_ratio: float = field(default=0.8, metadata=_doc(
+        "Log an error and count a limit hit when the spool is this full.", min=0.1, max=1.0))
 
 
 @dataclass(frozen=True)
@@ -229,6 +252,7 @@ class Settings:
     notices: NoticeSettings = field(default_factory=NoticeSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    spool: SpoolSettings = field(default_factory=SpoolSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
@@ -338,6 +362,10 @@ def _cross_checks(s: Settings) -> None:
         raise ConfigError("database.pool_min_size: must not exceed database.pool_max_size")
     if s.trackers.min_interval_s > s.trackers.max_interval_s:
         raise ConfigError("trackers.min_interval_s: must not exceed trackers.max_interval_s")
+    if s.node.heartbeat_s * 2 > s.node.lease_ttl_s:
+        raise ConfigError("node.heartbeat_s: must be at most half of node.lease_ttl_s, or leases lapse between beats")
+    if s.spool.segment_bytes > s.spool.max_bytes:
+        raise ConfigError("spool.segment_bytes: must not exceed spool.max_bytes")
     parse_endpoint("api.listen", s.api.listen)
     parse_endpoint("metrics.listen", s.metrics.listen)
     for item in s.swarm.listen_interfaces:

@@ -1,8 +1,9 @@
 """The daemon's lifecycle: start in order, run until told to stop, stop in reverse order.
 
-Start: database (embedded or configured; migrations) → evidence writer → swarm engine → tracker
-announcer → watchlist (targets). Stop reverses that within `daemon.shutdown_grace_s`; the swarm
-engine stops before the writer's final flush, so the last alerts' observations are written too.
+Start: spool (replayed as soon as the database is up) → database (embedded or configured; migrations)
+→ evidence writer → swarm engine → tracker announcer → leases and watchlist (targets). Stop reverses
+that within `daemon.shutdown_grace_s`: the swarms stop first, the leases are handed back at once, then
+the writer flushes what it can; whatever it cannot stays in the spool for the next start.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -22,10 +24,12 @@ from tracker_watch.domain.evidence import utc_now_ms
 from tracker_watch.domain.targets import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
+from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger import retention, signing
 from tracker_watch.ledger.db import Database
 from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.outbox import Outbox
+from tracker_watch.ledger.ownership import Ownership
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.swarm.announcer import Announcer
@@ -61,18 +65,30 @@ class Daemon:
         self.engine: SwarmEngine | None = None
         self.announcer: Announcer | None = None
         self.watchlist: Watchlist | None = None
+        self.ownership: Ownership | None = None
+        self._beat_lock = asyncio.Lock()
+        self._seen_revision = -1
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         s = self.settings
         t0 = time.monotonic()
-        await self.db.start()
+        spool = Spool(Path(s.spool.dir) if s.spool.dir else s.node.state_dir / "spool", s.spool.max_bytes,
+                      s.spool.segment_bytes)
+        spool.open()  # first: a second daemon on this state directory stops here
+        try:
+            await self.db.start()
+        except BaseException:
+            spool.close()
+            raise
         self.writer = EvidenceWriter(self.db.pool, s.node.name, signing.load_or_create(s.node.state_dir),
                                      s.evidence.incident_window_s, s.evidence.checkpoint_every,
                                      s.evidence.checkpoint_interval_s)
-        self.batcher = Batcher(self.writer.write, s.collector.batch_size, s.collector.flush_interval_s,
-                               s.collector.max_pending)
+        self.batcher = Batcher(self.writer.write, spool, s.collector.batch_size, s.collector.flush_interval_s,
+                               s.spool.fsync_interval_s, s.database.write_timeout_s, s.spool.near_full_ratio)
+        if spool.pending_records:
+            _log.info("spool_replay", records=spool.pending_records, spool_bytes=spool.pending_bytes)
         self.batcher.start()
         self.collector = Collector(s.node.name, SOFTWARE, self.batcher.put, s.collector.reobserve_s,
                                    change_gap_s=s.swarm.peer_refresh_s)
@@ -84,7 +100,9 @@ class Daemon:
         await self.announcer.start()
         self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
                                    s.daemon.target_poll_s)
-        await self.watchlist.sync_once()  # resume every active target before reporting ready
+        self.ownership = Ownership(self.db.pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
+                                   s.node.heartbeat_s)
+        await self._heartbeat()  # take our leases (our own at once after a crash) and resume those targets
         if s.api.enabled:
             from tracker_watch.api.app import ApiServer
 
@@ -99,7 +117,9 @@ class Daemon:
             self.metrics_server = metrics.MetricsServer(s.metrics.listen)
             await self.metrics_server.start()
             await metrics.refresh_database_gauges(self.db.pool)
-        periodic = {"forget-idle": (60.0, self._forget_idle), "retention": (3600.0, self._retention),
+        periodic = {"heartbeat": (s.node.heartbeat_s, self._heartbeat),
+                    "new-targets": (s.daemon.target_poll_s, self._new_targets),
+                    "forget-idle": (60.0, self._forget_idle), "retention": (3600.0, self._retention),
                     "metrics": (s.metrics.refresh_s, lambda: metrics.refresh_database_gauges(self.db.pool)),
                     "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
                     "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
@@ -149,6 +169,14 @@ class Daemon:
                 _log.error("swarm_engine_stop_timeout")
         if self._background:
             await asyncio.wait(self._background, timeout=max(0.1, (deadline - time.monotonic()) / 3))
+        if self.ownership is not None:
+            try:  # hand the targets to the other nodes now rather than after the lease TTL
+                released = await asyncio.wait_for(self.ownership.release_all(),
+                                                  timeout=max(0.1, (deadline - time.monotonic()) / 4))
+                _log.info("leases_released", count=released)
+            except Exception as exc:
+                _log.warning("lease_release_failed", error=(str(exc) or type(exc).__name__)[:300],
+                             note="the leases lapse after node.lease_ttl_s")
         unwritten = 0
         if self.batcher is not None:
             unwritten = await self.batcher.stop(timeout=max(0.5, deadline - time.monotonic() - 1.0))
@@ -183,9 +211,19 @@ class Daemon:
         if not task.cancelled() and task.exception() is not None:
             _log.warning("background_task_failed", error=str(task.exception())[:300])
 
-    def spool_bytes(self) -> int:
-        """Observations waiting on disk for the database (none are spooled yet: they wait in memory)."""
-        return 0
+    async def _heartbeat(self) -> None:
+        assert self.ownership is not None
+        assert self.watchlist is not None
+        async with self._beat_lock:
+            beat = await self.ownership.beat()
+            await self.watchlist.set_owned(beat.owned)
+
+    async def _new_targets(self) -> None:
+        """Beat early when targets were added or changed, so new ones start within daemon.target_poll_s."""
+        revision = await self.db.pool.fetchval("SELECT coalesce(max(revision), 0) FROM targets")
+        if revision != self._seen_revision:
+            self._seen_revision = revision
+            await self._heartbeat()
 
     async def _forget_idle(self) -> None:
         now = utc_now_ms()
@@ -193,6 +231,8 @@ class Daemon:
             self.collector.evict_idle(now)
         if self.engine is not None:
             for swarm in self.engine.swarms.values():
+                if len(swarm.listed) >= swarm.max_peers:
+                    swarm.forget_listed()
                 if swarm.planner is not None:
                     swarm.planner.prune(now.date())
 

@@ -44,6 +44,12 @@ PAYLOAD_DELETED = Counter("tracker_watch_payload_deletions_total",
 LIMIT_HITS = Counter("tracker_watch_limit_hits_total", "Times a configured bound was reached, by limit.", ["limit"])
 
 # Refreshed from PostgreSQL by DatabaseGauges (the numbers every node agrees on).
+OBSERVATIONS_DROPPED = Counter("tracker_watch_observations_dropped_total",
+                               "Observations lost because the spool was full or failing, by reason.", ["reason"])
+SPOOL_CORRUPT = Counter("tracker_watch_spool_corrupt_records_total",
+                        "Damaged spool records reported and skipped on replay.")
+LEASES = Gauge("tracker_watch_leases", "Target leases this node holds.")
+LEASE_CHANGES = Counter("tracker_watch_lease_changes_total", "Target leases taken, released or lost.", ["change"])
 DATABASE_UP = Gauge("tracker_watch_database_up", "1 if the last database probe succeeded.")
 TARGETS = Gauge("tracker_watch_targets", "Registered targets by state.", ["state"])
 STRIKES = Gauge("tracker_watch_strikes", "Strikes by level and status.", ["level", "status"])
@@ -83,8 +89,11 @@ class DaemonCollector(Collector):
         yield _gauge("tracker_watch_quiet_alert_threshold_seconds", "metrics.quiet_alert_s: no observations for "
                      "this long while targets are active raises TrackerWatchNoObservations.",
                      d.settings.metrics.quiet_alert_s)
-        yield _gauge("tracker_watch_spool_bytes", "Bytes of observations spooled to disk while the database is away.",
-                     d.spool_bytes())
+        yield _gauge("tracker_watch_spool_bytes", "Bytes of observations in the spool not yet in the database.",
+                     batcher.spool.pending_bytes if batcher is not None else 0)
+        yield _gauge("tracker_watch_spool_limit_bytes", "spool.max_bytes.", d.settings.spool.max_bytes)
+        yield _gauge("tracker_watch_node_max_targets", "node.max_targets: the most targets this node takes.",
+                     d.settings.node.max_targets)
         yield from self._per_target(swarms, d)
 
     def _per_target(self, swarms: list[Any], d: Any) -> Iterator[Any]:
@@ -127,7 +136,12 @@ def init_label_sets() -> None:
         NOTICE_DELIVERY_FAILURES.labels(final=final)
     for level in ("1", "2", "3"):
         STRIKES_ISSUED.labels(level=level)
-    LIMIT_HITS.labels(limit="collector.max_pending")
+    for limit in ("spool.max_bytes", "node.max_targets", "swarm.max_peers_per_swarm", "swarm.connections_limit"):
+        LIMIT_HITS.labels(limit=limit)
+    for reason in ("spool_full", "spool_error"):
+        OBSERVATIONS_DROPPED.labels(reason=reason)
+    for change in ("taken", "released", "lost"):
+        LEASE_CHANGES.labels(change=change)
 
 
 async def refresh_database_gauges(pool: Any) -> None:

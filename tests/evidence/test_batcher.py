@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from tests.helpers import wait_for
 from tests.ledger.test_observations import _obs, _target, writer
+from tracker_watch.domain.evidence import Grade
 from tracker_watch.evidence.batcher import Batcher
+from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Database
 from tracker_watch.ledger.observations import ObservationStore
 
 
-async def test_size_trigger(db: Database) -> None:
+def _spool(path: Path, max_bytes: int = 2**24) -> Spool:
+    spool = Spool(path / "spool", max_bytes, segment_bytes=min(max_bytes, 2**16))
+    spool.open()
+    return spool
+
+
+async def test_size_trigger(db: Database, tmp_path: Path) -> None:
     target = await _target(db)
     store = ObservationStore(db.pool)
     sizes: list[int] = []
-    b = Batcher(writer(db).write, batch_size=10, flush_interval_s=30, on_batch=lambda n, s: sizes.append(n))
+    b = Batcher(writer(db).write, _spool(tmp_path), batch_size=10, flush_interval_s=30,
+                on_batch=lambda n, s: sizes.append(n))
     b.start()
     for i in range(9):
         b.put(_obs(target, port=i + 1))
@@ -28,10 +38,10 @@ async def test_size_trigger(db: Database) -> None:
     assert await b.stop(timeout=2) == 0
 
 
-async def test_time_trigger(db: Database) -> None:
+async def test_time_trigger(db: Database, tmp_path: Path) -> None:
     target = await _target(db)
     store = ObservationStore(db.pool)
-    b = Batcher(writer(db).write, batch_size=1000, flush_interval_s=0.2)
+    b = Batcher(writer(db).write, _spool(tmp_path), batch_size=1000, flush_interval_s=0.2)
     b.start()
     for i in range(3):
         b.put(_obs(target, port=i + 1))
@@ -40,10 +50,10 @@ async def test_time_trigger(db: Database) -> None:
     assert await b.stop(timeout=2) == 0
 
 
-async def test_database_failure_is_retried_without_duplicates(db: Database) -> None:
+async def test_database_failure_is_retried_without_duplicates(db: Database, tmp_path: Path) -> None:
     target = await _target(db)
     store = ObservationStore(db.pool)
-    b = Batcher(writer(db).write, batch_size=5, flush_interval_s=0.05)
+    b = Batcher(writer(db).write, _spool(tmp_path), batch_size=5, flush_interval_s=0.05)
     await db.pool.execute("ALTER TABLE observations RENAME TO observations_away")
     b.start()
     batch = [_obs(target, port=i + 1) for i in range(12)]
@@ -52,8 +62,44 @@ async def test_database_failure_is_retried_without_duplicates(db: Database) -> N
     await asyncio.sleep(1.0)
     assert b.failures >= 1
     assert b.pending == 12
+    assert b.spool.pending_bytes > 0  # on disk, not in memory
     await db.pool.execute("ALTER TABLE observations_away RENAME TO observations")
     for o in batch[:3]:
         b.put(o)  # the same observations again (a replay): ids make them harmless
     assert await b.stop(timeout=5) == 0
     assert await store.count() == 12
+
+
+async def test_what_the_database_never_got_is_written_after_a_restart(db: Database, tmp_path: Path) -> None:
+    target = await _target(db)
+    store = ObservationStore(db.pool)
+    await db.pool.execute("ALTER TABLE observations RENAME TO observations_away")
+    b = Batcher(writer(db).write, _spool(tmp_path), batch_size=5, flush_interval_s=0.05)
+    b.start()
+    for i in range(23):
+        b.put(_obs(target, port=i + 1))
+    assert await b.stop(timeout=0.5) == 23  # left in the spool, not lost
+    await db.pool.execute("ALTER TABLE observations_away RENAME TO observations")
+    again = Batcher(writer(db).write, _spool(tmp_path), batch_size=5, flush_interval_s=0.05)
+    assert again.pending == 23
+    again.start()
+    await wait_for(lambda: again.pending == 0, timeout=10)
+    assert await again.stop(timeout=2) == 0
+    assert await store.count() == 23
+
+
+async def test_a_full_spool_keeps_direct_evidence_longest_and_counts_what_it_drops(db: Database,
+                                                                                  tmp_path: Path) -> None:
+    target = await _target(db)
+    await db.pool.execute("ALTER TABLE observations RENAME TO observations_away")  # nothing drains
+    b = Batcher(writer(db).write, _spool(tmp_path, max_bytes=2**16), batch_size=10**6, flush_interval_s=60)
+    while b.dropped == 0:
+        b.put(_obs(target, port=1 + b.pending % 60000, grade=Grade.LISTED))
+    listed_kept = b.pending
+    assert b.spool.pending_bytes >= 0.9 * 2**16  # listed stops at the reserve ...
+    while b.dropped == 1:
+        b.put(_obs(target, port=1, grade=Grade.VERIFIED))
+    assert b.pending > listed_kept  # ... direct evidence fills it
+    assert b.spool.pending_bytes <= 2**16 + 2048
+    await b.stop(timeout=0.1)
+    await db.pool.execute("ALTER TABLE observations_away RENAME TO observations")

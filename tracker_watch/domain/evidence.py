@@ -8,6 +8,7 @@ hash check, which proves it is not a genuine source of the work, so it never cou
 from __future__ import annotations
 
 import ipaddress
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,3 +113,47 @@ OBSERVATION_FIELDS = (
 )
 # Blanked by retention; everything else stays.
 PERSONAL_FIELDS = ("ip", "port", "peer_id", "client")
+
+
+# --- the spool's record of an observation -------------------------------------------------------------
+# A JSON array in OBSERVATION_FIELDS order behind a version tag: compact, and a field added later
+# gets a new version rather than silently shifting positions.
+_RECORD_VERSION = 1
+_BYTES_FIELDS = frozenset({"infohash_v1", "infohash_v2", "peer_id", "piece_sha1", "piece_sha256"})
+
+
+def encode_observation(o: Observation) -> bytes:
+    values: list[object] = [_RECORD_VERSION]
+    for name in OBSERVATION_FIELDS:
+        v = getattr(o, name)
+        if v is None or (isinstance(v, int | str) and not isinstance(v, StrEnum)):
+            values.append(v)
+        elif isinstance(v, bytes):
+            values.append(v.hex())
+        elif isinstance(v, StrEnum):
+            values.append(v.value)
+        elif isinstance(v, datetime):
+            values.append(v.isoformat())
+        else:  # uuid
+            values.append(str(v))
+    return json.dumps(values, separators=(",", ":")).encode()
+
+
+def decode_observation(data: bytes) -> Observation:
+    """The inverse of encode_observation; ValueError on anything it did not write."""
+    try:
+        values = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not an observation record: {exc}") from None
+    if not isinstance(values, list) or values[:1] != [_RECORD_VERSION] or len(values) != len(OBSERVATION_FIELDS) + 1:
+        raise ValueError("not an observation record of version 1")
+    kw: dict[str, object] = {}
+    for name, v in zip(OBSERVATION_FIELDS, values[1:], strict=True):
+        if v is not None and name in _BYTES_FIELDS:
+            v = bytes.fromhex(v)
+        kw[name] = v
+    kw["id"] = uuid.UUID(str(kw["id"]))
+    kw["observed_at"] = datetime.fromisoformat(str(kw["observed_at"]))
+    kw["source"] = Source(str(kw["source"]))
+    kw["grade"] = Grade(str(kw["grade"]))
+    return Observation(**kw)  # type: ignore[arg-type]

@@ -1,8 +1,10 @@
-"""Observations → PostgreSQL in batches, by size or by time, retried until written.
+"""Observations → spool at once → PostgreSQL in batches, by size or by time, retried until written.
 
-A batch that fails stays at the head of the queue and is retried with backoff; since every
-observation already has its id, a retry after an unclear failure (commit sent, reply lost) inserts
-nothing twice.
+`put` appends each observation to the spool (the write-ahead log in `spool.py`) before anything else
+happens to it; the writer task reads batches back from the spool and moves the spool's cursor only after
+the database committed them. So a database outage only grows the spool, a crash or SIGKILL loses
+nothing, and a batch whose commit reply was lost is simply written again: the evidence writer drops
+observations whose id is already stored.
 """
 
 from __future__ import annotations
@@ -10,97 +12,155 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from tracker_watch import log, metrics
-from tracker_watch.domain.evidence import Observation
+from tracker_watch.domain.evidence import Grade, Observation, decode_observation, encode_observation
+from tracker_watch.evidence.spool import Position, Spool
 
 _log = log.get("tracker_watch.evidence")
 
 WriteFn = Callable[[Sequence[Observation]], Awaitable[int]]
+RESERVE = 0.9  # above this share of spool.max_bytes only direct evidence (handshake and up) is kept
 
 
 class Batcher:
-    def __init__(self, write: WriteFn, batch_size: int = 1000, flush_interval_s: float = 1.0,
-                 max_pending: int = 200_000, on_batch: Callable[[int, float], None] | None = None) -> None:
+    def __init__(self, write: WriteFn, spool: Spool, batch_size: int = 1000, flush_interval_s: float = 1.0,
+                 fsync_interval_s: float = 0.2, write_timeout_s: float = 30.0, near_full_ratio: float = 0.8,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
         self._write = write
+        self.spool = spool
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self.max_pending = max_pending
+        self.fsync_interval_s = fsync_interval_s
+        self.write_timeout_s = write_timeout_s
+        self.near_full_ratio = near_full_ratio
         self._on_batch = on_batch
-        self._pending: deque[Observation] = deque()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.written = 0
         self.failures = 0
+        self.dropped = 0
+        self.corrupt = 0
         self._warned_full = False
+        self._reported_upto = Position(-1, 0)
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return self.spool.pending_records
 
+    # --- intake ----------------------------------------------------------------------------------------
     def put(self, obs: Observation) -> None:
-        self._pending.append(obs)
-        if len(self._pending) >= self.batch_size:
-            self._wake.set()
-        if len(self._pending) > self.max_pending and not self._warned_full:
+        used, limit = self.spool.pending_bytes, self.spool.max_bytes
+        if used >= limit or (obs.grade is Grade.LISTED and used >= RESERVE * limit):
+            self._drop(obs, "spool_full", used)
+            return
+        if used >= self.near_full_ratio * limit and not self._warned_full:
             self._warned_full = True
-            metrics.LIMIT_HITS.labels(limit="collector.max_pending").inc()
-            _log.error("observations_backlog_full", pending=len(self._pending), limit=self.max_pending)
+            metrics.LIMIT_HITS.labels(limit="spool.max_bytes").inc()
+            _log.error("spool_nearly_full", spool_bytes=used, limit=limit)
+        try:
+            self.spool.append(encode_observation(obs))
+        except OSError as exc:  # disk full or failing: the one way an observation can be lost here
+            self._drop(obs, "spool_error", used, error=str(exc))
+            return
+        if self.fsync_interval_s <= 0:
+            self.spool.sync()
+        if self.spool.pending_records >= self.batch_size:
+            self._wake.set()
 
+    def _drop(self, obs: Observation, reason: str, used: int, error: str | None = None) -> None:
+        self.dropped += 1
+        metrics.OBSERVATIONS_DROPPED.labels(reason=reason).inc()
+        if self.dropped == 1 or self.dropped % 10_000 == 0:  # loud, but not one line per observation
+            _log.error("observation_dropped", reason=reason, grade=obs.grade.value, dropped=self.dropped,
+                       spool_bytes=used, error=error)
+
+    # --- the writer --------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="batcher")
+        self._tasks = [asyncio.create_task(self._run(), name="batcher")]
+        if self.fsync_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._syncer(), name="spool-fsync"))
+
+    async def _syncer(self) -> None:
+        while True:
+            await asyncio.sleep(self.fsync_interval_s)
+            self.spool.sync()
 
     async def _run(self) -> None:
         backoff = 0.5
         while True:
-            if len(self._pending) < self.batch_size:
+            if self.spool.pending_records < self.batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
             self._wake.clear()
             try:
-                while self._pending:
-                    await self._write_one()
+                while await self._write_one():
+                    pass
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.failures += 1
                 metrics.DATABASE_ERRORS.labels(operation="write_observations").inc()
-                _log.warning("batch_write_failed", error=str(exc)[:300], pending=len(self._pending),
-                             retry_in_s=backoff)
+                metrics.DATABASE_UP.set(0)
+                _log.warning("batch_write_failed", error=(str(exc) or type(exc).__name__)[:300],
+                             pending=self.pending, spool_bytes=self.spool.pending_bytes, retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    async def _write_one(self) -> None:
-        batch = [self._pending[i] for i in range(min(self.batch_size, len(self._pending)))]
+    async def _write_one(self) -> bool:
+        """Write the next batch from the spool; False when there was nothing to write."""
+        start = self.spool.cursor
+        result = self.spool.read(self.batch_size)
+        batch: list[Observation] = []
+        bad = result.corrupt
+        for record in result.records:
+            try:
+                batch.append(decode_observation(record))
+            except ValueError:
+                bad += 1
+        if bad and result.end > self._reported_upto:  # report each damaged stretch once, not per retry
+            self._reported_upto = result.end
+            self.corrupt += bad
+            metrics.SPOOL_CORRUPT.inc(bad)
+            _log.error("spool_record_corrupt", records=bad, segment=start.segment, offset=start.offset)
+        if result.end == start:
+            return False
         started = time.perf_counter()
-        await self._write(batch)
-        for _ in batch:
-            self._pending.popleft()
-        self.written += len(batch)
-        if len(self._pending) <= self.max_pending:
+        if batch:
+            await asyncio.wait_for(self._write(batch), timeout=self.write_timeout_s)
+        self.spool.commit(result.end, len(result.records))
+        metrics.DATABASE_UP.set(1)
+        if self.spool.pending_bytes < self.near_full_ratio * self.spool.max_bytes:
             self._warned_full = False
+        self.written += len(batch)
         elapsed = time.perf_counter() - started
-        metrics.INGEST_BATCH_ROWS.observe(len(batch))
-        metrics.INGEST_BATCH_SECONDS.observe(elapsed)
-        if self._on_batch is not None:
-            self._on_batch(len(batch), elapsed)
+        if batch:
+            metrics.INGEST_BATCH_ROWS.observe(len(batch))
+            metrics.INGEST_BATCH_SECONDS.observe(elapsed)
+            if self._on_batch is not None:
+                self._on_batch(len(batch), elapsed)
+        return True
 
     async def stop(self, timeout: float) -> int:
-        """Stop the background writer and write everything pending; returns what could not be written."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        """Stop, write what the deadline allows, close the spool; returns what stays spooled for next time."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         deadline = time.monotonic() + timeout
-        while self._pending and time.monotonic() < deadline:
+        while self.pending and time.monotonic() < deadline:
             try:
-                await asyncio.wait_for(self._write_one(), timeout=max(0.1, deadline - time.monotonic()))
+                written = await asyncio.wait_for(self._write_one(), timeout=max(0.1, deadline - time.monotonic()))
+                if not written:
+                    break
             except Exception as exc:
-                _log.warning("final_flush_failed", error=str(exc)[:300], pending=len(self._pending))
-                await asyncio.sleep(0.2)
-        if self._pending:
-            _log.error("observations_not_written", count=len(self._pending))
-        return len(self._pending)
+                _log.warning("final_flush_failed", error=(str(exc) or type(exc).__name__)[:300],
+                             pending=self.pending)
+                await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        left = self.pending
+        self.spool.close()
+        if left:
+            _log.warning("observations_left_in_spool", count=left, note="written at the next start")
+        return left

@@ -101,8 +101,17 @@ class TargetStore:
             " ORDER BY t.id LIMIT $4", after, holder_id, status, limit)
         return [_row(r) for r in rows]
 
-    async def changed_since(self, revision: int) -> list[TargetRow]:
-        rows = await self.pool.fetch(_SELECT + " WHERE t.revision > $1 ORDER BY t.revision", revision)
+    async def changed_since(self, revision: int, ids: set[int] | None = None) -> list[TargetRow]:
+        """Targets whose revision grew past `revision` (only those in `ids`, when given)."""
+        if ids is None:
+            rows = await self.pool.fetch(_SELECT + " WHERE t.revision > $1 ORDER BY t.revision", revision)
+        else:
+            rows = await self.pool.fetch(_SELECT + " WHERE t.revision > $1 AND t.id = ANY($2::bigint[]) "
+                                         "ORDER BY t.revision", revision, sorted(ids))
+        return [_row(r) for r in rows]
+
+    async def get_many(self, ids: set[int]) -> list[TargetRow]:
+        rows = await self.pool.fetch(_SELECT + " WHERE t.id = ANY($1::bigint[]) ORDER BY t.id", sorted(ids))
         return [_row(r) for r in rows]
 
     async def active_ids(self) -> dict[int, int]:

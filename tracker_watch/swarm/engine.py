@@ -115,7 +115,8 @@ class SwarmEngine:
         assert self._loop is not None
         handle = self._add(spec, spec.info, generation=0, want_first_piece=True)
         swarm = Swarm(spec, handle, self.sink, self.planner_factory, self.settings.swarm.peer_refresh_s, self._loop,
-                      recycle=self._recycle, own_endpoints=self.listen_endpoints)
+                      recycle=self._recycle, own_endpoints=self.listen_endpoints,
+                      max_peers=self.settings.swarm.max_peers_per_swarm)
         self.swarms[spec.key] = swarm
         self._by_handle[handle] = swarm
         self._index_dht(swarm, spec.infohash_v1, spec.infohash_v2)
@@ -134,6 +135,7 @@ class SwarmEngine:
         if not self.settings.swarm.pex_enabled:
             flags |= lt.torrent_flags.disable_pex
         params.flags = flags & ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+        params.max_connections = self.settings.swarm.max_peers_per_swarm
         if want_first_piece:
             params.piece_priorities = [PRIORITY_WANTED]  # piece 0 (INITIAL_PIECE); applied once metadata is known
         return self.session.add_torrent(params)

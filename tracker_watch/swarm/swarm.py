@@ -15,7 +15,7 @@ from typing import Any
 
 import libtorrent as lt
 
-from tracker_watch import log
+from tracker_watch import log, metrics
 from tracker_watch.domain.evidence import Source, normalize_ip, utc_now_ms
 from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerGone, PeerListed, PeerSnapshot
 from tracker_watch.domain.targets import TorrentMeta, v1_piece_hashes
@@ -62,7 +62,7 @@ class Swarm:
                  planner_factory: Callable[[int, Callable[[int], int]], PiecePlanner],
                  refresh_s: float, loop: asyncio.AbstractEventLoop,
                  recycle: Callable[[Swarm], None] | None = None,
-                 own_endpoints: set[Endpoint] | None = None) -> None:
+                 own_endpoints: set[Endpoint] | None = None, max_peers: int = 500) -> None:
         self.spec = spec
         self.key = spec.key
         self.handle = handle
@@ -72,6 +72,8 @@ class Swarm:
         self._loop = loop
         self._recycle = recycle
         self._own = own_endpoints if own_endpoints is not None else set()  # our listen sockets: never a peer
+        self.max_peers = max_peers  # bounds `listed` (and so the collector's state) however large the swarm
+        self.peers_refused = 0
         self.meta: TorrentMeta | None = None
         self.info: bytes | None = None
         self.planner: PiecePlanner | None = None
@@ -91,6 +93,9 @@ class Swarm:
     # --- peers we learn of -----------------------------------------------------------------------
     def add_peer(self, peer: Endpoint, source: Source, tracker_url: str | None = None) -> None:
         """A peer named by a tracker or the DHT: record it as listed and try to connect."""
+        if peer not in self.listed and len(self.listed) >= self.max_peers:
+            self._refuse(peer)
+            return
         self.listed.add(peer)
         now = utc_now_ms()
         self._emit(PeerListed(self.key, peer, source, now, tracker_url))
@@ -99,6 +104,16 @@ class Swarm:
             self.request_sample(self.planner.dial_grace_s + 1)  # re-plan once the dial grace is over
         lt_source = {Source.TRACKER: 1, Source.DHT: 2, Source.PEX: 4}.get(source, 0)
         self.handle.connect_peer(peer, lt_source)
+
+    def _refuse(self, peer: Endpoint) -> None:
+        self.peers_refused += 1
+        metrics.LIMIT_HITS.labels(limit="swarm.max_peers_per_swarm").inc()
+        if self.peers_refused == 1 or self.peers_refused % 1000 == 0:
+            _log.warning("swarm_peer_limit", infohash=self.key, limit=self.max_peers, refused=self.peers_refused)
+
+    def forget_listed(self) -> None:
+        """Drop listed peers that are not connected (the periodic idle sweep), so new ones fit again."""
+        self.listed = {p for p in self.listed if p in self.connected}
 
     # --- alerts ----------------------------------------------------------------------------------
     def on_peer_connect(self, alert: Any) -> None:
@@ -109,7 +124,7 @@ class Swarm:
         if peer in self._own:
             return  # libtorrent dialled itself (a peer told it our address); it noticed and hung up
         connect_failed = alert.op == lt.operation_t.connect
-        if peer not in self.listed and connect_failed:
+        if peer not in self.listed and connect_failed and len(self.listed) < self.max_peers:
             # libtorrent only dials endpoints we gave it or that peers told it about (PEX)
             self.listed.add(peer)
             self._emit(PeerListed(self.key, peer, Source.PEX, utc_now_ms()))

@@ -3,6 +3,7 @@
 Each poll reads targets whose revision grew since the last one (every insert and update takes a new
 revision); every `full_every` polls a full pass over active ids also catches a revision committed out of
 order. Targets of the same swarm (two rights holders claiming one torrent) share one libtorrent torrent.
+With `owned` set (the daemon's leases, see ledger/ownership.py) only those targets are loaded and run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Watchlist:
         self.poll_s = poll_s
         self.full_every = full_every
         self.rows: dict[int, TargetRow] = {}
+        self.owned: frozenset[int] | None = None  # None: every active target
+        self._lock = asyncio.Lock()  # a lease change and a poll never interleave their reads and writes
         self.groups: dict[str, _Group] = {}
         self._revision = 0
         self._polls = 0
@@ -51,8 +54,31 @@ class Watchlist:
                 _log.warning("watchlist_sync_failed", error=str(exc)[:300])
             await asyncio.sleep(self.poll_s)
 
+    async def set_owned(self, owned: frozenset[int]) -> None:
+        """Run exactly these targets (those still active): called after each lease heartbeat."""
+        async with self._lock:
+            await self._set_owned(owned)
+
+    async def _set_owned(self, owned: frozenset[int]) -> None:
+        self.owned = owned
+        for gone in set(self.rows) - owned:
+            del self.rows[gone]
+        missing = set(owned) - set(self.rows)
+        if missing:
+            for row in await self.store.get_many(missing):
+                if row.status == "active":
+                    self.rows[row.id] = row
+        self._apply(self._group(self.rows.values()))
+
     async def sync_once(self) -> None:
-        for row in await self.store.changed_since(self._revision):
+        async with self._lock:
+            await self._sync_once()
+
+    async def _sync_once(self) -> None:
+        if self.owned is not None and not self.owned:
+            self._apply({})
+            return
+        for row in await self.store.changed_since(self._revision, None if self.owned is None else set(self.owned)):
             self._revision = max(self._revision, row.revision)
             if row.status == "active":
                 self.rows[row.id] = row
@@ -61,6 +87,8 @@ class Watchlist:
         self._polls += 1
         if self._polls % self.full_every == 0:
             active = await self.store.active_ids()
+            if self.owned is not None:
+                active = {k: v for k, v in active.items() if k in self.owned}
             for gone in set(self.rows) - set(active):
                 del self.rows[gone]
             for missing in set(active) - set(self.rows):

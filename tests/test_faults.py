@@ -1,0 +1,317 @@
+"""Faults with real processes: a database outage, SIGKILL mid-batch and mid-replay, and nodes that die."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.conftest import SettingsFactory
+from tests.helpers import wait_for, wait_for_async
+from tests.pgproxy import PgProxy
+from tracker_watch import metrics
+from tracker_watch.daemon import Daemon
+from tracker_watch.demo.swarm import LocalSwarm
+from tracker_watch.domain import evidence as ev
+from tracker_watch.domain.targets import parse_target
+from tracker_watch.evidence.spool import Spool
+from tracker_watch.ledger.targets import TargetStore
+from tracker_watch.ledger.verify import verify_ledger
+
+DUPLICATES = """
+SELECT count(*) FROM (SELECT 1 FROM observations GROUP BY target_id, ip, port, grade, observed_at, node,
+                      piece_index HAVING count(*) > 1) d
+"""
+
+
+async def _ledger_is_whole(conn: Any) -> None:
+    """No observation twice, none folded into its incident twice, and a clean hash chain."""
+    assert await conn.fetchval(DUPLICATES) == 0
+    stored = await conn.fetchval("SELECT count(*) FROM observations")
+    assert await conn.fetchval("SELECT coalesce(sum(observations), 0) FROM incidents") == stored
+    report = await verify_ledger(conn)
+    assert report.ok, report
+
+
+# --- a database outage, in process -----------------------------------------------------------------------
+@pytest.fixture
+async def proxy(pg_dsn: str) -> AsyncIterator[PgProxy]:
+    p = PgProxy(pg_dsn)
+    await p.up()
+    yield p
+    await p.down()
+
+
+async def test_a_30s_database_outage_loses_nothing(make_settings: SettingsFactory, proxy: PgProxy,
+                                                   local_swarm: LocalSwarm) -> None:
+    daemon = Daemon(make_settings(database={"dsn": proxy.dsn, "write_timeout_s": 3.0}))
+    await daemon.start()
+    batcher, collector, engine = daemon.batcher, daemon.collector, daemon.engine
+    assert batcher is not None
+    assert collector is not None
+    assert engine is not None
+    try:
+        await TargetStore(daemon.db.pool).register(parse_target(local_swarm.content.magnet([local_swarm.tracker.url])),
+                                                   "Studio", "Film", actor="test")
+        await wait_for(lambda: bool(engine.swarms), timeout=30)  # picked up; now pull the plug
+        await proxy.down()
+        during = collector.emitted
+        await asyncio.sleep(30)
+        # monitoring went on: the swarm was observed and every observation waits in the spool
+        assert engine.swarms
+        assert collector.emitted > during
+        assert batcher.spool.pending_bytes > 0
+        assert batcher.failures > 0
+        assert metrics.DATABASE_UP._value.get() == 0
+        await proxy.up()
+        await wait_for(lambda: batcher.pending == 0, timeout=60)
+        emitted = collector.emitted
+        await wait_for(lambda: batcher.written >= emitted, timeout=30)
+        async with daemon.db.pool.acquire() as conn:
+            stored = await conn.fetchval("SELECT count(*) FROM observations")
+            verified = {r["ip"] for r in await conn.fetch(
+                "SELECT DISTINCT host(ip) AS ip FROM observations WHERE grade = 'verified'")}
+            await _ledger_is_whole(conn)
+    finally:
+        await daemon.stop()
+    assert batcher.dropped == 0
+    assert stored == batcher.written  # every observation made, outage or not, is in the ledger
+    assert verified == {s.ip for s in local_swarm.peers}  # the evidence a run without the outage gets
+
+
+# --- SIGKILL, with real processes --------------------------------------------------------------------------
+def _toml(sections: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _config(tmp: Path, dsn: str, schema: str, name: str, ip: str, **extra: dict[str, Any]) -> Path:
+    sections: dict[str, dict[str, Any]] = {
+        "node": {"name": name, "state_dir": str(tmp / name)},
+        "database": {"dsn": dsn, "schema": schema},
+        "log": {"format": "json", "level": "info"},
+        "swarm": {"listen_interfaces": [f"{ip}:0"], "outgoing_interfaces": [ip], "dht_enabled": False,
+                  "peer_refresh_s": 2.0, "payload_dir": str(tmp / name / "payload")},
+        "trackers": {"min_interval_s": 2.0, "max_interval_s": 4.0},
+        "collector": {"flush_interval_s": 0.2},
+        "daemon": {"target_poll_s": 0.5},
+        "api": {"enabled": False},
+        "metrics": {"enabled": False},
+    }
+    for section, values in extra.items():
+        sections.setdefault(section, {}).update(values)
+    path = tmp / f"{name}.toml"
+    path.write_text(_toml(sections))
+    return path
+
+
+class Node:
+    """One daemon process with its JSON log."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_WATCH_")}
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tracker_watch", "--config", str(self.config), "run",
+                stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    async def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), 20)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+        return [e for e in lines if e["event"] == name]
+
+    def watching(self) -> set[str]:
+        """Infohashes this node runs now, from its own log."""
+        added = [e["infohash"] for e in self.events("swarm_added")]
+        running: set[str] = set()
+        lines = [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+        for e in lines:
+            if e["event"] == "swarm_added":
+                running.add(e["infohash"])
+            elif e["event"] == "swarm_removed":
+                running.discard(e["infohash"])
+        assert set(added) >= running
+        return running
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@pytest.fixture
+async def conn(pg_dsn: str, schema: str) -> AsyncIterator[asyncpg.Connection]:
+    c = await asyncpg.connect(pg_dsn)
+    await c.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    await c.execute(f'SET search_path TO "{schema}"')
+    yield c
+    await c.close()
+
+
+async def _schema_ready(conn: asyncpg.Connection) -> None:
+    async def ready() -> bool:
+        return bool(await conn.fetchval("SELECT to_regclass('target_leases') IS NOT NULL"))
+    await wait_for_async(ready, timeout=60)
+
+
+async def _add_target(conn: asyncpg.Connection, infohash: bytes, trackers: list[str] | None = None) -> int:
+    holder = await conn.fetchval("INSERT INTO rights_holders (name) VALUES ('S') ON CONFLICT (name) "
+                                 "DO UPDATE SET name = EXCLUDED.name RETURNING id")
+    work = await conn.fetchval("INSERT INTO works (holder_id, title) VALUES ($1, 'F') ON CONFLICT (holder_id, title) "
+                               "DO UPDATE SET title = EXCLUDED.title RETURNING id", holder)
+    return int(await conn.fetchval("INSERT INTO targets (work_id, infohash_v1, input_kind, trackers) "
+                                   "VALUES ($1, $2, 'magnet', $3) RETURNING id", work, infohash, trackers or []))
+
+
+def _spooled_ids(state: Path) -> set[str]:
+    spool = Spool(state / "spool", 2**40)
+    spool.open()
+    try:
+        return {str(ev.decode_observation(r).id) for r in spool.read(10**9).records}
+    finally:
+        spool.close()
+
+
+async def test_sigkill_mid_batch_then_restart(tmp_path: Path, pg_dsn: str, schema: str, conn: asyncpg.Connection,
+                                              local_swarm: LocalSwarm) -> None:
+    config = _config(tmp_path, pg_dsn, schema, "n1", "127.0.0.2", collector={"flush_interval_s": 1.0})
+    node = Node(config, tmp_path / "n1.log")
+    await node.start()
+    try:
+        await _schema_ready(conn)
+        assert local_swarm.content.v1 is not None
+        await _add_target(conn, local_swarm.content.v1, [local_swarm.tracker.url])
+
+        async def verified_soon() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM observations WHERE grade = 'verified'"))
+        await wait_for_async(verified_soon, timeout=60)
+        await asyncio.sleep(0.5)  # between flushes: observations wait in the spool
+        assert await node.signal(signal.SIGKILL) == -signal.SIGKILL
+        in_spool = _spooled_ids(tmp_path / "n1")
+        before = await conn.fetchval("SELECT count(*) FROM observations")
+        await node.start()  # the same node again: its own leases, its spool
+
+        async def resumed() -> bool:
+            return len(node.events("daemon_started")) == 2
+        await wait_for_async(resumed, timeout=60)
+        assert node.events("daemon_started")[-1]["swarms"] == 1  # resumed before it reported ready
+
+        async def replayed() -> bool:
+            stored = {str(r["id"]) for r in await conn.fetch("SELECT id FROM observations")}
+            return in_spool <= stored
+        await wait_for_async(replayed, timeout=30)
+        # a second daemon on the same state directory refuses to start and touches nothing
+        twin = Node(config, tmp_path / "twin.log")
+        await twin.start()
+        assert twin.proc is not None
+        assert await asyncio.wait_for(twin.proc.wait(), 60) == 1
+        assert twin.events("spool_locked")
+        assert await node.signal(signal.SIGTERM) == 0
+    finally:
+        await node.kill()
+    assert await conn.fetchval("SELECT count(*) FROM observations") >= before + len(in_spool)
+    await _ledger_is_whole(conn)
+
+
+async def test_sigkill_mid_replay_then_restart(tmp_path: Path, pg_dsn: str, schema: str,
+                                               conn: asyncpg.Connection) -> None:
+    config = _config(tmp_path, pg_dsn, schema, "n1", "127.0.0.2", collector={"batch_size": 500})
+    node = Node(config, tmp_path / "n1.log")
+    await node.start()
+    await _schema_ready(conn)
+    assert await node.signal(signal.SIGTERM) == 0
+    target = await _add_target(conn, b"\x5a" * 20)
+    await conn.execute("UPDATE targets SET status = 'paused' WHERE id = $1", target)
+    # what an outage left behind: 20,000 observations in the spool
+    spool = Spool(tmp_path / "n1" / "spool", 2**30)
+    spool.open()
+    total = 20_000
+    for i in range(total):
+        spool.append(ev.encode_observation(ev.Observation(
+            target_id=target, infohash_v1=b"\x5a" * 20, infohash_v2=None, observed_at=ev.utc_now_ms(),
+            ip=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", port=6881, source=ev.Source.TRACKER,
+            grade=ev.Grade.LISTED, node="n1", version="tw/test")))
+    spool.close()
+    try:
+        await node.start()
+
+        async def mid_replay() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM observations"))
+        await wait_for_async(mid_replay, timeout=60, step=0.02)
+        assert await node.signal(signal.SIGKILL) == -signal.SIGKILL
+        assert 0 < await conn.fetchval("SELECT count(*) FROM observations") < total
+        await node.start()
+
+        async def all_in() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM observations") >= total)
+        await wait_for_async(all_in, timeout=120)
+        assert await node.signal(signal.SIGTERM) == 0
+    finally:
+        await node.kill()
+    assert await conn.fetchval("SELECT count(*) FROM observations") == total
+    assert node.events("spool_replay")
+    await _ledger_is_whole(conn)
+
+
+# --- several nodes -----------------------------------------------------------------------------------------
+async def test_three_nodes_share_thirty_targets_and_survivors_take_over(tmp_path: Path, pg_dsn: str, schema: str,
+                                                                          conn: asyncpg.Connection) -> None:
+    ttl = 6.0
+    nodes = [Node(_config(tmp_path, pg_dsn, schema, f"n{i}", f"127.0.0.{31 + i}",
+                          node={"lease_ttl_s": ttl, "heartbeat_s": 1.0}), tmp_path / f"n{i}.log") for i in range(3)]
+    for n in nodes:
+        await n.start()
+    try:
+        await _schema_ready(conn)
+        ids = {await _add_target(conn, os.urandom(20)) for _ in range(30)}
+        infohash = {r["id"]: bytes(r["infohash_v1"]).hex()
+                    for r in await conn.fetch("SELECT id, infohash_v1 FROM targets")}
+
+        async def leases() -> dict[int, str]:
+            rows = await conn.fetch("SELECT target_id, node FROM target_leases WHERE expires_at > now()")
+            return {r["target_id"]: r["node"] for r in rows}
+
+        async def settled(names: set[str]) -> bool:
+            held = await leases()
+            if set(held) != ids or set(held.values()) - names:
+                return False
+            # each node runs exactly the swarms of the targets it holds (from its own log)
+            return all(nodes[int(name[1:])].watching() == {infohash[t] for t, o in held.items() if o == name}
+                       for name in names)
+
+        await wait_for_async(lambda: settled({"n0", "n1", "n2"}), timeout=60)
+        held = list((await leases()).values())
+        counts = sorted(held.count(f"n{i}") for i in range(3))
+        assert counts == [10, 10, 10]
+
+        await nodes[0].kill()  # dies without a word: its leases stay until they lapse after the TTL
+        assert await conn.fetchval("SELECT count(*) FROM target_leases WHERE node = 'n0'") == 10
+        await wait_for_async(lambda: settled({"n1", "n2"}), timeout=ttl + 10)
+
+        assert await nodes[1].signal(signal.SIGTERM) == 0  # stops cleanly: hands its leases back at once ...
+        assert await conn.fetchval("SELECT count(*) FROM target_leases WHERE node = 'n1'") == 0
+        assert nodes[1].events("leases_released")[0]["count"] > 0
+        await wait_for_async(lambda: settled({"n2"}), timeout=ttl + 10)  # ... and the last node takes them all
+    finally:
+        for n in nodes:
+            await n.kill()
