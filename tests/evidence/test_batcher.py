@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.helpers import wait_for
 from tests.ledger.test_observations import _obs, _target, writer
-from tracker_watch.domain.evidence import Grade
+from tracker_watch.domain.evidence import Grade, encode_observation
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Database
@@ -103,3 +103,23 @@ async def test_a_full_spool_keeps_direct_evidence_longest_and_counts_what_it_dro
     assert b.spool.pending_bytes <= 2**16 + 2048
     await b.stop(timeout=0.1)
     await db.pool.execute("ALTER TABLE observations_away RENAME TO observations")
+
+
+async def test_a_corrupt_spool_record_is_reported_and_the_rest_written(db: Database, tmp_path: Path) -> None:
+    target = await _target(db)
+    spool = _spool(tmp_path)
+    batch = [_obs(target, port=i + 1) for i in range(10)]
+    for o in batch:
+        spool.append(encode_observation(o))
+    spool.close()
+    [segment] = [p for p in (tmp_path / "spool").glob("*.seg") if p.stat().st_size]
+    data = bytearray(segment.read_bytes())
+    data[data.index(str(batch[4].id).encode())] ^= 0x01  # one flipped bit in the fifth record
+    segment.write_bytes(bytes(data))
+    b = Batcher(writer(db).write, _spool(tmp_path), batch_size=100, flush_interval_s=0.05)
+    b.start()
+    await wait_for(lambda: b.pending == 0, timeout=10)
+    assert await b.stop(timeout=2) == 0
+    assert b.corrupt == 1
+    stored = {r["id"] for r in await db.pool.fetch("SELECT id FROM observations")}
+    assert stored == {o.id for i, o in enumerate(batch) if i != 4}
