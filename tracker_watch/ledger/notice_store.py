@@ -23,14 +23,21 @@ _STRIKE = """
            sub.subscriber_ref, w.title, h.name AS holder, i.abuse_email, i.webhook_url, i.drop_dir
     FROM strikes s JOIN subjects sub ON sub.id = s.subject_id JOIN works w ON w.id = s.work_id
     JOIN rights_holders h ON h.id = w.holder_id LEFT JOIN isps i ON i.name = sub.isp
-    WHERE s.id = $1
+    WHERE s.id = ANY($1::bigint[])
 """
 _EVIDENCE = """
-    SELECT a.ip, a.port, a.observed_at, a.target_id, o.id AS observation_id, o.client, o.piece_index, o.piece_bytes,
-           o.node, o.chain_seq, t.name, t.display_name, t.total_size, t.infohash_v1, t.infohash_v2
-    FROM attributions a JOIN observations o ON o.id = a.observation_id JOIN targets t ON t.id = a.target_id
-    WHERE a.subject_id = $1 AND a.work_id = $2 AND a.window_start = $3::timestamptz
-    ORDER BY a.observed_at, o.id
+    SELECT u.strike_id, a.ip, a.port, a.observed_at, a.target_id, o.id AS observation_id, o.client, o.piece_index,
+           o.piece_bytes, o.node, o.chain_seq, t.name, t.display_name, t.total_size, t.infohash_v1, t.infohash_v2
+    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS u(strike_id, subject_id, work_id, ws)
+    JOIN attributions a ON a.subject_id = u.subject_id AND a.work_id = u.work_id AND a.window_start = u.ws
+    JOIN observations o ON o.id = a.observation_id JOIN targets t ON t.id = a.target_id
+    ORDER BY u.strike_id, a.observed_at, o.id
+"""
+_INSERT = """
+    INSERT INTO notices (strike_id, isp, idempotency_key, xml, json, state, last_error)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+    ON CONFLICT (strike_id) DO NOTHING
+    RETURNING id
 """
 
 
@@ -39,19 +46,31 @@ def idempotency_key(strike_id: int) -> str:
 
 
 async def create_notice(conn: Conn, settings: Settings, strike_id: int) -> int | None:
-    strike = await conn.fetchrow(_STRIKE, strike_id)
-    assert strike is not None
-    window = strike["incident_key"].split("/", 1)[1]
-    evidence = await conn.fetch(_EVIDENCE, strike["subject_id"], strike["work_id"], datetime.fromisoformat(window))
-    if not evidence:
-        return None
-    facts = _facts(settings, strike, evidence)
-    state, why = _state(strike)
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        "INSERT INTO notices (strike_id, isp, idempotency_key, xml, json, state, last_error) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (strike_id) DO NOTHING RETURNING id",
-        strike_id, strike["isp"], idempotency_key(strike_id), notices.render_xml(facts).decode(),
-        notices.render_json(facts).decode(), state, why)
+    ids = await create_notices(conn, settings, [strike_id])
+    return ids[0] if ids else None
+
+
+async def create_notices(conn: Conn, settings: Settings, strike_ids: list[int]) -> list[int]:
+    """Notices for these strikes, in a fixed number of statements however many there are."""
+    if not strike_ids:
+        return []
+    strikes = await conn.fetch(_STRIKE, strike_ids)
+    evidence: dict[int, list[Any]] = {}
+    for r in await conn.fetch(_EVIDENCE, [s["id"] for s in strikes], [s["subject_id"] for s in strikes],
+                              [s["work_id"] for s in strikes],
+                              [datetime.fromisoformat(s["incident_key"].split("/", 1)[1]) for s in strikes]):
+        evidence.setdefault(r["strike_id"], []).append(r)
+    rows: list[tuple[Any, ...]] = []
+    for strike in strikes:
+        if not (found := evidence.get(strike["id"])):
+            continue
+        facts = _facts(settings, strike, found)
+        state, why = _state(strike)
+        rows.append((strike["id"], strike["isp"], idempotency_key(strike["id"]), notices.render_xml(facts).decode(),
+                     notices.render_json(facts).decode(), state, why))
+    if not rows:
+        return []
+    return [r["id"] for r in await conn.fetch(_INSERT, *[list(column) for column in zip(*rows, strict=True)])]
 
 
 def _state(strike: Any) -> tuple[str, str | None]:

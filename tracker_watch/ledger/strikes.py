@@ -3,7 +3,7 @@
 1. *Attribute*: walk each node's evidence chain from where the last pass stopped (positions commit in
    order per node) and attribute every observation at or above the minimum grade to a subject — the ISP
    subscriber whose lease covers its address, port and time, else the bare IP — with its country.
-2. *Evaluate*: for each touched subject, under a per-subject advisory lock, fold its attributions into
+2. *Evaluate*: for each touched subject, under a row lock on the subject, fold its attributions into
    (work, window) incidents, drop those out of jurisdiction or from a peer that was corrupt in that
    window, run the pure policy, and make the active strikes equal to its result: missing strikes are
    inserted (a partial unique index makes a second insert impossible), strikes it no longer yields are
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,18 +24,89 @@ from tracker_watch.domain.evidence import Grade
 from tracker_watch.domain.incidents import window_start
 from tracker_watch.domain.jurisdiction import country_of, covered
 from tracker_watch.ledger.db import Conn
-from tracker_watch.ledger.notice_store import create_notice
+from tracker_watch.ledger.notice_store import create_notices
 
 _log = log.get("tracker_watch.ledger")
 
 _POLICY_INCIDENTS = """
-    SELECT a.work_id, a.window_start, min(a.observed_at) AS at, bool_or(coalesce(i.corrupt, false)) AS corrupt,
-           bool_or(a.in_jurisdiction) AS in_jurisdiction
+    SELECT a.subject_id, a.work_id, a.window_start, min(a.observed_at) AS at,
+           bool_or(coalesce(i.corrupt, false)) AS corrupt, bool_or(a.in_jurisdiction) AS in_jurisdiction
     FROM attributions a
     LEFT JOIN incidents i ON i.target_id = a.target_id AND i.ip = a.ip AND i.window_start = a.window_start
-    WHERE a.subject_id = $1
-    GROUP BY a.work_id, a.window_start
+    WHERE a.subject_id = ANY($1::bigint[])
+    GROUP BY a.subject_id, a.work_id, a.window_start
 """
+# one node's batch of chain positions: ($1 node, $2 after, $3 up to and including, $4 minimum grade rank)
+_SPAN = """
+    SELECT count(*) AS n, max(chain_seq) AS upto FROM (
+        SELECT chain_seq FROM observations WHERE node = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT $3) s
+"""
+_BATCH = """
+    FROM observations o
+    LEFT JOIN LATERAL (SELECT id, isp, subscriber_ref FROM isp_leases
+                       WHERE prefix >>= o.ip AND ports @> o.port AND valid @> o.observed_at LIMIT 1) l ON true
+    WHERE o.node = $1 AND o.chain_seq > $2 AND o.chain_seq <= $3 AND o.ip IS NOT NULL AND grade_rank(o.grade) >= $4
+"""
+_DISTINCT_KEYS = "SELECT DISTINCT host(o.ip) AS ip, l.isp, l.subscriber_ref" + _BATCH
+# window_start as domain/incidents.py computes it: epoch seconds floored to the window
+_INSERT_ATTRIBUTIONS = """
+    INSERT INTO attributions (observation_id, subject_id, lease_id, target_id, work_id, ip, port, observed_at,
+                              window_start, country, in_jurisdiction)
+    SELECT o.id, coalesce(ss.id, si.id), l.id, o.target_id, t.work_id, o.ip, o.port, o.observed_at,
+           to_timestamp(floor(extract(epoch FROM o.observed_at))::bigint / $5 * $5), c.country, c.inside
+    """ + _BATCH.replace("WHERE o.node", """
+    JOIN targets t ON t.id = o.target_id
+    JOIN unnest($6::text[], $7::text[], $8::bool[]) AS c(ip, country, inside) ON c.ip = host(o.ip)
+    LEFT JOIN subjects ss ON l.id IS NOT NULL AND ss.kind = 'subscriber' AND ss.isp = l.isp
+                             AND ss.subscriber_ref = l.subscriber_ref
+    LEFT JOIN subjects si ON l.id IS NULL AND si.kind = 'ip' AND si.ip = o.ip
+    WHERE o.node""") + """
+    ON CONFLICT (observation_id) DO NOTHING
+    RETURNING subject_id, in_jurisdiction
+"""
+_LIED = """
+    SELECT DISTINCT a.subject_id FROM observations o JOIN attributions a ON a.target_id = o.target_id AND a.ip = o.ip
+    WHERE o.node = $1 AND o.chain_seq > $2 AND o.chain_seq <= $3 AND o.grade = 'corrupt'
+"""
+# row locks on the subjects, in id order: they live in the rows, not in the shared lock table, so a chunk of
+# thousands costs little (2,000 advisory locks per transaction took ~0.8 s), and ordering prevents deadlocks
+_LOCK_SUBJECTS = """
+    SELECT id FROM subjects WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
+"""
+
+
+@functools.lru_cache(maxsize=65536)
+def _country(ip: str, test_country: str) -> str | None:
+    return country_of(ip, test_country)
+
+
+async def _subject_ids(conn: Conn, keys: list[tuple[str, str] | str]) -> dict[tuple[str, str] | str, int]:
+    """Subject ids for subscriber keys (isp, ref) and bare IPs, created where missing; no row is rewritten."""
+    subs = sorted({k for k in keys if isinstance(k, tuple)})
+    ips = sorted({k for k in keys if isinstance(k, str)})
+    out: dict[tuple[str, str] | str, int] = {}
+    for _ in range(2):  # read; insert the missing; read again what a concurrent writer inserted first
+        if subs:
+            for r in await conn.fetch(
+                    "SELECT s.id, s.isp, s.subscriber_ref FROM subjects s JOIN unnest($1::text[], $2::text[]) "
+                    "AS u(isp, ref) ON s.kind = 'subscriber' AND s.isp = u.isp AND s.subscriber_ref = u.ref",
+                    [k[0] for k in subs], [k[1] for k in subs]):
+                out[(r["isp"], r["subscriber_ref"])] = r["id"]
+        if ips:
+            for r in await conn.fetch("SELECT id, host(ip) AS ip FROM subjects WHERE kind = 'ip' "
+                                      "AND ip = ANY($1::text[]::inet[])", ips):
+                out[r["ip"]] = r["id"]
+        subs = [k for k in subs if k not in out]
+        ips = [k for k in ips if k not in out]
+        if not subs and not ips:
+            return out
+        await conn.execute(
+            "INSERT INTO subjects (kind, isp, subscriber_ref) SELECT 'subscriber', isp, ref "
+            "FROM unnest($1::text[], $2::text[]) AS u(isp, ref) ON CONFLICT DO NOTHING",
+            [k[0] for k in subs], [k[1] for k in subs])
+        await conn.execute("INSERT INTO subjects (kind, ip) SELECT 'ip', ip::inet FROM unnest($1::text[]) AS ip "
+                           "ON CONFLICT DO NOTHING", ips)
+    raise RuntimeError("subjects vanished while being attributed")
 
 
 @dataclass
@@ -53,6 +125,7 @@ def strike_policy(settings: Settings) -> pol.StrikePolicy:
                             referral_cooldown=timedelta(days=p.referral_cooldown_days))
 
 
+@functools.lru_cache(maxsize=65536)
 def incident_key(work_id: int, start: Any) -> str:
     return f"{work_id}/{start.isoformat()}"
 
@@ -66,6 +139,10 @@ class StrikeLedger:
         self.window_s = settings.evidence.incident_window_s
 
     async def tick(self, batch: int = 5000) -> TickReport:
+        report, _ = await self._tick(batch)
+        return report
+
+    async def _tick(self, batch: int) -> tuple[TickReport, set[int]]:
         report = TickReport()
         subjects: set[int] = set()
         while True:
@@ -76,16 +153,15 @@ class StrikeLedger:
             metrics.EVIDENCE_OUT_OF_JURISDICTION.inc(foreign)
             if done < batch:
                 break
-        for subject in sorted(subjects):
-            created, superseded = await self.evaluate_subject(subject)
-            report.created += created
-            report.superseded += superseded
+        report.created, report.superseded = await self.evaluate_subjects(subjects)
         report.subjects = len(subjects)
-        return report
+        return report, subjects
 
     # --- attribution -----------------------------------------------------------------------------
     async def attribute(self, limit: int) -> tuple[int, set[int], int, int]:
-        """One batch per node: (rows walked, subjects touched, observations attributed, out of jurisdiction)."""
+        """One batch per node: (rows walked, subjects touched, observations attributed, out of jurisdiction).
+        The rows stay in the server: only each batch's distinct addresses and leases come to Python (for the
+        country lookup and the subjects), then one INSERT … SELECT attributes the whole batch."""
         walked, touched, counted, foreign = 0, set(), 0, 0
         async with self.pool.acquire() as conn:
             for node in [r["node"] for r in await conn.fetch("SELECT node FROM chain_heads ORDER BY node")]:
@@ -94,102 +170,120 @@ class StrikeLedger:
                                        "ON CONFLICT (node) DO NOTHING", node)
                     after = await conn.fetchval("SELECT seq FROM attribution_progress WHERE node = $1 FOR UPDATE",
                                                 node)
-                    rows = await conn.fetch(
-                        "SELECT o.id, o.target_id, t.work_id, o.ip, o.port, o.observed_at, o.grade, o.chain_seq "
-                        "FROM observations o JOIN targets t ON t.id = o.target_id "
-                        "WHERE o.node = $1 AND o.chain_seq > $2 ORDER BY o.chain_seq LIMIT $3", node, after, limit)
-                    if not rows:
+                    span = await conn.fetchrow(_SPAN, node, after, limit)
+                    if not span["n"]:
                         continue
-                    walked += len(rows)
-                    for r in rows:
-                        subject, country_ok = await self._attribute_one(conn, r)
-                        if subject is not None:
-                            touched.add(subject)
-                            counted += 1
-                            foreign += not country_ok
-                        elif r["grade"] == Grade.CORRUPT.value and r["ip"] is not None:
-                            # a lie in a window already counted against someone: re-evaluate them
-                            touched |= {x["subject_id"] for x in await conn.fetch(
-                                "SELECT DISTINCT subject_id FROM attributions WHERE target_id = $1 AND ip = $2",
-                                r["target_id"], r["ip"])}
-                    await conn.execute("UPDATE attribution_progress SET seq = $2 WHERE node = $1", node,
-                                       rows[-1]["chain_seq"])
+                    walked += span["n"]
+                    batch = (node, after, span["upto"], self.min_rank)
+                    subjects, attributed, foreign_here = await self._attribute_batch(conn, batch)
+                    touched |= subjects
+                    counted += attributed
+                    foreign += foreign_here
+                    # a lie in a window already counted against someone: re-evaluate them
+                    touched |= {r["subject_id"] for r in await conn.fetch(_LIED, *batch[:3])}
+                    await conn.execute("UPDATE attribution_progress SET seq = $2 WHERE node = $1", node, span["upto"])
         return walked, touched, counted, foreign
 
-    async def _attribute_one(self, conn: Conn, r: Any) -> tuple[int | None, bool]:
-        if r["ip"] is None or Grade(r["grade"]).rank < self.min_rank:
-            return None, False
-        ip = str(r["ip"])
-        country = country_of(ip, self.settings.policy.test_country)
-        in_jurisdiction = covered(country, self.settings.policy.jurisdictions)
-        lease = await conn.fetchrow(
-            "SELECT id, isp, subscriber_ref FROM isp_leases WHERE prefix >>= $1::inet AND ports @> $2::int "
-            "AND valid @> $3::timestamptz LIMIT 1", ip, r["port"], r["observed_at"])
-        if lease is not None:
-            subject = await conn.fetchval(
-                "INSERT INTO subjects (kind, isp, subscriber_ref) VALUES ('subscriber', $1, $2) "
-                "ON CONFLICT (isp, subscriber_ref) WHERE kind = 'subscriber' DO UPDATE SET isp = EXCLUDED.isp "
-                "RETURNING id", lease["isp"], lease["subscriber_ref"])
-        else:
-            subject = await conn.fetchval(
-                "INSERT INTO subjects (kind, ip) VALUES ('ip', $1) ON CONFLICT (ip) WHERE kind = 'ip' "
-                "DO UPDATE SET ip = EXCLUDED.ip RETURNING id", ip)
-        await conn.execute(
-            "INSERT INTO attributions (observation_id, subject_id, lease_id, target_id, work_id, ip, port, "
-            "observed_at, window_start, country, in_jurisdiction) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-            "$11) ON CONFLICT (observation_id) DO NOTHING",
-            r["id"], subject, lease["id"] if lease else None, r["target_id"], r["work_id"], ip, r["port"],
-            r["observed_at"], window_start(r["observed_at"], self.window_s), country, in_jurisdiction)
-        return int(subject), in_jurisdiction
+    async def _attribute_batch(self, conn: Conn, batch: tuple[str, int, int, int]) -> tuple[set[int], int, int]:
+        keys: list[tuple[str, str] | str] = []
+        countries: dict[str, str | None] = {}
+        for r in await conn.fetch(_DISTINCT_KEYS, *batch):
+            keys.append((r["isp"], r["subscriber_ref"]) if r["isp"] is not None else r["ip"])
+            countries[r["ip"]] = _country(r["ip"], self.settings.policy.test_country)
+        if not keys:
+            return set(), 0, 0
+        await _subject_ids(conn, keys)  # create the missing; the INSERT below finds them by key
+        ips = list(countries)
+        inside = [covered(countries[ip], self.settings.policy.jurisdictions) for ip in ips]
+        rows = await conn.fetch(_INSERT_ATTRIBUTIONS, *batch, self.window_s, ips, [countries[ip] for ip in ips],
+                                inside)
+        return {r["subject_id"] for r in rows}, len(rows), sum(1 for r in rows if not r["in_jurisdiction"])
 
     # --- evaluation ------------------------------------------------------------------------------
     async def evaluate_subject(self, subject_id: int) -> tuple[int, int]:
         """Make the subject's active strikes what the policy says; returns (created, superseded)."""
+        return await self.evaluate_subjects({subject_id})
+
+    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 2000) -> tuple[int, int]:
+        created = superseded = 0
+        ordered = sorted(subject_ids)
+        for i in range(0, len(ordered), chunk):
+            c, s = await self._evaluate_chunk(ordered[i:i + chunk])
+            created += c
+            superseded += s
+        return created, superseded
+
+    async def _evaluate_chunk(self, subject_ids: list[int]) -> tuple[int, int]:
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('tracker_watch.subject'), $1::int)",
-                               subject_id % 2_147_483_647)
-            incidents = [pol.Incident(incident_key(r["work_id"], r["window_start"]), r["at"])
-                         for r in await conn.fetch(_POLICY_INCIDENTS, subject_id)
-                         if r["in_jurisdiction"] and not r["corrupt"]]
-            excluded = frozenset(r["incident_key"] for r in await conn.fetch(
-                "SELECT incident_key FROM strikes WHERE subject_id = $1 AND status = 'voided'", subject_id))
-            desired = {(s.level, s.cycle_start, s.incident): s for s in pol.evaluate(incidents, self.policy, excluded)}
-            active = {(r["level"], r["cycle_start"], r["incident_key"]): r["id"] for r in await conn.fetch(
-                "SELECT id, level, cycle_start, incident_key FROM strikes WHERE subject_id = $1 AND status = 'active'",
-                subject_id)}
-            superseded = [sid for key, sid in active.items() if key not in desired]
+            # one evaluator per subject at a time (two nodes, a void and the daemon's tick): see _LOCK_SUBJECTS
+            await conn.execute(_LOCK_SUBJECTS, subject_ids)
+            incidents: dict[int, list[pol.Incident]] = {s: [] for s in subject_ids}
+            for r in await conn.fetch(_POLICY_INCIDENTS, subject_ids):
+                if r["in_jurisdiction"] and not r["corrupt"]:
+                    incidents[r["subject_id"]].append(pol.Incident(incident_key(r["work_id"], r["window_start"]),
+                                                                   r["at"]))
+            voided: dict[int, set[str]] = {}
+            active: dict[int, dict[tuple[int, Any, str], int]] = {}
+            for r in await conn.fetch("SELECT id, subject_id, level, cycle_start, incident_key, status FROM strikes "
+                                      "WHERE subject_id = ANY($1::bigint[]) AND status IN ('voided', 'active')",
+                                      subject_ids):
+                if r["status"] == "voided":
+                    voided.setdefault(r["subject_id"], set()).add(r["incident_key"])
+                else:
+                    active.setdefault(r["subject_id"], {})[(r["level"], r["cycle_start"], r["incident_key"])] = r["id"]
+            superseded: list[int] = []
+            wanted: list[tuple[int, pol.Strike]] = []
+            for subject in subject_ids:
+                desired = {(s.level, s.cycle_start, s.incident): s for s in pol.evaluate(
+                    sorted(incidents[subject], key=lambda x: (x.at, x.key)), self.policy,
+                    frozenset(voided.get(subject, ())))}
+                mine = active.get(subject, {})
+                superseded += [sid for key, sid in mine.items() if key not in desired]
+                wanted += [(subject, s) for key, s in desired.items() if key not in mine]
             if superseded:
-                metrics.STRIKES_SUPERSEDED.inc(len(superseded))
-                await conn.execute(
-                    "UPDATE strikes SET status = 'superseded', changed_at = now(), changed_by = 'ledger', "
-                    "reason = 'no longer follows from the evidence' WHERE id = ANY($1::bigint[])", superseded)
-                await conn.execute("UPDATE notices SET state = 'cancelled' WHERE strike_id = ANY($1::bigint[]) "
-                                   "AND state IN ('pending', 'held', 'failed')", superseded)
-            created = 0
-            for key, s in desired.items():
-                if key in active:
-                    continue
-                work_id = int(s.incident.split("/", 1)[0])
-                strike_id = await conn.fetchval(
-                    "INSERT INTO strikes (subject_id, level, cycle_start, issued_at, work_id, incident_key) "
-                    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject_id, cycle_start, level) "
-                    "WHERE status = 'active' DO NOTHING RETURNING id",
-                    subject_id, s.level, s.cycle_start, s.issued_at, work_id, s.incident)
-                if strike_id is None:
-                    continue
-                created += 1
-                metrics.STRIKES_ISSUED.labels(level=str(s.level)).inc()
-                await self._hold_evidence(conn, subject_id, work_id, s)
-                await create_notice(conn, self.settings, strike_id)
-                _log.info("strike_issued", strike=strike_id, subject=subject_id, level=s.level)
+                await self._supersede(conn, superseded)
+            created = await self._issue(conn, wanted)
             return created, len(superseded)
 
-    async def _hold_evidence(self, conn: Conn, subject_id: int, work_id: int, s: pol.Strike) -> None:
+    async def _supersede(self, conn: Conn, strike_ids: list[int]) -> None:
+        metrics.STRIKES_SUPERSEDED.inc(len(strike_ids))
+        await conn.execute(
+            "UPDATE strikes SET status = 'superseded', changed_at = now(), changed_by = 'ledger', "
+            "reason = 'no longer follows from the evidence' WHERE id = ANY($1::bigint[])", strike_ids)
+        await conn.execute("UPDATE notices SET state = 'cancelled' WHERE strike_id = ANY($1::bigint[]) "
+                           "AND state IN ('pending', 'held', 'failed')", strike_ids)
+
+    async def _issue(self, conn: Conn, wanted: list[tuple[int, pol.Strike]]) -> int:
+        """Insert the new strikes (a unique index makes a second one impossible), hold their evidence, and
+        queue their notices: a fixed number of statements for the whole chunk."""
+        if not wanted:
+            return 0
+        rows = await conn.fetch(
+            "INSERT INTO strikes (subject_id, level, cycle_start, issued_at, work_id, incident_key) "
+            "SELECT * FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::bigint[], "
+            "$6::text[]) ON CONFLICT (subject_id, cycle_start, level) WHERE status = 'active' DO NOTHING "
+            "RETURNING id, subject_id, level, work_id, issued_at",
+            [w[0] for w in wanted], [w[1].level for w in wanted], [w[1].cycle_start for w in wanted],
+            [w[1].issued_at for w in wanted], [int(w[1].incident.split("/", 1)[0]) for w in wanted],
+            [w[1].incident for w in wanted])
+        if not rows:
+            return 0
+        await self._hold_evidence(conn, rows)
+        await create_notices(conn, self.settings, [r["id"] for r in rows])
+        for r in rows:
+            metrics.STRIKES_ISSUED.labels(level=str(r["level"])).inc()
+            _log.info("strike_issued", strike=r["id"], subject=r["subject_id"], level=r["level"])
+        return len(rows)
+
+    async def _hold_evidence(self, conn: Conn, strikes: list[Any]) -> None:
         """Evidence a strike rests on is never purged by retention."""
         await conn.execute(
-            "UPDATE incidents i SET legal_hold = true FROM attributions a WHERE a.subject_id = $1 AND a.work_id = $2 "
-            "AND a.window_start = $3 AND i.target_id = a.target_id AND i.ip = a.ip AND i.window_start = a.window_start",
-            subject_id, work_id, window_start(s.issued_at, self.window_s))
+            "UPDATE incidents i SET legal_hold = true FROM attributions a "
+            "JOIN unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS u(subject_id, work_id, ws) "
+            "ON a.subject_id = u.subject_id AND a.work_id = u.work_id AND a.window_start = u.ws "
+            "WHERE i.target_id = a.target_id AND i.ip = a.ip AND i.window_start = a.window_start AND NOT i.legal_hold",
+            [r["subject_id"] for r in strikes], [r["work_id"] for r in strikes],
+            [window_start(r["issued_at"], self.window_s) for r in strikes])
 
     # --- operator actions ------------------------------------------------------------------------
     async def void(self, strike_id: int, actor: str, reason: str) -> tuple[int, int] | None:
@@ -209,11 +303,13 @@ class StrikeLedger:
     async def rebuild(self) -> TickReport:
         """Re-derive attributions and strikes from the evidence alone; a sound ledger comes out unchanged."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM attributions")
-            await conn.execute("DELETE FROM attribution_progress")
-        report = await self.tick()
-        for r in await self.pool.fetch("SELECT DISTINCT subject_id FROM strikes WHERE status = 'active'"):
-            created, superseded = await self.evaluate_subject(int(r["subject_id"]))
-            report.created += created
-            report.superseded += superseded
+            # TRUNCATE, not DELETE: a rebuild re-inserts every row, and dead rows would double the table
+            await conn.execute("TRUNCATE attributions, attribution_progress")
+        report, evaluated = await self._tick(5000)
+        # subjects whose strikes no longer rest on any attribution
+        rest = {int(r["subject_id"]) for r in await self.pool.fetch(
+            "SELECT DISTINCT subject_id FROM strikes WHERE status = 'active'")} - evaluated
+        created, superseded = await self.evaluate_subjects(rest)
+        report.created += created
+        report.superseded += superseded
         return report
