@@ -123,3 +123,20 @@ async def test_a_corrupt_spool_record_is_reported_and_the_rest_written(db: Datab
     assert b.corrupt == 1
     stored = {r["id"] for r in await db.pool.fetch("SELECT id FROM observations")}
     assert stored == {o.id for i, o in enumerate(batch) if i != 4}
+
+
+async def test_stop_returns_whenever_it_comes(db: Database, tmp_path: Path) -> None:
+    """Regression: on Python 3.11, asyncio.wait_for around the idle wait swallowed stop()'s cancel when the
+    wake-up had just completed, and stop() then waited on the writer task for ever (found by bench.ingestion).
+    A full batch arrives, then stop() follows after 0, 1, 2, … loop turns, so one of them lands in that gap."""
+    target = await _target(db)
+    for turns in range(6):
+        b = Batcher(writer(db).write, _spool(tmp_path / str(turns)), batch_size=10, flush_interval_s=30)
+        b.start()
+        await asyncio.sleep(0.05)  # idle, waiting for a batch
+        for i in range(10):
+            b.put(_obs(target, port=100 * turns + i + 1))  # a full batch: wakes the writer
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        assert await asyncio.wait_for(b.stop(timeout=5), timeout=20) == 0  # a deadline against a hang
+    assert await ObservationStore(db.pool).count() == 60

@@ -91,8 +91,11 @@ class Batcher:
         backoff = 0.5
         while True:
             if self.spool.pending_records < self.batch_size:
+                # asyncio.timeout, never wait_for, here: on 3.11 wait_for can lose a cancel that arrives as its
+                # inner task finishes, and stop() then waits on this task for ever (found by bench.ingestion)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+                    async with asyncio.timeout(self.flush_interval_s):
+                        await self._wake.wait()
             self._wake.clear()
             try:
                 while await self._write_one():
@@ -129,7 +132,8 @@ class Batcher:
             return False
         started = time.perf_counter()
         if batch:
-            await asyncio.wait_for(self._write(batch), timeout=self.write_timeout_s)
+            async with asyncio.timeout(self.write_timeout_s):
+                await self._write(batch)
         self.spool.commit(result.end, len(result.records))
         metrics.DATABASE_UP.set(1)
         if self.spool.pending_bytes < self.near_full_ratio * self.spool.max_bytes:
@@ -147,12 +151,16 @@ class Batcher:
         """Stop, write what the deadline allows, close the spool; returns what stays spooled for next time."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=2.0)
+            if stuck:  # never wait for ever on a task that ignored its cancel; write on regardless
+                _log.error("batcher_task_stuck", tasks=[t.get_name() for t in stuck])
         self._tasks = []
         deadline = time.monotonic() + timeout
         while self.pending and time.monotonic() < deadline:
             try:
-                written = await asyncio.wait_for(self._write_one(), timeout=max(0.1, deadline - time.monotonic()))
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    written = await self._write_one()
                 if not written:
                     break
             except Exception as exc:

@@ -82,7 +82,8 @@ class Announcer:
             req = tp.AnnounceRequest(info_hash=info_hash, peer_id=self._peer_id, port=self._listen_port(),
                                      left=UNKNOWN_LEFT, numwant=s.numwant, key=self._key, event=event)
             try:
-                reply = await asyncio.wait_for(self.announce(url, req), timeout=s.timeout_s * 2)
+                async with asyncio.timeout(s.timeout_s * 2):  # not wait_for: see evidence/batcher.py
+                    reply = await self.announce(url, req)
             except (tp.TrackerError, OSError, TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 failures += 1
                 self.failures += 1
@@ -153,7 +154,8 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.queue.put_nowait(b"")
 
     async def receive(self, timeout: float) -> bytes:
-        data = await asyncio.wait_for(self.queue.get(), timeout)
+        async with asyncio.timeout(timeout):
+            data = await self.queue.get()
         if not data:
             raise tp.TrackerError("UDP tracker unreachable")
         return data
