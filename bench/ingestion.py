@@ -1,0 +1,178 @@
+"""Ingestion benchmark: observations per second through the real pipeline into PostgreSQL.
+
+Three paths over the same synthetic observations (a realistic mix of grades; repeated sightings of the
+same peers, so incidents are upserted as well as created), each into its own fresh schema:
+  * pipeline — Batcher.put (encode, disk spool) → Batcher writer task → EvidenceWriter.write (dedup by
+    id, hash chain, COPY, incident upsert, incident-change chain rows, checkpoints): what the daemon runs
+    after the collector has graded a peer;
+  * writer — EvidenceWriter.write called directly with the same batches: the pipeline minus the spool;
+  * raw (baseline) — asyncpg copy_records_to_table of the same rows, same batch size, into a bare table
+    with the observation columns and no index, constraint, trigger or chain.
+Targets (issue 7): pipeline ≥ 0.5 × raw, and ≥ 20,000 observations/s.
+
+    python -m bench.ingestion                       # 50,000 observations, 3 runs
+    python -m bench.ingestion --observations 500000 --batch-size 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bench.common import Stopwatch, fresh_schema, median, pool_for, run, server_dsn, write_result
+from tracker_watch.domain.evidence import OBSERVATION_FIELDS, Grade, Observation, Source, utc_now_ms
+from tracker_watch.evidence.batcher import Batcher
+from tracker_watch.evidence.spool import Spool
+from tracker_watch.ledger.db import Conn
+from tracker_watch.ledger.evidence import EvidenceWriter
+
+TARGETS = 100
+# what the collector emits over a swarm's life: many listed/handshake rows, fewer advertised, some verified
+GRADES = [Grade.LISTED] * 4 + [Grade.HANDSHAKE] * 2 + [Grade.ADVERTISED] * 3 + [Grade.VERIFIED]
+
+
+def make_observations(n: int, seed: int = 3) -> list[Observation]:
+    rng = random.Random(seed)
+    now, peers = utc_now_ms(), max(1, n // 4)  # each peer is seen ~4 times: incidents get upserted
+    out = []
+    for i in range(n):
+        peer = rng.randrange(peers)
+        grade = rng.choice(GRADES)
+        verified = grade is Grade.VERIFIED
+        out.append(Observation(
+            target_id=peer % TARGETS + 1, infohash_v1=(peer % TARGETS + 1).to_bytes(20, "big"), infohash_v2=None,
+            observed_at=now + timedelta(milliseconds=i), ip=f"10.{peer >> 16 & 255}.{peer >> 8 & 255}.{peer & 255}",
+            port=6881 + peer % 1000, source=Source.TRACKER, grade=grade, node="bench", version="bench",
+            tracker_url="http://127.0.0.1:6969/announce", peer_id=rng.randbytes(20), client="libtorrent/2.1.1.0",
+            pieces_advertised=32 if grade.rank >= 2 else None, num_pieces=32, pieces_verified=int(verified),
+            bytes_verified=65536 * verified, our_ip="127.0.0.2", our_port=6881,
+            piece_index=peer % 32 if verified else None, piece_bytes=65536 if verified else None,
+            piece_sha1=rng.randbytes(20) if verified else None, piece_sha256=rng.randbytes(32) if verified else None))
+    return out
+
+
+async def seed_targets(conn: Conn) -> None:
+    holder = await conn.fetchval("INSERT INTO rights_holders (name) VALUES ('Bench') RETURNING id")
+    work = await conn.fetchval("INSERT INTO works (holder_id, title) VALUES ($1, 'w') RETURNING id", holder)
+    await conn.copy_records_to_table("targets", columns=("work_id", "infohash_v1", "input_kind"),
+                                     records=[(work, i.to_bytes(20, "big"), "hex") for i in range(1, TARGETS + 1)])
+
+
+def batches(obs: list[Observation], size: int) -> list[list[Observation]]:
+    return [obs[i:i + size] for i in range(0, len(obs), size)]
+
+
+async def run_raw(dsn: str, obs: list[Observation], size: int) -> float:
+    async with fresh_schema(dsn, "raw", migrated=False) as schema:
+        conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        try:
+            await conn.execute("""CREATE TABLE observations (id uuid, target_id bigint, infohash_v1 bytea,
+                infohash_v2 bytea, observed_at timestamptz, ip inet, port integer, source text, tracker_url text,
+                grade text, peer_id bytea, client text, pieces_advertised integer, num_pieces integer,
+                pieces_verified integer, bytes_verified bigint, node text, version text, our_ip inet,
+                our_port integer, piece_index integer, piece_bytes integer, piece_sha1 bytea, piece_sha256 bytea)""")
+            with Stopwatch() as t:
+                for batch in batches(obs, size):
+                    records = [tuple(getattr(o, f) for f in OBSERVATION_FIELDS) for o in batch]
+                    await conn.copy_records_to_table("observations", records=records, columns=OBSERVATION_FIELDS)
+            assert await conn.fetchval("SELECT count(*) FROM observations") == len(obs)
+        finally:
+            await conn.close()
+    return len(obs) / t.wall
+
+
+async def run_writer(dsn: str, obs: list[Observation], size: int) -> float:
+    async with fresh_schema(dsn, "writer") as schema:
+        pool = await pool_for(dsn, schema)
+        try:
+            async with pool.acquire() as conn:
+                await seed_targets(conn)
+            writer = EvidenceWriter(pool, "bench", Ed25519PrivateKey.generate())
+            with Stopwatch() as t:
+                for batch in batches(obs, size):
+                    await writer.write(batch)
+            assert await pool.fetchval("SELECT count(*) FROM observations") == len(obs)
+        finally:
+            await pool.close()
+    return len(obs) / t.wall
+
+
+async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
+    async with fresh_schema(dsn, "pipeline") as schema:
+        pool = await pool_for(dsn, schema)
+        spool = Spool(Path(tempfile.mkdtemp(prefix="tw-bench-spool-")), 2**31)
+        spool.open()
+        try:
+            async with pool.acquire() as conn:
+                await seed_targets(conn)
+            writer = EvidenceWriter(pool, "bench", Ed25519PrivateKey.generate())
+            done, written = asyncio.Event(), [0]
+
+            def on_batch(n: int, _elapsed: float) -> None:
+                written[0] += n
+                if written[0] >= len(obs):
+                    done.set()
+
+            batcher = Batcher(writer.write, spool, batch_size=size, flush_interval_s=0.2, on_batch=on_batch)
+            batcher.start()
+            with Stopwatch() as t:
+                for i, o in enumerate(obs):
+                    batcher.put(o)
+                    if i % size == size - 1:
+                        await asyncio.sleep(0)  # observations arrive while batches are written, as in the daemon
+                await done.wait()
+            assert await batcher.stop(timeout=10) == 0  # (this benchmark found the stop() hang fixed in 727ad52)
+            assert await pool.fetchval("SELECT count(*) FROM observations") == len(obs)
+        finally:
+            await pool.close()
+    return len(obs) / t.wall
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    obs = make_observations(args.observations)
+    print(f"ingestion: {len(obs):,} observations, batch size {args.batch_size}, {args.runs} runs")
+    runs: list[dict[str, float]] = []
+    async with server_dsn() as dsn:
+        for _ in range(args.runs):
+            r = {"raw": await run_raw(dsn, obs, args.batch_size),
+                 "writer": await run_writer(dsn, obs, args.batch_size),
+                 "pipeline": await run_pipeline(dsn, obs, args.batch_size)}
+            r["ratio"] = r["pipeline"] / r["raw"]
+            print("  run: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()))
+            runs.append(r)
+    med = {k: median([r[k] for r in runs]) for k in runs[0]}
+    summary = {"pipeline_obs_per_s": med["pipeline"], "writer_obs_per_s": med["writer"], "raw_obs_per_s": med["raw"],
+               "pipeline_vs_raw": med["ratio"], "target_ratio_ge_0_5": med["ratio"] >= 0.5,
+               "target_ge_20000_per_s": med["pipeline"] >= 20_000}
+    print(f"ingestion: pipeline {med['pipeline']:,.0f} obs/s, writer alone {med['writer']:,.0f} obs/s, "
+          f"raw COPY {med['raw']:,.0f} obs/s → ratio {med['ratio']:.2f} (target ≥ 0.5, ≥ 20,000 obs/s)")
+    write_result("ingestion", {"scale": vars(args), "runs": runs, "median": med, "summary": summary})
+    return summary
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.ingestion", description=__doc__.split("\n")[0])
+    p.add_argument("--observations", type=int, default=50_000)
+    p.add_argument("--batch-size", type=int, default=1000, help="collector.batch_size (default: the shipped 1000)")
+    p.add_argument("--runs", type=int, default=3)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    started = time.monotonic()
+    run(lambda: main_async(args))
+    print(f"ingestion: {time.monotonic() - started:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""`make bench`: every benchmark in turn at its default (reduced) scale, each in its own process.
+
+Separate processes keep one benchmark's memory, threads and libtorrent state out of the next one's
+figures. Flags for full scale are on each module: python -m bench.<name> --help.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+BENCHMARKS = ("ingestion", "ledger", "capacity")  # latency needs bench.peersim, not built yet
+
+
+def main() -> int:
+    failed = []
+    started = time.monotonic()
+    for name in BENCHMARKS:
+        print(f"=== bench.{name} ===", flush=True)
+        if subprocess.run([sys.executable, "-m", f"bench.{name}"], check=False).returncode != 0:
+            failed.append(name)
+    print(f"=== all benchmarks: {time.monotonic() - started:.0f} s; results in bench/results/*.json ===")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
