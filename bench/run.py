@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("ingestion", "ledger", "capacity")  # latency needs bench.peersim, not built yet
+BENCHMARKS = ("ingestion", "ledger", "capacity", "latency")
 
 
 def main() -> int:
