@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tracker_watch.config import ConfigError, Settings, describe, load_settings, render_example
+from tracker_watch.config import ConfigError, Settings, load_settings
+from tracker_watch.config_example import describe, render_example
 
 ROOT = Path(__file__).resolve().parents[1]
 
