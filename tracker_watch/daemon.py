@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import utc_now_ms
-from tracker_watch.domain.targets import TorrentMeta
+from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
 from tracker_watch.evidence.spool import Spool

@@ -8,7 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
-from tracker_watch.domain.targets import TargetSpec, TorrentMeta
+from tracker_watch.domain.targets import TargetSpec
+from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.ledger.db import Conn
 
 

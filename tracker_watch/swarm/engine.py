@@ -21,7 +21,8 @@ from tracker_watch import SOFTWARE, log, metrics
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import Source, normalize_ip
 from tracker_watch.domain.peers import Endpoint, PeerEvent
-from tracker_watch.domain.targets import TorrentMeta, meta_from_info
+from tracker_watch.domain.targets import meta_from_info
+from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.swarm.alerts import AlertPump
 from tracker_watch.swarm.planner import PiecePlanner
 from tracker_watch.swarm.settings import apply_zero_upload_peer_classes, new_session, session_settings
