@@ -112,8 +112,13 @@ _v1 = st.fixed_dictionaries(
               b"private": st.integers(0, 2)})
 _v2 = st.fixed_dictionaries({b"name": _names, b"piece length": _ints, b"meta version": st.sampled_from([1, 2, 3]),
                              b"file tree": _tree})
-_pieces_fixed = _v1.map(lambda i: {**i, b"pieces": b"\x02" * 20 * max(0, -(-_size(i) // max(1, i[b"piece length"])))}
-                        if _size(i) < 2**24 else i)
+_pieces_fixed = _v1.map(lambda i: _with_pieces(i) if _size(i) < 2**24 else i)
+
+
+def _with_pieces(info: dict[bytes, Any]) -> dict[bytes, Any]:
+    """The right number of piece hashes, so that the property reaches past libtorrent's first check."""
+    piece_length = max(1, int(info[b"piece length"]))
+    return {**info, b"pieces": b"\x02" * 20 * max(0, -(-_size(info) // piece_length))}
 
 
 def _size(info: dict[bytes, Any]) -> int:
