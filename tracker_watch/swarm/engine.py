@@ -21,7 +21,7 @@ from tracker_watch import SOFTWARE, log, metrics
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import Source, normalize_ip
 from tracker_watch.domain.peers import Endpoint, PeerEvent
-from tracker_watch.domain.targets import meta_from_info
+from tracker_watch.domain.targets import TargetParseError, meta_from_info
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.swarm.alerts import AlertPump
 from tracker_watch.swarm.planner import PiecePlanner
@@ -33,6 +33,7 @@ _log = log.get("tracker_watch.swarm")
 STAT_NAMES = ("net.sent_payload_bytes", "net.recv_payload_bytes", "dht.dht_nodes", "peer.num_peers_connected",
               "net.sent_bytes", "net.recv_bytes")
 MetadataCallback = Callable[[Swarm, bytes, TorrentMeta], None]
+BrokenCallback = Callable[[str, str], None]  # (swarm key, reason): this swarm cannot be watched
 
 
 def resolve_payload_dir(settings: Settings) -> Path:
@@ -55,6 +56,7 @@ class SwarmEngine:
         self.settings = settings
         self.sink = sink
         self.on_metadata = on_metadata
+        self.on_broken: BrokenCallback | None = None
         v = settings.verify
         self.planner_factory = planner_factory or (lambda n, size: PiecePlanner(
             n, size, pieces_per_peer=v.pieces_per_peer, bytes_per_ip_per_day=v.bytes_per_peer_per_day,
@@ -189,8 +191,13 @@ class SwarmEngine:
     def _on_alerts(self, alerts: list[Any]) -> None:
         for a in alerts:
             handler = _HANDLERS.get(type(a).__name__)
-            if handler is not None:
+            if handler is None:
+                continue
+            try:
                 handler(self, a)
+            except Exception as exc:  # one alert's trouble must never lose the rest of the batch
+                metrics.ALERT_HANDLER_ERRORS.inc()
+                _log.exception("alert_handler_failed", alert=type(a).__name__, error=str(exc)[:300])
 
     def _swarm_of(self, alert: Any) -> Swarm | None:
         return self._by_handle.get(alert.handle)
@@ -209,7 +216,13 @@ class SwarmEngine:
             return
         ti = swarm.handle.torrent_file()
         info = bytes(ti.info_section())
-        meta = meta_from_info(info)
+        try:
+            meta = meta_from_info(info)
+        except TargetParseError as exc:  # libtorrent took it, but it is beyond our limits
+            _log.error("metadata_refused", infohash=swarm.key, error=str(exc))
+            if self.on_broken is not None:
+                self.on_broken(swarm.key, str(exc))
+            return
         hashes = swarm.handle.info_hashes()
         v1 = bytes(hashes.v1.to_bytes()) if hashes.has_v1() else None
         v2 = bytes(hashes.v2.to_bytes()) if hashes.has_v2() else None
