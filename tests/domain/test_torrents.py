@@ -144,3 +144,33 @@ def test_we_accept_exactly_what_libtorrent_accepts(info: dict[bytes, Any]) -> No
     assert spec.meta is not None
     assert spec.meta.num_pieces == ti.num_pieces()
     assert meta_from_info(raw) == spec.meta
+
+
+# --- magnets, differentially --------------------------------------------------------------------------
+_xt = st.sampled_from(["urn:btih:" + "a" * 40, "urn:btih:" + "B" * 40, "urn:btih:" + "a" * 39, "urn:btih:" + "0" * 40,
+                       "urn:btih:" + "CDEFGHIJKLMNOPQRSTUVWXYZ234567AB", "urn:btih:" + "A" * 24 + "=" * 8,
+                       "URN:BTIH:" + "c" * 40, "urn:btmh:1220" + "d" * 64, "urn:btmh:1220" + "d" * 62,
+                       "urn:btmh:1114" + "e" * 64, "urn:btih:" + "a" * 40 + "x", "urn:sha1:" + "f" * 40, ""])
+_extra = st.sampled_from(["dn=Film", "dn=", "tr=udp%3A%2F%2F127.0.0.1%3A6969", "x.pe=127.0.0.1:1", "ws=http://x",
+                          "so=0-1", "&", "==", "tr=http%3A%2F%2F%5B%3A%3A1%2Fannounce"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_xt.map(lambda x: "xt=" + x), max_size=3), st.lists(_extra, max_size=3),
+       st.sampled_from(["magnet:?", "MAGNET:?", "magnet:"]))
+def test_magnets_we_accept_libtorrent_accepts_with_the_same_hashes(xts: list[str], extras: list[str],
+                                                                   prefix: str) -> None:
+    uri = prefix + "&".join(xts + extras)
+    try:
+        lt_params = lt.parse_magnet_uri(uri)
+    except RuntimeError:
+        with pytest.raises(TargetParseError, match=r"^[^\n]+$"):
+            parse_target(uri)
+        return
+    try:
+        spec = parse_target(uri)
+    except TargetParseError:
+        return  # stricter than libtorrent: two infohashes, tracker URLs, all-zero hashes
+    hashes = lt_params.info_hashes
+    assert spec.infohash_v1 == (bytes(hashes.v1.to_bytes()) if hashes.has_v1() else None)
+    assert spec.infohash_v2 == (bytes(hashes.v2.to_bytes()) if hashes.has_v2() else None)

@@ -62,20 +62,21 @@ def parse_hex(text: str) -> TargetSpec:
     if not _HEX.fullmatch(text):
         raise TargetParseError(f"infohash {text[:80]!r} is not hexadecimal")
     if len(text) == 40:
-        return TargetSpec(kind="hex", infohash_v1=bytes.fromhex(text))
+        return TargetSpec(kind="hex", infohash_v1=_nonzero(bytes.fromhex(text)))
     if len(text) == 64:
-        return TargetSpec(kind="hex", infohash_v2=bytes.fromhex(text))
+        return TargetSpec(kind="hex", infohash_v2=_nonzero(bytes.fromhex(text)))
     raise TargetParseError(
         f"infohash must be 40 hex characters (v1, SHA-1) or 64 (v2, SHA-256), got {len(text)}")
 
 
 def parse_magnet(text: str) -> TargetSpec:
-    parsed = urllib.parse.urlsplit(text)
-    if parsed.scheme.lower() != "magnet":
+    if not text.startswith("magnet:?"):  # libtorrent takes nothing else (not even MAGNET:?)
         raise TargetParseError("magnet link must start with 'magnet:?'")
+    parsed = urllib.parse.urlsplit(text)
     params = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
-    v1s = {_btih(xt[9:]) for xt in params.get("xt", []) if xt.lower().startswith("urn:btih:")}
-    v2s = {_btmh(xt[9:]) for xt in params.get("xt", []) if xt.lower().startswith("urn:btmh:")}
+    # prefixes in lower case, as libtorrent reads them (it ignores `URN:BTIH:` and would watch nothing)
+    v1s = {_nonzero(_btih(xt[9:])) for xt in params.get("xt", []) if xt.startswith("urn:btih:")}
+    v2s = {_nonzero(_btmh(xt[9:])) for xt in params.get("xt", []) if xt.startswith("urn:btmh:")}
     if len(v1s) > 1 or len(v2s) > 1:
         # which one is the work? Guessing would watch (and accuse) in the wrong swarm
         raise TargetParseError("magnet link names more than one btih or btmh infohash; register each separately")
@@ -89,6 +90,12 @@ def parse_magnet(text: str) -> TargetSpec:
     names = params.get("dn", [])
     return TargetSpec(kind="magnet", infohash_v1=v1, infohash_v2=v2,
                       display_name=names[0] if names and names[0] else None, trackers=trackers)
+
+
+def _nonzero(infohash: bytes) -> bytes:
+    if not any(infohash):
+        raise TargetParseError("an all-zero infohash names no swarm (libtorrent treats it as absent)")
+    return infohash
 
 
 def _btih(value: str) -> bytes:
@@ -106,7 +113,10 @@ def _btmh(value: str) -> bytes:
 
 
 def _check_tracker_url(url: str) -> None:
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. "http://[::1/announce"
+        raise TargetParseError(f"tracker {url[:120]!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https", "udp") or not parts.hostname:
         raise TargetParseError(f"tracker {url[:120]!r} is not an http(s):// or udp:// URL")
 
