@@ -319,6 +319,8 @@ def _sections(doc: Any) -> Mapping[str, Mapping[str, Any]]:
 
 
 def settings_from_mapping(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
+    """Settings from parsed sections (TOML-typed values or EnvText); whatever `raw` holds, the only
+    exception is ConfigError."""
     raw = _sections(raw)
     sections = {section: _build_section(section, cls, raw.get(section, {})) for section, cls in SECTIONS.items()}
     settings = Settings(**sections)
