@@ -25,7 +25,7 @@ from tracker_watch.domain.targets import TargetParseError, meta_from_info
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.swarm.alerts import AlertPump
 from tracker_watch.swarm.planner import PiecePlanner
-from tracker_watch.swarm.settings import apply_zero_upload_peer_classes, new_session, session_settings
+from tracker_watch.swarm.settings import apply_zero_upload_peer_classes, lowered_settings, new_session, session_settings
 from tracker_watch.swarm.swarm import PRIORITY_WANTED, Swarm, SwarmSpec, endpoint
 
 _log = log.get("tracker_watch.swarm")
@@ -84,6 +84,8 @@ class SwarmEngine:
         self.payload_dir.mkdir(parents=True, mode=0o700)
         pack = session_settings(self.settings.swarm, user_agent=f"{SOFTWARE} libtorrent/{lt.__version__}")
         self.session = new_session(pack)
+        for name, (asked, held) in lowered_settings(pack, self.session).items():
+            _log.warning("libtorrent_setting_lowered", setting=name, asked=asked, held=held)
         apply_zero_upload_peer_classes(self.session)
         self._pump = AlertPump(self.session, self._on_alerts)
         self._pump.start(self._loop)
