@@ -127,8 +127,16 @@ class SwarmEngine:
         self._index_dht(swarm, spec.infohash_v1, spec.infohash_v2)
         if spec.info is not None:
             swarm.on_metadata(meta_from_info(spec.info), spec.info)
+        if self.settings.swarm.dht_enabled:
+            self._dht_lookup(swarm)  # a new swarm is looked up at once, not a whole round-robin later
         _log.info("swarm_added", infohash=spec.key, metadata=spec.info is not None)
         return swarm
+
+    def _dht_lookup(self, swarm: Swarm) -> None:
+        for h in (swarm.spec.infohash_v1, swarm.spec.infohash_v2):
+            if h and self.session is not None:
+                self.session.dht_get_peers(lt.sha1_hash(h[:20]))  # v2: the truncated hash (BEP 52)
+                return
 
     def _add(self, spec: SwarmSpec, info: bytes | None, generation: int, want_first_piece: bool) -> Any:
         assert self.session is not None
@@ -301,12 +309,8 @@ class SwarmEngine:
                 await asyncio.sleep(1.0)
                 continue
             for swarm in swarms:
-                if swarm.closed or self.session is None:
-                    continue
-                for h in (swarm.spec.infohash_v1, swarm.spec.infohash_v2):
-                    if h:
-                        self.session.dht_get_peers(lt.sha1_hash(h[:20]))
-                        break
+                if not swarm.closed:
+                    self._dht_lookup(swarm)
                 await asyncio.sleep(interval / len(swarms))
 
 
