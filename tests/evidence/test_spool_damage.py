@@ -83,6 +83,18 @@ def test_a_cursor_that_is_a_directory_is_reported_and_commits_go_on(tmp_path: Pa
     s.close()
 
 
+def test_a_cursor_without_segments_starts_over(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "cursor").write_text("999999999999 5\n")
+    s = _spool(tmp_path)
+    s.append(b"first")
+    s.close()
+    assert sorted(p.name for p in tmp_path.glob("*.seg")) == ["000000000001.seg"]
+    s = _spool(tmp_path)
+    assert s.read(10).records == [b"first"]
+    s.close()
+
+
 def test_a_valid_cursor_is_trusted(tmp_path: Path) -> None:
     records = _written(tmp_path)
     s = _spool(tmp_path)

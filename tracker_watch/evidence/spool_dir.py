@@ -62,6 +62,8 @@ def check_cursor(cursor: Position | str, segments: dict[int, int]) -> tuple[Posi
     idempotent), while trusting it would skip or delete records."""
     first = min(segments, default=0)
     if isinstance(cursor, Position):
+        if not segments:  # nothing to replay or skip: start over (a new segment must fit twelve digits)
+            return Position(0, 0), None
         if cursor.segment > MAX_SEGMENT:
             cursor = f"cursor {cursor.segment} {cursor.offset} is out of range"
         elif segments and cursor.segment > first:
