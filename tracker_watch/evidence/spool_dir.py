@@ -66,7 +66,7 @@ def check_cursor(cursor: Position | str, segments: dict[int, int]) -> tuple[Posi
             return Position(0, 0), None
         if cursor.segment > MAX_SEGMENT:
             cursor = f"cursor {cursor.segment} {cursor.offset} is out of range"
-        elif segments and cursor.segment > first:
+        elif cursor.segment > first:
             cursor = f"cursor {cursor.segment} {cursor.offset} is past segment {first}, still on disk"
         elif cursor.offset > segments.get(cursor.segment, cursor.offset):
             cursor = f"cursor {cursor.segment} {cursor.offset} is past the end of its segment"
