@@ -292,17 +292,19 @@ async def test_three_nodes_share_thirty_targets_and_survivors_take_over(tmp_path
             return {r["target_id"]: r["node"] for r in rows}
 
         async def settled(names: set[str]) -> bool:
+            """Converged: every target held by these nodes in fair shares, each running exactly its own.
+            (Every target held is not enough: on a loaded machine a node can still be joining, or a
+            surplus be on its way to it, and 8/10/12 was seen that way.)"""
             held = await leases()
             if set(held) != ids or set(held.values()) - names:
+                return False
+            if sorted(list(held.values()).count(name) for name in names) != [30 // len(names)] * len(names):
                 return False
             # each node runs exactly the swarms of the targets it holds (from its own log)
             return all(nodes[int(name[1:])].watching() == {infohash[t] for t, o in held.items() if o == name}
                        for name in names)
 
         await wait_for_async(lambda: settled({"n0", "n1", "n2"}), timeout=60)
-        held = list((await leases()).values())
-        counts = sorted(held.count(f"n{i}") for i in range(3))
-        assert counts == [10, 10, 10]
 
         await nodes[0].kill()  # dies without a word: its leases stay until they lapse after the TTL
         assert await conn.fetchval("SELECT count(*) FROM target_leases WHERE node = 'n0'") == 10

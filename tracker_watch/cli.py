@@ -88,13 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _run_daemon(settings: Settings) -> int:
     from tracker_watch.daemon import Daemon
-    from tracker_watch.evidence.spool import SpoolLocked
+    from tracker_watch.evidence.spool import SpoolError, SpoolLocked
 
     try:
         await Daemon(settings).run()
     except SpoolLocked as exc:  # a second daemon on the same state directory: refuse, touch nothing
         logmod.get("tracker_watch.daemon").error("spool_locked", error=str(exc))
         print(f"tracker-watch: error: {exc} (is another daemon running with this state_dir?)", file=sys.stderr)
+        return EXIT_FAIL
+    except SpoolError as exc:  # e.g. a read-only state directory: no spool, no evidence; refuse to run
+        logmod.get("tracker_watch.daemon").error("spool_unusable", error=str(exc))
+        print(f"tracker-watch: error: {exc}", file=sys.stderr)
         return EXIT_FAIL
     return EXIT_OK
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from tests.evidence.conftest import SmallDisk, fill
 from tests.helpers import wait_for
 from tests.ledger.test_observations import _obs, _target, writer
-from tracker_watch.domain.evidence import Grade, encode_observation
+from tracker_watch.domain.evidence import Grade, Observation, encode_observation
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Database
@@ -140,3 +145,76 @@ async def test_stop_returns_whenever_it_comes(db: Database, tmp_path: Path) -> N
             await asyncio.sleep(0)
         assert await asyncio.wait_for(b.stop(timeout=5), timeout=20) == 0  # a deadline against a hang
     assert await ObservationStore(db.pool).count() == 60
+
+
+async def test_a_full_disk_costs_only_the_observations_it_refused(db: Database, small_disk: SmallDisk) -> None:
+    """Regression: after ENOSPC cut a record short, later batches lost their last record (20 of 1,000)."""
+    target = await _target(db)
+    disk = small_disk("1m")  # room for all 1,250 once the other file is gone
+    spool = Spool(disk / "spool", 2**30, segment_bytes=2**20)
+    spool.open()
+    b = Batcher(writer(db).write, spool, batch_size=50, flush_interval_s=0.05)
+    b.start()
+    ports = iter(range(1, 60000))
+    for _ in range(50):
+        b.put(_obs(target, port=next(ports)))
+    fill(disk / "something-else")  # another program fills the disk ...
+    for _ in range(200):
+        b.put(_obs(target, port=next(ports)))
+    assert b.dropped > 0
+    (disk / "something-else").unlink()  # ... and frees it again
+    for _ in range(1000):
+        b.put(_obs(target, port=next(ports)))
+    await wait_for(lambda: b.spool.pending_bytes == 0, timeout=30)  # everything in the spool was read
+    assert b.corrupt == 0
+    assert await ObservationStore(db.pool).count() == 1250 - b.dropped
+    assert await b.stop(timeout=5) == 0
+
+
+async def test_a_spool_that_filled_the_disk_drains_once_the_database_is_back(db: Database,
+                                                                             small_disk: SmallDisk) -> None:
+    """Regression: commit() needed room for a new cursor file before it deleted anything, so a spool that had
+    filled the disk itself never drained."""
+    target = await _target(db)
+    store = ObservationStore(db.pool)
+    await db.pool.execute("ALTER TABLE observations RENAME TO observations_away")
+    disk = small_disk("128k")
+    spool = Spool(disk / "spool", 2**30, segment_bytes=16 * 1024)
+    spool.open()
+    b = Batcher(writer(db).write, spool, batch_size=50, flush_interval_s=0.05)
+    b.start()
+    put = 0
+    while b.dropped < 20:
+        put += 1
+        b.put(_obs(target, port=put))
+    await db.pool.execute("ALTER TABLE observations_away RENAME TO observations")
+    await wait_for(lambda: b.pending == 0, timeout=30)
+    assert await store.count() == put - b.dropped
+    dropped = b.dropped
+    for i in range(100):  # the room came back
+        b.put(_obs(target, port=put + i + 1))
+    assert b.dropped == dropped
+    assert await b.stop(timeout=5) == 0
+    assert await store.count() == put + 100 - dropped
+
+
+async def test_a_failing_fsync_is_reported_and_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = _spool(tmp_path)
+    calls: list[int] = []
+    real_sync = spool.sync
+
+    def failing_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_sync()
+
+    monkeypatch.setattr(spool, "sync", failing_once)
+
+    async def write(batch: Sequence[Observation]) -> int:
+        return len(batch)
+
+    b = Batcher(write, spool, batch_size=10, flush_interval_s=30, fsync_interval_s=0.01)
+    b.start()
+    await wait_for(lambda: len(calls) >= 3, timeout=10)  # the syncer went on after the failure
+    assert await b.stop(timeout=1) == 0

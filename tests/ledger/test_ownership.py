@@ -104,3 +104,21 @@ async def test_paused_targets_are_given_up(db: Database) -> None:
     beat = await a.beat()
     assert beat.owned == ids - {paused}
     assert await db.pool.fetchval("SELECT count(*) FROM target_leases WHERE target_id = $1", paused) == 0
+
+
+async def test_one_target_too_many_is_handed_to_the_node_one_short(db: Database) -> None:
+    """Regression: a node counted as hungry only two below its share, so a fleet stuck at 11/10/9 for ever
+    (three-node fault test: 8/10/12 once, on a loaded machine). It gets there when a target comes while the
+    node below its share is slow: after two beats another node takes it as left behind."""
+    await _targets(db, 29)
+    nodes = [_node(db, f"n{i}") for i in range(3)]
+    await _settle(nodes)
+    assert sorted(len(n.owned) for n in nodes) == [9, 10, 10]
+    row, _ = await TargetStore(db.pool).register(parse_target("f" * 40), "Holder", "Work", actor="test")
+    await db.pool.execute("UPDATE targets SET created_at = now() - interval '1 hour' WHERE id = $1", row.id)
+    slow = min(nodes, key=lambda n: len(n.owned))
+    first = next(n for n in nodes if n is not slow)
+    await first.beat()  # free for longer than two beats: taken beyond the share
+    assert len(first.owned) == 11
+    await _settle(nodes)
+    assert sorted(len(n.owned) for n in nodes) == [10, 10, 10]

@@ -43,6 +43,7 @@ class Batcher:
         self.dropped = 0
         self.corrupt = 0
         self._warned_full = False
+        self._sync_failing = False
         self._reported_upto = Position(-1, 0)
 
     @property
@@ -65,7 +66,7 @@ class Batcher:
             self._drop(obs, "spool_error", used, error=str(exc))
             return
         if self.fsync_interval_s <= 0:
-            self.spool.sync()
+            self._sync()
         if self.spool.pending_records >= self.batch_size:
             self._wake.set()
 
@@ -85,7 +86,17 @@ class Batcher:
     async def _syncer(self) -> None:
         while True:
             await asyncio.sleep(self.fsync_interval_s)
+            self._sync()
+
+    def _sync(self) -> None:
+        try:
             self.spool.sync()
+        except OSError as exc:  # the records are with the kernel; the next round tries again
+            if not self._sync_failing:
+                _log.error("spool_sync_failed", error=str(exc))
+            self._sync_failing = True
+        else:
+            self._sync_failing = False
 
     async def _run(self) -> None:
         backoff = 0.5

@@ -12,11 +12,19 @@ away for as long as the disk holds out and a crash at any moment loses nothing:
   observation id, so replay is idempotent;
 * segments wholly behind the cursor are deleted; a new segment is started on every open, so the torn
   tail of a crash is never appended to.
+
+A full disk costs only the records it refuses: a record the disk took in part is cut off again (a failed
+append leaves no torn bytes), the segment is closed so that it can be deleted once committed, and a commit
+deletes finished segments before it writes the cursor file (the room for the cursor comes from them).
+A damaged start-up state (a cursor that is unreadable or that the segments on disk contradict, a stray
+`*.seg` name or directory) is reported and costs no data: the spool replays every segment there is
+(replay is idempotent) and never deletes at start-up; only a directory it cannot write stops it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import struct
@@ -24,19 +32,25 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracker_watch import log
+from tracker_watch.evidence.spool_dir import Position, check_cursor, read_cursor, scan, segment_path
+
+__all__ = ["MAGIC", "Position", "ReadResult", "Spool", "SpoolError", "SpoolLocked"]
+
 MAGIC = b"TWs1"
 _HEADER = struct.Struct(">4sII")  # magic, payload length, crc32 of payload
 MAX_RECORD = 1 << 20  # an observation is < 2 KiB; anything longer is damage
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+_log = log.get("tracker_watch.evidence")
 
 
-class SpoolLocked(RuntimeError):
+class SpoolError(RuntimeError):
+    """The spool cannot be used: its directory cannot be written, or another process holds it."""
+
+
+class SpoolLocked(SpoolError):
     """Another process holds this spool (two daemons on one state directory)."""
-
-
-@dataclass(frozen=True, order=True)
-class Position:
-    segment: int
-    offset: int
 
 
 @dataclass
@@ -52,39 +66,62 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.cursor = Position(0, 0)
-        self._segments: dict[int, int] = {}  # segment number → size in bytes
-        self._fd = -1
+        self._segments: dict[int, int] = {}  # segment number → size in bytes (whole records only)
+        self._fd = -1  # the segment being appended to, or -1 when none is open (its creation failed)
+        self._active = -1
+        self._highest = 0  # highest segment number in use, stray directories with a segment's name included
         self._lock_fd = -1
         self._dirty = False
+        self._cursor_unsaved = False
         self.pending_records = 0  # appended and not yet committed (counted at open, kept since)
+        self.problems: list[str] = []  # damage found at open, each also logged as `spool_damaged`
 
     # --- life cycle ------------------------------------------------------------------------------------
     def open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:  # read-only, not a directory, no permission: say so in one line
+            raise SpoolError(f"spool {self.dir} cannot be used: {exc.strerror or exc}") from None
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
+            self._lock_fd = -1
             raise SpoolLocked(f"spool {self.dir} is in use by another process") from None
-        self.cursor = self._read_cursor()
-        for path in self.dir.glob("*.seg"):
-            number = int(path.stem)
-            if number < self.cursor.segment:
-                path.unlink()  # committed before a crash that came before its deletion
-            else:
-                self._segments[number] = path.stat().st_size
+        try:
+            self._load()
+        except OSError as exc:
+            self.close()
+            raise SpoolError(f"spool {self.dir} cannot be used: {exc.strerror or exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self) -> None:
+        self._segments, highest, self.problems = scan(self.dir)
+        self.cursor, damage = check_cursor(read_cursor(self.dir), self._segments)
+        if damage:
+            self.problems.append(damage)
+        for problem in self.problems:
+            _log.error("spool_damaged", spool=str(self.dir), problem=problem)
+        self._highest = max(highest, self.cursor.segment)  # a new segment never takes a stray one's name
         self.pending_records = self._count_from(self.cursor)
-        self._start_segment(max(self._segments, default=self.cursor.segment) + 1)
+        try:
+            self._start_segment()
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            # what is spooled can still drain (and make room); the next append tries again
+            _log.error("spool_disk_full", spool=str(self.dir), error=exc.strerror)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            self.sync()
-            os.close(self._fd)
-            self._fd = -1
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        try:
+            self._close_active()
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
     # --- writing ---------------------------------------------------------------------------------------
     @property
@@ -94,30 +131,63 @@ class Spool:
 
     def append(self, payload: bytes) -> None:
         record = _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
-        active = max(self._segments)
-        if self._segments[active] + len(record) > self.segment_bytes and self._segments[active] > 0:
-            active = self._start_segment(active + 1)
-        view = memoryview(record)
-        while view:  # a regular file takes it whole unless the disk is full; loop for the rest anyway
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self._segments[active] += len(record)
+        size = self._segments[self._active] if self._fd >= 0 else 0
+        if self._fd < 0 or (size > 0 and size + len(record) > self.segment_bytes):
+            self._start_segment()
+            size = self._segments[self._active]
+        try:
+            view = memoryview(record)
+            while view:  # a regular file takes it whole unless the disk is full; loop for the rest anyway
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError:
+            self._cut_back(size)
+            raise
+        self._segments[self._active] = size + len(record)
         self.pending_records += 1
         self._dirty = True
+
+    def _cut_back(self, size: int) -> None:
+        """After a failed append: drop what the disk took of the record, so the segment holds whole records
+        only, and move on to a new segment, so that this one can be deleted once it is committed."""
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError:  # the torn bytes stay past `size`: never read now, skipped as damage after a restart
+            self._close_active()
+            return
+        if size > 0:
+            with contextlib.suppress(OSError):  # no room even for an empty file: the next append tries again
+                self._start_segment()
 
     def sync(self) -> None:
         if self._dirty and self._fd >= 0:
             os.fsync(self._fd)
             self._dirty = False
 
-    def _start_segment(self, number: int) -> int:
-        if self._fd >= 0:
-            os.fsync(self._fd)
-            os.close(self._fd)
-        self._fd = os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._segments[number] = os.fstat(self._fd).st_size
-        _fsync_dir(self.dir)
-        return number
+    def _start_segment(self) -> None:
+        self._close_active()
+        number = self._highest + 1
+        fd = os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            _fsync_dir(self.dir)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd, self._active, self._highest = fd, number, number
+        self._segments[number] = size
+
+    def _close_active(self) -> None:
+        """fsync and close the segment being written; the fd is forgotten first, whatever fails."""
+        fd, self._fd, self._active = self._fd, -1, -1
+        if fd < 0:
+            return
+        try:
+            if self._dirty:
+                os.fsync(fd)
+                self._dirty = False
+        finally:
+            os.close(fd)
 
     # --- reading and committing ------------------------------------------------------------------------
     def read(self, max_records: int, start: Position | None = None) -> ReadResult:
@@ -143,27 +213,40 @@ class Spool:
         return ReadResult(records, pos, corrupt)
 
     def commit(self, pos: Position, records: int) -> None:
-        """Everything before `pos` is in the database: move the cursor and drop finished segments."""
-        tmp = self.dir / "cursor.tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{pos.segment} {pos.offset}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dir / "cursor")
+        """Everything before `pos` is in the database: drop finished segments and move the cursor."""
         self.cursor = pos
         self.pending_records = max(0, self.pending_records - records)
-        active = max(self._segments)
-        for number in [n for n in self._segments if n < pos.segment and n != active]:
-            with contextlib.suppress(FileNotFoundError):
+        # segments first: they are in the database whatever the cursor file says (a crash before it is
+        # written replays from an older position, idempotently), and on a disk the spool filled itself
+        # they are what makes room for the cursor file
+        for number in [n for n in self._segments if n < pos.segment and n != self._active]:
+            try:
                 self._path(number).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue  # kept; the next commit tries again
             del self._segments[number]
+        self._save_cursor(pos)
 
-    def _read_cursor(self) -> Position:
+    def _save_cursor(self, pos: Position) -> None:
+        tmp = self.dir / "cursor.tmp"
         try:
-            segment, offset = (self.dir / "cursor").read_text().split()
-            return Position(int(segment), int(offset))
-        except FileNotFoundError:
-            return Position(0, 0)
+            with open(tmp, "w") as f:
+                f.write(f"{pos.segment} {pos.offset}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.dir / "cursor")
+        except OSError as exc:  # the position stays in memory; a restart before the next save replays more
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if not self._cursor_unsaved:
+                _log.error("spool_cursor_not_saved", spool=str(self.dir), error=exc.strerror or str(exc))
+            self._cursor_unsaved = True
+            return
+        if self._cursor_unsaved:
+            _log.info("spool_cursor_saved", spool=str(self.dir))
+            self._cursor_unsaved = False
 
     def _count_from(self, pos: Position) -> int:
         count = 0
@@ -175,7 +258,7 @@ class Spool:
             pos = result.end
 
     def _path(self, number: int) -> Path:
-        return self.dir / f"{number:012d}.seg"
+        return segment_path(self.dir, number)
 
 
 def _parse(data: bytes, limit: int) -> tuple[list[bytes], int, int]:

@@ -6,7 +6,8 @@ One heartbeat is one transaction:
      leases of targets that are no longer active;
   3. fair share = ceil(active targets / live nodes), capped by `node.max_targets`. A node holding more
      than its share hands the surplus back when another live node has room below its share (a node
-     that joins gets work without anybody dying);
+     that joins gets work without anybody dying). Someone above the share means someone below it, so
+     this ends only at fair shares; it must not wait for a node two below (11/10/9 would stay);
   4. it takes free targets (never leased, released, or lapsed) up to its share with
      `SELECT … FOR UPDATE SKIP LOCKED`, so two nodes beating at once never take the same target;
   5. targets still free after two heartbeats (every other node is full) are taken up to capacity.
@@ -45,7 +46,7 @@ SELECT EXISTS (
     SELECT 1 FROM nodes n
     WHERE n.name <> $1 AND n.stopped_at IS NULL AND n.heartbeat_at > now() - $2 * interval '1 second'
       AND (SELECT count(*) FROM target_leases l WHERE l.node = n.name AND l.expires_at > now())
-          < least(n.max_targets, $3 - 1))
+          < least(n.max_targets, $3))
 """
 
 
