@@ -104,7 +104,7 @@ async def export(db: Any, settings: Settings, args: argparse.Namespace) -> int:
         except SegmentInvalid as exc:
             return usage(str(exc))
         except NotSealed as exc:
-            hint = f"run with --seal on node {exc.node}" if exc.node == settings.node.name else \
+            hint = "add --seal to sign one now" if exc.node == settings.node.name else \
                 f"or run this export with --seal on node {exc.node}"
             print(f"tracker-watch: {exc} (here {settings.evidence.checkpoint_interval_s:g} s); {hint}", file=sys.stderr)
             return EXIT_FAIL

@@ -7,9 +7,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.conftest import SettingsFactory
 from tests.helpers import run_process
 from tests.ledger.package_forge import (
     PEER,
@@ -239,3 +241,26 @@ def test_fingerprint_and_chain_encoding_agree_with_tracker_watch() -> None:
     plain = json.loads(json.dumps({k: chain.plain(v) for k, v in fields.items()}))
     assert pv.canonical("observation", plain) == chain.canonical("observation", fields)
     assert pv.link_hash("n1", 3, bytes(32), b"\x02" * 32) == chain.link_hash("n1", 3, bytes(32), b"\x02" * 32)
+
+
+async def test_a_package_from_another_deployment(db: Database, make_settings: SettingsFactory, schema: str,
+                                                 pg_dsn: str, tmp_path: Path) -> None:
+    mine = await genuine(db, tmp_path, "mine")
+    other = Database(make_settings(database={"schema": f"{schema}_b"}))
+    await other.start()
+    try:  # same node name, same target id, same peer: only the key tells them apart
+        theirs = await genuine(other, tmp_path, "theirs", key=Ed25519PrivateKey.generate())
+    finally:
+        await other.stop()
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f'DROP SCHEMA "{schema}_b" CASCADE')
+        await conn.close()
+    assert verify(theirs)[0] == pv.EXIT_OK  # genuine in its own deployment
+    code, out = verify(theirs, FINGERPRINT)
+    assert code == pv.EXIT_TAMPERED
+    assert "node n1: signed by key" in out
+    # their chain in our package, data files re-derived: caught the same way
+    (mine / "chain.json").write_bytes((theirs / "chain.json").read_bytes())
+    (mine / "info.bencoded").write_bytes((theirs / "info.bencoded").read_bytes())
+    rederive(mine)
+    assert verify(mine, FINGERPRINT)[0] == pv.EXIT_TAMPERED
