@@ -264,3 +264,47 @@ async def test_a_package_from_another_deployment(db: Database, make_settings: Se
     (mine / "info.bencoded").write_bytes((theirs / "info.bencoded").read_bytes())
     rederive(mine)
     assert verify(mine, FINGERPRINT)[0] == pv.EXIT_TAMPERED
+
+
+async def test_random_damage_is_caught_and_never_crashes_the_verifier(db: Database, tmp_path: Path) -> None:
+    import random
+
+    folder = await genuine(db, tmp_path)
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    rng = random.Random(17)
+    for _ in range(300):
+        name = rng.choice(sorted(set(files) - {"verify.py"}))
+        data = bytearray(files[name])
+        data[rng.randrange(len(data))] = rng.randrange(256)
+        damaged = {**files, name: bytes(data)}
+        if name != "manifest.json":  # the forger re-hashes the unsigned manifest
+            manifest = json.loads(files["manifest.json"])
+            manifest["files"][name] = __import__("hashlib").sha256(damaged[name]).hexdigest()
+            damaged["manifest.json"] = json.dumps(manifest).encode()
+        report = pv.check(damaged, {FINGERPRINT.removeprefix("SHA256:").replace(":", "")})
+        if not report.tampered:  # only a change that means nothing (JSON whitespace, an unused manifest key)
+            assert report.unchecked == []
+            if name.endswith(".json"):
+                assert _same_json(damaged[name], files[name]) or name == "manifest.json"
+            else:
+                assert damaged[name] == files[name]
+
+
+def _same_json(a: bytes, b: bytes) -> bool:
+    try:
+        return bool(json.loads(a) == json.loads(b))
+    except ValueError:
+        return False
+
+
+async def test_a_value_equal_in_python_but_not_to_a_reader_fails(db: Database, tmp_path: Path) -> None:
+    folder = await genuine(db, tmp_path)
+    incidents = load(folder, "incidents.json")
+    incidents[0]["corrupt"] = 0  # False == 0 in Python
+    save(folder, "incidents.json", incidents)
+    (folder / "notes.txt").write_text("the peer confessed")
+    rehash_manifest(folder)
+    code, out = verify(folder)
+    assert code == pv.EXIT_TAMPERED
+    assert "incidents.json: differs" in out
+    assert "notes.txt is not part of the package format: nothing in it was checked" in out

@@ -222,6 +222,8 @@ def check(files: dict[str, bytes], pinned: set[str] | frozenset[str] = frozenset
     if missing:
         report.unchecked.append(f"the package lacks {', '.join(missing)}; nothing can be checked without it")
         return report
+    for name in sorted(set(files) - {*REQUIRED, "verify.py"}):
+        report.facts.append(f"{name} is not part of the package format: nothing in it was checked")
     try:
         _check(files, pinned, report)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
@@ -244,7 +246,8 @@ def _check(files: dict[str, bytes], pinned: set[str] | frozenset[str], report: R
     report.tampered += check_subject(segment, files["info.bencoded"], report)
     derived = derive(segment, files["info.bencoded"])
     for name in DERIVED:
-        if load_json(files[name]) != derived[name]:
+        # compared as canonical JSON: in Python 1 == 1.0 == True, in a reader's eyes they differ
+        if json.dumps(load_json(files[name]), sort_keys=True) != json.dumps(derived[name], sort_keys=True):
             report.tampered.append(f"{name}: differs from what the signed chain rows say")
     for p in derived["verified_pieces.json"]:
         if p["expected_sha1"] is None and v1_piece_hashes(files["info.bencoded"]) is None:
