@@ -255,8 +255,8 @@ def _check(files: dict[str, bytes], pinned: set[str] | frozenset[str], report: R
                                     "dictionary")
         elif p["sha1"] != p["expected_sha1"]:
             report.tampered.append(f"piece {p['piece']}: its SHA-1 is not the torrent's piece hash")
-    report.facts.append(f"{len(derived['verified_pieces.json'])} verified pieces, "
-                        f"{len(derived['incidents.json'])} incidents")
+    report.facts.append(f"verified pieces: {len(derived['verified_pieces.json'])}, "
+                        f"incidents: {len(derived['incidents.json'])}")
 
 
 def check_node(node: str, part: dict[str, Any], pinned: set[str] | frozenset[str], report: Report) -> list[str]:
@@ -316,7 +316,9 @@ def check_subject(segment: dict[str, Any], info: bytes, report: Report) -> list[
     if v2 is not None and hashlib.sha256(info).hexdigest() != v2:
         problems.append("info.bencoded does not hash to the signed infohash (v2)")
     times = sorted(f["observed_at"] for f in obs)
-    report.facts.append(f"peer {obs[0]['ip']} in target {obs[0]['target_id']} (infohash {v1 or v2}): "
+    name = bdecode(info)[0].get(b"name", b"?")
+    report.facts.append(f"torrent {name.decode('utf-8', 'replace')!r}, infohash {v1 or v2}")
+    report.facts.append(f"peer {obs[0]['ip']} in target {obs[0]['target_id']}: "
                         f"{len(obs)} observations from {times[0]} to {times[-1]}")
     return problems
 
@@ -356,7 +358,7 @@ def show(report: Report, pinned: bool) -> int:
     for p in report.unchecked:
         print("CANNOT CHECK:", p)
     if report.tampered:
-        print(f"TAMPERED: {len(report.tampered)} problems; this package is not what it claims to be")
+        print(f"TAMPERED: {len(report.tampered)} problem(s); this package is not what it claims to be")
         return EXIT_TAMPERED
     if report.unchecked:
         print("CANNOT CHECK: the package could not be checked in full (see above)")
