@@ -62,3 +62,23 @@ async def test_export_seals_on_demand_and_refuses_tampered_evidence(db: Database
     assert "--seal refused" in out
     assert f"position {last}" in out
     assert len(out.strip().splitlines()) == 1
+
+
+async def test_seal_refuses_another_key_than_the_nodes(db: Database) -> None:
+    import pytest
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tracker_watch.ledger.seal import SealRefused, seal
+
+    target, info = await register(db)
+    writer = EvidenceWriter(db.pool, "n1", Ed25519PrivateKey.generate(), checkpoint_every=10**9,
+                            checkpoint_interval_s=10**9)
+    await write_evidence(db, writer, target, info, batches=1)
+    async with db.pool.acquire() as conn:
+        first = await seal(conn, "n1", writer.key)
+        assert first is not None
+        assert await seal(conn, "n1", writer.key) == first  # nothing new: nothing signed
+        await write_evidence(db, writer, target, info, batches=1)
+        with pytest.raises(SealRefused, match="signed with key"):
+            await seal(conn, "n1", Ed25519PrivateKey.generate())
+        assert await seal(conn, "n1", writer.key) == await conn.fetchval("SELECT seq FROM chain_heads")

@@ -31,6 +31,10 @@ async def seal(conn: Conn, node: str, key: Ed25519PrivateKey) -> int | None:
         if last is not None and last["seq"] >= head["seq"]:
             return int(last["seq"])
         state = chain.WalkState()
+        if last is not None and last["key_id"] != signing.key_id(signing.public_raw(key)):
+            # another key here than the one the node signs with: a second key would confuse every pin
+            raise SealRefused(f"node {node}'s checkpoints are signed with key {last['key_id']}, not with this "
+                              f"machine's key {signing.key_id(signing.public_raw(key))}")
         if last is not None:
             message = chain.checkpoint_message(node, last["seq"], bytes(last["head_hash"]), last["signed_at"])
             if last["public_key"] is None or not signing.verify(bytes(last["public_key"]), bytes(last["signature"]),
