@@ -17,7 +17,7 @@ from tracker_watch.daemon import Daemon
 from tracker_watch.demo.liar import LIAR_IP
 from tracker_watch.demo.swarm import DECOY_IP, LocalSwarm
 from tracker_watch.domain.targets import parse_target
-from tracker_watch.ledger import package
+from tracker_watch.ledger import package, signing
 from tracker_watch.ledger.targets import TargetStore
 
 PARTIAL = 2  # index of the partial seeder (≈ 30 % of the pieces)
@@ -117,9 +117,11 @@ async def test_each_kind_of_peer_gets_the_grade_it_earned(make_settings: Setting
             data = await package.build(conn, package.Selection(row.id, full[0]))
         folder = tmp_path / "pkg"
         zipfile.ZipFile(io.BytesIO(data)).extractall(folder)
-        code, out = await run_process(sys.executable, str(folder / "verify.py"), str(folder))
+        fingerprint = signing.fingerprint(signing.public_raw(daemon.writer.key))  # type: ignore[union-attr]
+        code, out = await run_process(sys.executable, "-I", "-S", str(folder / "verify.py"), "--key", fingerprint,
+                                      str(folder))
         assert code == 0, out
-        assert out.startswith("OK")
+        assert "OK: the package is consistent with its signed chain rows" in out
         pieces = json.loads((folder / "verified_pieces.json").read_text())
         assert pieces
         assert all(p["sha1"] == p["expected_sha1"] for p in pieces)

@@ -22,7 +22,7 @@ def usage(message: str) -> int:
 def add_parsers(sub: Any) -> None:
     ledger = sub.add_parser("ledger", help="the evidence hash chain").add_subparsers(dest="action", required=True)
     ledger.add_parser("verify", help="walk every node's chain; exit 1 at the first tampered row")
-    ledger.add_parser("pubkey", help="print this node's checkpoint signing key (PEM)")
+    ledger.add_parser("pubkey", help="print this node's checkpoint signing key: fingerprint (publish it) and PEM")
     purge = ledger.add_parser("purge", help="redact evidence past evidence.retention_days that nothing relies on")
     purge.add_argument("--dry-run", action="store_true", help="only count what would be redacted")
     evidence = sub.add_parser("evidence", help="evidence packages").add_subparsers(dest="action", required=True)
@@ -32,6 +32,9 @@ def add_parsers(sub: Any) -> None:
     export.add_argument("--from", dest="since", type=_when, help="ISO-8601 start (UTC if no zone)")
     export.add_argument("--to", dest="until", type=_when, help="ISO-8601 end, exclusive")
     export.add_argument("--out", type=Path, help="zip file to write (default: evidence-<target>-<ip>.zip)")
+    export.add_argument("--seal", action="store_true",
+                        help="first sign a checkpoint of this node's chain now (its unsealed rows are verified "
+                             "first), instead of waiting up to evidence.checkpoint_interval_s")
 
 
 def _when(text: str) -> datetime:
@@ -62,7 +65,10 @@ async def pubkey(db: Any, settings: Settings, args: argparse.Namespace) -> int:
     from tracker_watch.ledger import signing
 
     key = signing.load_or_create(settings.node.state_dir)
-    print(f"# key id {signing.key_id(signing.public_raw(key))}, node {settings.node.name}")
+    raw = signing.public_raw(key)
+    # the fingerprint is what third parties pin: `python3 verify.py --key FINGERPRINT package/`
+    print(f"# node {settings.node.name}, key id {signing.key_id(raw)}")
+    print(f"# fingerprint {signing.fingerprint(raw)}")
     print(signing.public_pem(key), end="")
     return EXIT_OK
 
@@ -81,7 +87,7 @@ async def purge(db: Any, settings: Settings, args: argparse.Namespace) -> int:
 
 async def export(db: Any, settings: Settings, args: argparse.Namespace) -> int:
     from tracker_watch.domain.evidence import normalize_ip
-    from tracker_watch.ledger.package import PackageError, Selection, build
+    from tracker_watch.ledger.package import NotSealed, PackageError, SegmentInvalid, Selection, build
 
     try:
         ip = normalize_ip(args.ip)
@@ -91,15 +97,41 @@ async def export(db: Any, settings: Settings, args: argparse.Namespace) -> int:
         target_id = await _target_id(conn, args.target)
         if target_id is None:
             return usage(f"no target {args.target!r}")
+        if args.seal and (refused := await _seal(conn, settings)) is not None:
+            return usage(refused)
         try:
             data = await build(conn, Selection(target_id, ip, args.since, args.until))
+        except SegmentInvalid as exc:
+            return usage(str(exc))
+        except NotSealed as exc:
+            hint = "add --seal to sign one now" if exc.node == settings.node.name else \
+                f"or run this export with --seal on node {exc.node}"
+            print(f"tracker-watch: {exc} (here {settings.evidence.checkpoint_interval_s:g} s); {hint}", file=sys.stderr)
+            return EXIT_FAIL
         except PackageError as exc:
             print(f"tracker-watch: {exc}", file=sys.stderr)
             return EXIT_FAIL
     out = args.out or Path(f"evidence-{target_id}-{ip.replace(':', '_')}.zip")
     out.write_bytes(data)
-    print(f"wrote {out} ({len(data)} bytes); check it with: unzip -d pkg {out} && python3 pkg/verify.py pkg")
+    print(f"wrote {out} ({len(data)} bytes); check it with: unzip -d pkg {out} && python3 pkg/verify.py "
+          "--key FINGERPRINT pkg  (each node's FINGERPRINT: `tracker-watch ledger pubkey` on that node)")
     return EXIT_OK
+
+
+async def _seal(conn: Any, settings: Settings) -> str | None:
+    """Seal this node's chain now; a one-line reason when that is refused."""
+    from tracker_watch.ledger import signing
+    from tracker_watch.ledger.seal import SealRefused, seal
+
+    key = signing.load_existing(settings.node.state_dir)
+    if key is None:
+        return (f"--seal: this machine holds no signing key for node {settings.node.name} "
+                f"({settings.node.state_dir / signing.KEY_FILE})")
+    try:
+        await seal(conn, settings.node.name, key)
+    except SealRefused as exc:
+        return f"--seal refused: {exc}; run `tracker-watch ledger verify`"
+    return None
 
 
 async def _target_id(conn: Any, text: str) -> int | None:

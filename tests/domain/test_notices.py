@@ -81,3 +81,11 @@ def test_json_twin_and_plain_language() -> None:
     assert doc["file_size"] == 5 * 2**31
     assert "Strike 2 of 3" in doc["text"]
     assert "SUB-9" in text(facts())
+
+
+def test_text_names_the_evidence_signing_keys() -> None:
+    fp = "SHA256:" + ":".join(["ab12"] * 16)
+    f = facts(signing_keys=(("n1", fp),))
+    assert f"Evidence signing key of node n1: {fp}" in text(f)
+    validate(render_xml(f))
+    assert json.loads(render_json(f))["signing_keys"] == [["n1", fp]]

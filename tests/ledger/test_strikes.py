@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -204,3 +205,15 @@ async def until(done: Callable[[], Awaitable[bool]], outbox: Outbox) -> None:
         await outbox.deliver_due()
         await asyncio.sleep(0.1)
     raise TimeoutError("notices not delivered")
+
+
+async def test_notice_names_the_key_that_signs_its_evidence(world: World) -> None:
+    from tracker_watch.ledger import signing
+
+    await world.see("10.0.0.9", 6881, 0)
+    await world.writer.checkpoint()
+    await world.ledger.tick()
+    [notice] = await world.db.pool.fetch("SELECT xml, json FROM notices")
+    fingerprint = signing.fingerprint(signing.public_raw(world.writer.key))
+    assert f"Evidence signing key of node n1: {fingerprint}" in json.loads(notice["json"])["text"]
+    assert fingerprint in notice["xml"]

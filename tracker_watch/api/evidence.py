@@ -21,9 +21,10 @@ from tracker_watch.api.common import (
 )
 from tracker_watch.api.errors import Problem
 from tracker_watch.api.keys import POOL
-from tracker_watch.api.registry import Param, route
+from tracker_watch.api.registry import ROLES, Param, route
 from tracker_watch.api.targets import RH_OP, visible_target
-from tracker_watch.ledger.package import PackageError, Selection, build
+from tracker_watch.ledger import signing
+from tracker_watch.ledger.package import PackageError, SegmentInvalid, Selection, build
 
 JSON = "application/json"
 FILTERS = (Param("target", "query", {"type": "integer", "minimum": 1}, "target id"),
@@ -91,7 +92,8 @@ async def list_incidents(request: web.Request) -> web.Response:
                                Param("ip", "query", {"type": "string"}, "peer IP address", True),
                                Param("since", "query", {"type": "string", "format": "date-time"}),
                                Param("until", "query", {"type": "string", "format": "date-time"})),
-       responses={200: ("application/zip", {"type": "string", "format": "binary"}, "the package; verify.py inside")})
+       responses={200: ("application/zip", {"type": "string", "format": "binary"}, "the package; verify.py inside"),
+                  409: ("application/problem+json", s.PROBLEM, "the ledger rows it would carry do not verify")})
 async def evidence_package(request: web.Request) -> web.Response:
     require(request, *RH_OP)
     target_id, ip = query_int(request, "target"), query_ip(request)
@@ -102,11 +104,30 @@ async def evidence_package(request: web.Request) -> web.Response:
         async with request.app[POOL].acquire() as conn:
             data = await build(conn, Selection(target_id, ip, query_time(request, "since"),
                                                query_time(request, "until")))
+    except SegmentInvalid as exc:  # the ledger was tampered with: never hand out a package that fails verify.py
+        raise Problem(409, str(exc)) from None
     except PackageError as exc:
         raise Problem(404, str(exc)) from None
     name = f"evidence-{target_id}-{ip.replace(':', '_')}.zip"
     return web.Response(body=data, content_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+SIGNING_KEY = s.obj({"node": {"type": "string"}, "key_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+                     "fingerprint": {"type": "string", "pattern": "^SHA256(:[0-9a-f]{4}){16}$",
+                                     "description": "SHA-256 of the raw key: pin it with verify.py --key"},
+                     "public_key": {**s.HEX64, "description": "raw Ed25519 public key"}, "created_at": s.TS})
+
+
+@route("GET", "/api/v1/signing-keys", "The nodes' checkpoint signing keys and the fingerprints to pin evidence "
+       "packages to", tag="evidence", responses={200: (JSON, s.obj({"items": {"type": "array", "items": SIGNING_KEY}}),
+                                                       "every key that ever signed a checkpoint")})
+async def signing_keys(request: web.Request) -> web.Response:
+    require(request, *ROLES)
+    rows = await request.app[POOL].fetch("SELECT * FROM signing_keys ORDER BY node, created_at")
+    return reply({"items": [{"node": r["node"], "key_id": r["key_id"], "public_key": bytes(r["public_key"]).hex(),
+                             "fingerprint": signing.fingerprint(bytes(r["public_key"])), "created_at": r["created_at"]}
+                            for r in rows]})
 
 
 def _uuid(value: Any) -> uuid.UUID:

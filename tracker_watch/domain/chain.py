@@ -189,3 +189,12 @@ def checkpoint_message(node: str, seq: int, head_hash: bytes, signed_at: datetim
     """The bytes a checkpoint signature covers."""
     return (f"tracker-watch checkpoint v1\nnode={node}\nseq={seq}\nhead={head_hash.hex()}\n"
             f"signed_at={plain(signed_at)}\n").encode()
+
+
+def key_fingerprint(public_key: bytes) -> str:
+    """How a signing key is published and pinned: SHA-256 of the raw 32-byte Ed25519 key, in groups of four.
+
+    verify.py computes the same (package_verify.fingerprint); the key id is its first 16 hex digits.
+    """
+    digest = hashlib.sha256(public_key).hexdigest()
+    return "SHA256:" + ":".join(digest[i:i + 4] for i in range(0, 64, 4))

@@ -50,6 +50,7 @@ class NoticeFacts:
     bytes_verified: int = 0
     software: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)  # references into the ledger (ids, chain positions)
+    signing_keys: tuple[tuple[str, str], ...] = ()  # (node, key fingerprint) of the nodes whose chains hold it
 
 
 def _ts(t: datetime) -> str:
@@ -73,6 +74,8 @@ def text(f: NoticeFacts) -> str:
     ]
     if f.subscriber_ref:
         lines.append(f"Subscriber reference (from your lease data): {f.subscriber_ref}")
+    # the fingerprint lets the reader pin an evidence package to us: python3 verify.py --key FINGERPRINT
+    lines += [f"Evidence signing key of node {node}: {fp}" for node, fp in f.signing_keys]
     lines += ["", f"Contact: {f.complainant.entity} <{f.complainant.email}>"]
     return "\n".join(lines) + "\n"
 

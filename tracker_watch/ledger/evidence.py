@@ -134,13 +134,7 @@ class EvidenceWriter:
                 or time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s)
 
     async def _checkpoint(self, conn: Conn, seq: int, head_hash: bytes) -> None:
-        await conn.execute("INSERT INTO signing_keys (key_id, node, public_key) VALUES ($1, $2, $3) "
-                           "ON CONFLICT (key_id) DO NOTHING", self.key_id, self.node, signing.public_raw(self.key))
-        signed_at = utc_now_ms()
-        signature = self.key.sign(chain.checkpoint_message(self.node, seq, head_hash, signed_at))
-        await conn.execute("INSERT INTO chain_checkpoints (node, seq, head_hash, signed_at, key_id, signature) "
-                           "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (node, seq) DO NOTHING",
-                           self.node, seq, head_hash, signed_at, self.key_id, signature)
+        await sign_checkpoint(conn, self.node, self.key, seq, head_hash)
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
 
@@ -154,3 +148,16 @@ class EvidenceWriter:
                 return seq
             await self._checkpoint(conn, seq, head)
             return seq
+
+
+async def sign_checkpoint(conn: Conn, node: str, key: Ed25519PrivateKey, seq: int, head_hash: bytes) -> None:
+    """Register the key and sign (node, seq, head) — inside the caller's transaction, head locked."""
+    public = signing.public_raw(key)
+    key_id = signing.key_id(public)
+    await conn.execute("INSERT INTO signing_keys (key_id, node, public_key) VALUES ($1, $2, $3) "
+                       "ON CONFLICT (key_id) DO NOTHING", key_id, node, public)
+    signed_at = utc_now_ms()
+    signature = key.sign(chain.checkpoint_message(node, seq, head_hash, signed_at))
+    await conn.execute("INSERT INTO chain_checkpoints (node, seq, head_hash, signed_at, key_id, signature) "
+                       "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (node, seq) DO NOTHING",
+                       node, seq, head_hash, signed_at, key_id, signature)

@@ -8,13 +8,14 @@ so a notice can never be created or delivered twice for one strike.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 from typing import Any
 
 from tracker_watch import SOFTWARE
 from tracker_watch.config import Settings
-from tracker_watch.domain import notices
+from tracker_watch.domain import chain, notices
 from tracker_watch.domain.evidence import utc_now_ms
 from tracker_watch.ledger.db import Conn
 
@@ -60,17 +61,26 @@ async def create_notices(conn: Conn, settings: Settings, strike_ids: list[int]) 
                               [s["work_id"] for s in strikes],
                               [datetime.fromisoformat(s["incident_key"].split("/", 1)[1]) for s in strikes]):
         evidence.setdefault(r["strike_id"], []).append(r)
+    keys = await _signing_keys(conn, {e["node"] for found in evidence.values() for e in found})
     rows: list[tuple[Any, ...]] = []
     for strike in strikes:
         if not (found := evidence.get(strike["id"])):
             continue
-        facts = _facts(settings, strike, found)
+        facts = dataclasses.replace(_facts(settings, strike, found), signing_keys=tuple(
+            k for k in keys if k[0] in {e["node"] for e in found}))
         state, why = _state(strike)
         rows.append((strike["id"], strike["isp"], idempotency_key(strike["id"]), notices.render_xml(facts).decode(),
                      notices.render_json(facts).decode(), state, why))
     if not rows:
         return []
     return [r["id"] for r in await conn.fetch(_INSERT, *[list(column) for column in zip(*rows, strict=True)])]
+
+
+async def _signing_keys(conn: Conn, nodes: set[str]) -> list[tuple[str, str]]:
+    """(node, fingerprint) of every key these nodes signed checkpoints with: what a reader pins packages to."""
+    return [(r["node"], chain.key_fingerprint(bytes(r["public_key"]))) for r in await conn.fetch(
+        "SELECT node, public_key FROM signing_keys WHERE node = ANY($1::text[]) ORDER BY node, created_at",
+        sorted(nodes))]
 
 
 def _state(strike: Any) -> tuple[str, str | None]:

@@ -14,16 +14,26 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from tracker_watch.domain import chain
+
 KEY_FILE = "evidence-signing.key"
+
+
+def load_existing(state_dir: Path) -> Ed25519PrivateKey | None:
+    """The node's key if this machine holds it (never creates one)."""
+    path = state_dir / KEY_FILE
+    if not path.exists():
+        return None
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
 
 
 def load_or_create(state_dir: Path) -> Ed25519PrivateKey:
     path = state_dir / KEY_FILE
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 private key")
-        return key
+    if (existing := load_existing(state_dir)) is not None:
+        return existing
     state_dir.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -47,6 +57,10 @@ def public_raw(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
 
 def key_id(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def fingerprint(public_key: bytes) -> str:
+    return chain.key_fingerprint(public_key)
 
 
 def public_pem(key: Ed25519PrivateKey) -> str:

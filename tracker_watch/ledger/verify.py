@@ -57,9 +57,8 @@ def incident_change_row(r: Any) -> chain.ChainRow:
                           bytes(r["content_hash"]), bytes(r["prev_hash"]), bytes(r["row_hash"]), recomputed)
 
 
-async def _chunks(conn: Conn, node: str) -> AsyncIterator[list[chain.ChainRow]]:
-    """Rows of one node's chain in seq order, a chunk at a time (bounded memory on long chains)."""
-    after = 0
+async def chunks(conn: Conn, node: str, after: int = 0) -> AsyncIterator[list[chain.ChainRow]]:
+    """Rows of one node's chain past `after` in seq order, a chunk at a time (bounded memory on long chains)."""
     while True:
         obs = await conn.fetch("SELECT * FROM observations WHERE node = $1 AND chain_seq > $2 "
                                "ORDER BY chain_seq LIMIT $3", node, after, CHUNK)
@@ -102,7 +101,7 @@ async def _verify_node(conn: Conn, node: str) -> NodeReport:
     out.checkpoints = len(checkpoints)
     state = chain.WalkState()
     heads: dict[int, bytes] = {}
-    async for rows in _chunks(conn, node):
+    async for rows in chunks(conn, node):
         result = chain.verify_chain(node, rows, state)
         out.rows += result.rows
         out.redacted += result.redacted
