@@ -4,6 +4,10 @@ A notice goes to the subject's ISP. It is `pending` when that ISP has a webhook 
 `held` with the reason (an unattributed address has no known ISP; an ISP may have no delivery set up).
 The idempotency key is derived from the strike, and strikes are unique per subject, cycle and level,
 so a notice can never be created or delivered twice for one strike.
+
+When a strike stops standing, its notice is cancelled if it never left; if it was delivered — or a
+delivery was attempted, so the ISP may hold it even though we saw an error — the ISP is also sent a
+withdrawal (domain/withdrawals.py), at most one per notice.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 from tracker_watch import SOFTWARE
 from tracker_watch.config import Settings
-from tracker_watch.domain import notices
+from tracker_watch.domain import notices, withdrawals
 from tracker_watch.domain.evidence import utc_now_ms
 from tracker_watch.ledger.db import Conn
 
@@ -36,7 +40,21 @@ _EVIDENCE = """
 _INSERT = """
     INSERT INTO notices (strike_id, isp, idempotency_key, xml, json, state, last_error)
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-    ON CONFLICT (strike_id) DO NOTHING
+    ON CONFLICT (strike_id) WHERE kind = 'notice' DO NOTHING
+    RETURNING id
+"""
+# the notices of strikes that stop standing, locked: an outbox delivering one right now finishes first
+_RETIRING = """
+    SELECT n.id, n.strike_id, n.isp, n.state, n.attempts, n.idempotency_key, n.xml, n.json, i.webhook_url, i.drop_dir
+    FROM notices n LEFT JOIN isps i ON i.name = n.isp
+    WHERE n.strike_id = ANY($1::bigint[]) AND n.kind = 'notice' ORDER BY n.id FOR UPDATE OF n
+"""
+_INSERT_WITHDRAWALS = """
+    INSERT INTO notices (strike_id, isp, idempotency_key, xml, json, state, last_error, kind, withdraws)
+    SELECT s, i, k, x, j, st, e, 'withdrawal', w
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+         AS u(s, i, k, x, j, st, e, w)
+    ON CONFLICT (withdraws) DO NOTHING
     RETURNING id
 """
 
@@ -100,6 +118,31 @@ def _facts(settings: Settings, strike: Any, evidence: list[Any]) -> notices.Noti
         software=SOFTWARE,
         evidence={"strike": strike["id"], "observations": [str(e["observation_id"]) for e in evidence],
                   "chain": [f"{e['node']}:{e['chain_seq']}" for e in evidence]})
+
+
+async def retire_notices(conn: Conn, strike_ids: list[int], cause: str) -> list[int]:
+    """The strikes stopped standing: cancel their notices that never left, withdraw those that may have.
+    Returns the ids of the withdrawals queued. `cause` is a key of withdrawals.REASONS."""
+    if not strike_ids:
+        return []
+    rows = await conn.fetch(_RETIRING, strike_ids)
+    await conn.execute("UPDATE notices SET state = 'cancelled' WHERE id = ANY($1::bigint[])",
+                       [r["id"] for r in rows if r["state"] in ("pending", "held", "failed")])
+    now = utc_now_ms()
+    out: list[tuple[Any, ...]] = []
+    for r in rows:
+        if r["state"] != "delivered" and not r["attempts"]:
+            continue
+        original = json.loads(r["json"])
+        reason = withdrawals.REASONS[cause]
+        state, why = ("pending", None) if r["webhook_url"] or r["drop_dir"] else (
+            "held", f"no delivery (webhook or drop folder) is configured for ISP {r['isp']}")
+        out.append((r["strike_id"], r["isp"], f"{r['idempotency_key']}-withdrawal",
+                    withdrawals.render_xml(r["xml"].encode(), original, reason, now).decode(),
+                    withdrawals.render_json(original, reason, now).decode(), state, why, r["id"]))
+    if not out:
+        return []
+    return [r["id"] for r in await conn.fetch(_INSERT_WITHDRAWALS, *[list(c) for c in zip(*out, strict=True)])]
 
 
 def notice_json(row: Any) -> dict[str, Any]:

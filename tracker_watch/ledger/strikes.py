@@ -5,17 +5,20 @@
    subscriber whose lease covers its address, port and time, else the bare IP — with its country.
 2. *Evaluate*: for each touched subject, under a row lock on the subject, fold its attributions into
    (work, window) incidents, drop those out of jurisdiction or from a peer that was corrupt in that
-   window, run the pure policy, and make the active strikes equal to its result: missing strikes are
-   inserted (a partial unique index makes a second insert impossible), strikes it no longer yields are
-   marked superseded. Each new strike gets a notice and puts its evidence on legal hold.
+   window, and run the pure policy over them with the subject's issued strikes (`policy.plan`): issued
+   strikes stand, new ones are inserted (a partial unique index makes a second insert impossible), and
+   the few that no longer follow from the evidence are marked superseded, their notices cancelled or, if
+   the ISP may hold them, withdrawn. Each new strike gets a notice and puts its evidence on legal hold.
+3. *Void*: an operator's void, and the re-evaluation it causes, run in one transaction under the same
+   subject lock; the voided strike's window (all the subject's incidents in it) never counts again.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from tracker_watch import log, metrics
 from tracker_watch.config import Settings
@@ -24,7 +27,7 @@ from tracker_watch.domain.evidence import Grade
 from tracker_watch.domain.incidents import window_start
 from tracker_watch.domain.jurisdiction import country_of, covered
 from tracker_watch.ledger.db import Conn
-from tracker_watch.ledger.notice_store import create_notices
+from tracker_watch.ledger.notice_store import create_notices, retire_notices
 
 _log = log.get("tracker_watch.ledger")
 
@@ -67,6 +70,10 @@ _INSERT_ATTRIBUTIONS = """
 _LIED = """
     SELECT DISTINCT a.subject_id FROM observations o JOIN attributions a ON a.target_id = o.target_id AND a.ip = o.ip
     WHERE o.node = $1 AND o.chain_seq > $2 AND o.chain_seq <= $3 AND o.grade = 'corrupt'
+"""
+_STRIKES_OF = """
+    SELECT id, subject_id, level, cycle_start, issued_at, incident_key, status
+    FROM strikes WHERE subject_id = ANY($1::bigint[]) AND status IN ('voided', 'active')
 """
 # row locks on the subjects, in id order: they live in the rows, not in the shared lock table, so a chunk of
 # thousands costs little (2,000 advisory locks per transaction took ~0.8 s), and ordering prevents deadlocks
@@ -128,6 +135,29 @@ def strike_policy(settings: Settings) -> pol.StrikePolicy:
 @functools.lru_cache(maxsize=65536)
 def incident_key(work_id: int, start: Any) -> str:
     return f"{work_id}/{start.isoformat()}"
+
+
+@functools.lru_cache(maxsize=65536)
+def key_window(key: str) -> datetime:
+    """The evidence window an incident key names (see incident_key)."""
+    return datetime.fromisoformat(key.split("/", 1)[1])
+
+
+class Retirement(NamedTuple):
+    """Who retires strikes that stop standing, why (audit log), and the cause the ISP is told."""
+
+    actor: str
+    reason: str
+    cause: str  # a key of domain.withdrawals.REASONS
+
+
+_BY_EVIDENCE = Retirement("ledger", "no longer follows from the evidence", "evidence")
+
+
+class VoidResult(NamedTuple):
+    created: int
+    superseded: int
+    withdrawals: int  # withdrawals queued for notices the ISP may hold (the voided strike's and those after it)
 
 
 class StrikeLedger:
@@ -217,41 +247,46 @@ class StrikeLedger:
         async with self.pool.acquire() as conn, conn.transaction():
             # one evaluator per subject at a time (two nodes, a void and the daemon's tick): see _LOCK_SUBJECTS
             await conn.execute(_LOCK_SUBJECTS, subject_ids)
-            incidents: dict[int, list[pol.Incident]] = {s: [] for s in subject_ids}
-            for r in await conn.fetch(_POLICY_INCIDENTS, subject_ids):
-                if r["in_jurisdiction"] and not r["corrupt"]:
-                    incidents[r["subject_id"]].append(pol.Incident(incident_key(r["work_id"], r["window_start"]),
-                                                                   r["at"]))
-            voided: dict[int, set[str]] = {}
-            active: dict[int, dict[tuple[int, Any, str], int]] = {}
-            for r in await conn.fetch("SELECT id, subject_id, level, cycle_start, incident_key, status FROM strikes "
-                                      "WHERE subject_id = ANY($1::bigint[]) AND status IN ('voided', 'active')",
-                                      subject_ids):
-                if r["status"] == "voided":
-                    voided.setdefault(r["subject_id"], set()).add(r["incident_key"])
-                else:
-                    active.setdefault(r["subject_id"], {})[(r["level"], r["cycle_start"], r["incident_key"])] = r["id"]
-            superseded: list[int] = []
-            wanted: list[tuple[int, pol.Strike]] = []
-            for subject in subject_ids:
-                desired = {(s.level, s.cycle_start, s.incident): s for s in pol.evaluate(
-                    sorted(incidents[subject], key=lambda x: (x.at, x.key)), self.policy,
-                    frozenset(voided.get(subject, ())))}
-                mine = active.get(subject, {})
-                superseded += [sid for key, sid in mine.items() if key not in desired]
-                wanted += [(subject, s) for key, s in desired.items() if key not in mine]
-            if superseded:
-                await self._supersede(conn, superseded)
-            created = await self._issue(conn, wanted)
-            return created, len(superseded)
+            created, superseded, _ = await self._evaluate_locked(conn, subject_ids, _BY_EVIDENCE)
+            return created, superseded
 
-    async def _supersede(self, conn: Conn, strike_ids: list[int]) -> None:
+    async def _evaluate_locked(self, conn: Conn, subject_ids: list[int], why: Retirement) -> tuple[int, int, int]:
+        """Plan each subject's strikes from its incidents and issued strikes; (created, superseded, withdrawals)."""
+        incidents: dict[int, list[pol.Incident]] = {s: [] for s in subject_ids}
+        for r in await conn.fetch(_POLICY_INCIDENTS, subject_ids):
+            if r["in_jurisdiction"] and not r["corrupt"]:
+                incidents[r["subject_id"]].append(pol.Incident(incident_key(r["work_id"], r["window_start"]),
+                                                               r["at"], r["window_start"]))
+        voided: dict[int, set[datetime]] = {}
+        active: dict[int, dict[pol.Strike, int]] = {}
+        for r in await conn.fetch(_STRIKES_OF, subject_ids):
+            if r["status"] == "voided":
+                voided.setdefault(r["subject_id"], set()).add(key_window(r["incident_key"]))
+            else:
+                strike = pol.Strike(r["level"], r["cycle_start"], r["issued_at"], r["incident_key"])
+                active.setdefault(r["subject_id"], {})[strike] = r["id"]
+        superseded: list[int] = []
+        wanted: list[tuple[int, pol.Strike]] = []
+        for subject in subject_ids:
+            mine = active.get(subject, {})
+            plan = pol.plan(incidents[subject], self.policy, mine, frozenset(voided.get(subject, ())))
+            superseded += [mine[s] for s in plan.withdraw]
+            wanted += [(subject, s) for s in plan.add]
+        withdrawals = await self._supersede(conn, superseded, why) if superseded else 0
+        created = await self._issue(conn, wanted)
+        return created, len(superseded), withdrawals
+
+    async def _supersede(self, conn: Conn, strike_ids: list[int], why: Retirement) -> int:
         metrics.STRIKES_SUPERSEDED.inc(len(strike_ids))
         await conn.execute(
-            "UPDATE strikes SET status = 'superseded', changed_at = now(), changed_by = 'ledger', "
-            "reason = 'no longer follows from the evidence' WHERE id = ANY($1::bigint[])", strike_ids)
-        await conn.execute("UPDATE notices SET state = 'cancelled' WHERE strike_id = ANY($1::bigint[]) "
-                           "AND state IN ('pending', 'held', 'failed')", strike_ids)
+            "UPDATE strikes SET status = 'superseded', changed_at = now(), changed_by = $2, reason = $3 "
+            "WHERE id = ANY($1::bigint[])", strike_ids, why.actor, why.reason)
+        await conn.execute(
+            "INSERT INTO audit_log (actor, action, object, detail) SELECT $1, 'strike.supersede', 'strike:' || id, "
+            "jsonb_build_object('reason', $2::text) FROM unnest($3::bigint[]) AS id", why.actor, why.reason, strike_ids)
+        for sid in strike_ids:
+            _log.info("strike_superseded", strike=sid, reason=why.reason)
+        return len(await retire_notices(conn, strike_ids, why.cause))
 
     async def _issue(self, conn: Conn, wanted: list[tuple[int, pol.Strike]]) -> int:
         """Insert the new strikes (a unique index makes a second one impossible), hold their evidence, and
@@ -286,19 +321,26 @@ class StrikeLedger:
             [window_start(r["issued_at"], self.window_s) for r in strikes])
 
     # --- operator actions ------------------------------------------------------------------------
-    async def void(self, strike_id: int, actor: str, reason: str) -> tuple[int, int] | None:
-        """Void an active strike (the dispute is upheld), log it, and re-derive what follows."""
+    async def void(self, strike_id: int, actor: str, reason: str) -> VoidResult | None:
+        """Void an active strike (the dispute is upheld): its window never counts again, its notice is
+        cancelled or withdrawn, and what followed it is re-derived — all in one transaction, logged."""
         async with self.pool.acquire() as conn, conn.transaction():
+            subject = await conn.fetchval("SELECT subject_id FROM strikes WHERE id = $1", strike_id)
+            if subject is None:
+                return None
+            await conn.execute(_LOCK_SUBJECTS, [subject])
             row = await conn.fetchrow(
                 "UPDATE strikes SET status = 'voided', changed_at = now(), changed_by = $2, reason = $3 "
                 "WHERE id = $1 AND status = 'active' RETURNING subject_id", strike_id, actor, reason)
             if row is None:
                 return None
-            await conn.execute("UPDATE notices SET state = 'cancelled' WHERE strike_id = $1 "
-                               "AND state IN ('pending', 'held', 'failed')", strike_id)
+            withdrawn = len(await retire_notices(conn, [strike_id], "voided"))
             await conn.execute("INSERT INTO audit_log (actor, action, object, detail) VALUES ($1, 'strike.void', $2, "
                                "jsonb_build_object('reason', $3::text))", actor, f"strike:{strike_id}", reason)
-        return await self.evaluate_subject(int(row["subject_id"]))
+            _log.info("strike_voided", strike=strike_id, actor=actor)
+            why = Retirement(actor, f"rested on strike {strike_id}, which was voided", "rested_on_void")
+            created, superseded, more = await self._evaluate_locked(conn, [int(subject)], why)
+        return VoidResult(created, superseded, withdrawn + more)
 
     async def rebuild(self) -> TickReport:
         """Re-derive attributions and strikes from the evidence alone; a sound ledger comes out unchanged."""
