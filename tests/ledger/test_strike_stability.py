@@ -48,13 +48,15 @@ class Bench:
     targets: list[tuple[int, bytes]]
     drop: Path
 
-    async def see(self, work: int, ip: str, at: datetime, port: int = 51413) -> None:
+    async def see(self, work: int, ip: str, at: datetime, port: int = 51413, grade: Grade = Grade.VERIFIED,
+                  client: str | None = "qBittorrent 5.1.0") -> None:
         target, ih = self.targets[work]
+        verified = grade is Grade.VERIFIED
         await self.writer.write([Observation(
             target_id=target, infohash_v1=ih, infohash_v2=None, observed_at=at, ip=ip, port=port,
-            source=Source.TRACKER, grade=Grade.VERIFIED, node="n1", version="tw/test",
-            peer_id=b"-qB5010-" + b"x" * 12, client="qBittorrent 5.1.0", pieces_advertised=32, num_pieces=32,
-            piece_index=0, piece_bytes=65536)])
+            source=Source.TRACKER, grade=grade, node="n1", version="tw/test",
+            peer_id=b"-qB5010-" + b"x" * 12, client=client, pieces_advertised=32, num_pieces=32,
+            piece_index=0 if verified else None, piece_bytes=65536 if verified else None)])
 
     async def rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await self.db.pool.fetch(sql, *args)]
@@ -158,6 +160,17 @@ async def test_voiding_strike_one_withdraws_what_rested_on_it(bench: Bench) -> N
     await bench.deliver()
     kinds = await bench.rows("SELECT kind, state, count(*) FROM notices GROUP BY 1, 2 ORDER BY 1, 2")
     assert kinds == [("notice", "delivered", 5), ("withdrawal", "delivered", 3)]
+
+
+async def test_the_notice_names_the_client_when_any_row_of_the_incident_knew_it(bench: Bench) -> None:
+    await bench.see(0, "10.0.0.5", T0, grade=Grade.ADVERTISED, client="Transmission 4.0.6")
+    await bench.see(0, "10.0.0.5", T0 + timedelta(seconds=1), port=6000, grade=Grade.ADVERTISED, client="other")
+    await bench.see(0, "10.0.0.5", T0 + timedelta(seconds=2), client=None)  # verified, before any handshake sample
+    await bench.ledger.tick()
+    xml = await bench.db.pool.fetchval("SELECT xml FROM notices")
+    sub_type = ET.fromstring(xml).find("a:Source/a:SubType", {"a": NS})
+    assert sub_type is not None
+    assert sub_type.get("Application") == "Transmission 4.0.6"  # same address and port; never another port's
 
 
 # --- property: random streams, voids and deliveries through the real ledger ------------------------------------

@@ -13,7 +13,7 @@ withdrawal (domain/withdrawals.py), at most one per notice.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tracker_watch import SOFTWARE
@@ -29,8 +29,13 @@ _STRIKE = """
     JOIN rights_holders h ON h.id = w.holder_id LEFT JOIN isps i ON i.name = sub.isp
     WHERE s.id = ANY($1::bigint[])
 """
+# the client as any row of the incident for that address and port knew it (a verified row may have come first)
 _EVIDENCE = """
-    SELECT u.strike_id, a.ip, a.port, a.observed_at, a.target_id, o.id AS observation_id, o.client, o.piece_index,
+    SELECT u.strike_id, a.ip, a.port, a.observed_at, a.target_id, o.id AS observation_id, o.piece_index,
+           coalesce(o.client, (SELECT k.client FROM observations k WHERE k.target_id = a.target_id AND k.ip = a.ip
+                               AND k.observed_at >= a.window_start AND k.observed_at < a.window_start + $5::interval
+                               AND k.port IS NOT DISTINCT FROM a.port AND k.client IS NOT NULL
+                               ORDER BY k.observed_at LIMIT 1)) AS client,
            o.piece_bytes, o.node, o.chain_seq, t.name, t.display_name, t.total_size, t.infohash_v1, t.infohash_v2
     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS u(strike_id, subject_id, work_id, ws)
     JOIN attributions a ON a.subject_id = u.subject_id AND a.work_id = u.work_id AND a.window_start = u.ws
@@ -76,7 +81,8 @@ async def create_notices(conn: Conn, settings: Settings, strike_ids: list[int]) 
     evidence: dict[int, list[Any]] = {}
     for r in await conn.fetch(_EVIDENCE, [s["id"] for s in strikes], [s["subject_id"] for s in strikes],
                               [s["work_id"] for s in strikes],
-                              [datetime.fromisoformat(s["incident_key"].split("/", 1)[1]) for s in strikes]):
+                              [datetime.fromisoformat(s["incident_key"].split("/", 1)[1]) for s in strikes],
+                              timedelta(seconds=settings.evidence.incident_window_s)):
         evidence.setdefault(r["strike_id"], []).append(r)
     rows: list[tuple[Any, ...]] = []
     for strike in strikes:
@@ -112,7 +118,8 @@ def _facts(settings: Settings, strike: Any, evidence: list[Any]) -> notices.Noti
         file_name=first["name"] or first["display_name"] or strike["title"], file_size=first["total_size"] or 0,
         infohash_v1=first["infohash_v1"].hex() if first["infohash_v1"] else None,
         infohash_v2=first["infohash_v2"].hex() if first["infohash_v2"] else None,
-        client=first["client"], subscriber_ref=strike["subscriber_ref"],
+        client=first["client"] or next((e["client"] for e in evidence if e["client"]), None),
+        subscriber_ref=strike["subscriber_ref"],
         also_seen=((evidence[0]["observed_at"], evidence[-1]["observed_at"]),) if len(evidence) > 1 else (),
         pieces_verified=len(pieces), bytes_verified=sum(e["piece_bytes"] or 0 for e in evidence),
         software=SOFTWARE,
