@@ -159,6 +159,14 @@ class Swarm:
             self.read_identities()
             self.pieces.hash_failed(piece)
 
+    def read_identities(self) -> None:
+        """Sample the connected peers now, before a piece settles. A piece can complete before the first
+        sample (a target registered by .torrent wants one the moment a seeder connects); reading its senders
+        first gives the collector a handshake row and their client, peer id and our address, so the rows that
+        credit or blame them carry all of it."""
+        if not self.closed:
+            self.sample_now()
+
     def on_read_piece(self, alert: Any) -> None:
         if self.pieces is not None:
             failed = bool(alert.error.value()) if alert.error is not None else False
@@ -252,24 +260,6 @@ class Swarm:
             if self.connected:
                 self.request_sample(self._refresh_s)
 
-    def read_identities(self) -> None:
-        """Snapshot the connected peers now, before a piece settles. A piece can complete before the first
-        sample (a target registered by .torrent wants one the moment a seeder connects); reading its senders
-        first gives the collector a handshake row and their client, peer id and our address, so the rows that
-        credit or blame them carry all of it."""
-        now = utc_now_ms()
-        for pi in self.handle.get_peer_info():
-            if not int(pi.flags) & (_CONNECTING | _HANDSHAKE):
-                self._emit(self._snapshot(pi, now))
-
-    def _snapshot(self, pi: Any, now: Any) -> PeerSnapshot:
-        num_pieces = self.meta.num_pieces if self.meta else None
-        return PeerSnapshot(
-            swarm=self.key, peer=endpoint(pi.ip), at=now, handshake_done=True, incoming=not int(pi.flags) & _OUTGOING,
-            source_bits=int(pi.source), peer_id=peer_id_or_none(pi.pid), client=_text(pi.client),
-            pieces_advertised=int(pi.num_pieces) if num_pieces is not None else None, num_pieces=num_pieces,
-            local=endpoint(pi.local_endpoint()))
-
     def sample_now(self) -> bool:
         """Read connected peers into snapshots; True if some are still connecting or handshaking."""
         now = utc_now_ms()
@@ -278,13 +268,18 @@ class Swarm:
         num_pieces = self.meta.num_pieces if self.meta else None
         connected: set[Endpoint] = set()
         for pi in self.handle.get_peer_info():
-            if int(pi.flags) & (_CONNECTING | _HANDSHAKE):
+            flags = int(pi.flags)
+            if flags & (_CONNECTING | _HANDSHAKE):
                 pending = True
                 continue
-            snapshot = self._snapshot(pi, now)
-            peer, advertised = snapshot.peer, snapshot.pieces_advertised
+            peer = endpoint(pi.ip)
             connected.add(peer)
-            self._emit(snapshot)
+            advertised = int(pi.num_pieces) if num_pieces is not None else None
+            self._emit(PeerSnapshot(
+                swarm=self.key, peer=peer, at=now, handshake_done=True, incoming=not flags & _OUTGOING,
+                source_bits=int(pi.source), peer_id=peer_id_or_none(pi.pid),
+                client=_text(pi.client),
+                pieces_advertised=advertised, num_pieces=num_pieces, local=endpoint(pi.local_endpoint())))
             if self.planner is not None and advertised and num_pieces is not None:
                 if advertised >= num_pieces:
                     self.planner.peer_seen(peer, None)
