@@ -139,3 +139,22 @@ def test_isp_strikes_and_notices_commands(env: dict[str, str], tmp_path: Path) -
     assert missing.returncode == 2
     assert "no active strike 99" in missing.stderr
     assert tw("notices", "show", "5", env=env).returncode == 2
+
+
+def test_pause_resume_and_a_poisoned_file(env: dict[str, str], tmp_path: Path) -> None:
+    from tests.domain.test_torrents import POISON
+
+    bad = tmp_path / "bad.torrent"
+    bad.write_bytes(POISON["too few piece hashes"])
+    refused = tw("target", "add", str(bad), "--work", "Film", "--owner", "Studio", env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == ("tracker-watch: error: not a valid .torrent file: "
+                                      "incorrect number of piece hashes in torrent file [libtorrent:12]")
+    assert tw("target", "add", "a" * 40, "--work", "Film", "--owner", "Studio", env=env).returncode == 0
+    paused = tw("target", "pause", "1", env=env)
+    assert (paused.returncode, paused.stdout.strip()) == (0, "target 1 paused")
+    assert "paused" in tw("target", "list", env=env).stdout
+    assert tw("target", "resume", "1", env=env).returncode == 0
+    unknown = tw("target", "resume", "99", env=env)
+    assert unknown.returncode == 2
+    assert "no target 99" in unknown.stderr

@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("input", help="40/64 hex characters, 'magnet:?…', or a path to a .torrent file")
     add.add_argument("--work", required=True, help="title of the work")
     add.add_argument("--owner", required=True, help="rights holder's name")
-    target.add_parser("list", help="list registered targets")
+    target.add_parser("list", help="list registered targets (with why one could not be watched)")
+    for verb, text in (("pause", "stop watching a target"), ("resume", "watch a paused target again, or retry one "
+                       "set aside as unwatchable"), ("delete", "stop watching and hide a target (evidence is kept)")):
+        target.add_parser(verb, help=text).add_argument("id", type=int, help="target id (see `target list`)")
     peers = sub.add_parser("peers", help="per-peer summary of the evidence gathered")
     peers.add_argument("--target", type=int, help="only this target id")
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
@@ -155,6 +158,8 @@ async def _target_list(db: Any, settings: Settings, args: argparse.Namespace) ->
         pieces = str(r.num_pieces) if r.num_pieces is not None else "-"
         print(f"{r.id:>5}  {r.status:<7} {r.key:<64}  {pieces:>6}  {r.holder} / {r.work} / "
               f"{r.name or r.display_name or '(metadata unknown)'}")
+        if r.error:
+            print(f"{'':>5}  cannot be watched: {r.error} (fix, then `target resume {r.id}`)")
     return EXIT_OK
 
 
@@ -209,10 +214,23 @@ def print_peer_table(rows: Sequence[Any], out: Any = None) -> None:
 
 DbCommand = Callable[[Any, Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 # every command that works on the database: (db, settings, args) → exit code
+async def _target_status(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    from tracker_watch.ledger.targets import TargetStore
+
+    status = {"pause": "paused", "resume": "active", "delete": "deleted"}[args.action]
+    if not await TargetStore(db.pool).set_status(args.id, status, actor="cli"):
+        raise UsageError(f"no target {args.id} (see `tracker-watch target list`)")
+    print(f"target {args.id} {status}")
+    return EXIT_OK
+
+
 _COMMANDS: dict[tuple[str, str | None], DbCommand] = {
     ("migrate", None): _migrate,
     ("target", "add"): _target_add,
     ("target", "list"): _target_list,
+    ("target", "pause"): _target_status,
+    ("target", "resume"): _target_status,
+    ("target", "delete"): _target_status,
     ("peers", None): _peers,
     ("token", "create"): _token_create,
     ("token", "list"): _token_list,

@@ -1,7 +1,8 @@
 """Typed settings: built-in defaults, then a TOML file, then TRACKER_WATCH_* environment variables.
 
 Every key is a field of one section dataclass below; its `doc` metadata is the documentation that
-config/tracker-watch.example.toml repeats (a test keeps the two in step). Environment variables are
+config/tracker-watch.example.toml repeats (a test keeps the two in step), and its `min`/`max` (every
+number has both) or `pattern` are what config_values.py checks a value against. Environment variables are
 named TRACKER_WATCH_<SECTION>_<KEY> (section names contain no underscore, so the split is unambiguous),
 e.g. TRACKER_WATCH_DATABASE_DSN or TRACKER_WATCH_SWARM_LISTEN_INTERFACES="127.0.0.2:6881".
 """
@@ -20,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tracker_watch.config_values import ConfigError as ConfigError
+from tracker_watch.config_values import EnvText, convert, name, show
+
 ENV_PREFIX = "TRACKER_WATCH_"
 # Environment variables with our prefix that are not settings.
 NON_SETTING_ENV = {"CONFIG", "TEST_DSN"}
-
-
-class ConfigError(ValueError):
-    """A setting is missing, unknown or invalid; the message names the key."""
+MAX_FILE_BYTES = 2**20
 
 
 def _doc(text: str, **checks: Any) -> dict[str, Any]:
@@ -45,15 +46,15 @@ def _default_state_dir() -> Path:
 class NodeSettings:
     name: str = field(default_factory=socket.gethostname,
                       metadata=_doc("Name of this node in evidence rows, logs and metrics.",
-                                    pattern=r"^[A-Za-z0-9._-]{1,64}$"))
+                                    pattern=r"[A-Za-z0-9._-]{1,64}"))
     state_dir: Path = field(default_factory=_default_state_dir,
                             metadata=_doc("Directory for the embedded database, signing key and spool."))
     max_targets: int = field(default=10_000, metadata=_doc(
-        "Most targets this node monitors at once; the rest are left to other nodes.", min=1))
+        "Most targets this node monitors at once; the rest are left to other nodes.", min=1, max=1_000_000))
     lease_ttl_s: float = field(default=30.0, metadata=_doc(
-        "A node that stops renewing its target leases loses them after this long.", min=3.0))
+        "A node that stops renewing its target leases loses them after this long.", min=3.0, max=3600.0))
     heartbeat_s: float = field(default=10.0, metadata=_doc(
-        "How often leases are renewed and free targets taken (well under lease_ttl_s).", min=0.5))
+        "How often leases are renewed and free targets taken (well under lease_ttl_s).", min=0.5, max=1800.0))
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,13 @@ class DatabaseSettings:
     dsn: str = field(default="", metadata=_doc(
         "PostgreSQL URL. Empty: run an embedded PostgreSQL under <state_dir>/pgdata."))
     schema: str = field(default="tracker_watch", metadata=_doc(
-        "Schema holding all tables (created if missing).", pattern=r"^[a-z_][a-z0-9_]{0,62}$"))
+        "Schema holding all tables (created if missing).", pattern=r"[a-z_][a-z0-9_]{0,62}"))
     pool_min_size: int = field(default=1, metadata=_doc("Minimum pooled connections.", min=0, max=100))
     pool_max_size: int = field(default=10, metadata=_doc("Maximum pooled connections.", min=1, max=500))
-    connect_timeout_s: float = field(default=10.0, metadata=_doc("Timeout for one connection attempt.", min=0.1))
+    connect_timeout_s: float = field(default=10.0, metadata=_doc(
+        "Timeout for one connection attempt.", min=0.1, max=300.0))
     write_timeout_s: float = field(default=30.0, metadata=_doc(
-        "A batch write taking longer counts as failed; it stays in the spool and is retried.", min=0.5))
+        "A batch write taking longer counts as failed; it stays in the spool and is retried.", min=0.5, max=600.0))
 
 
 @dataclass(frozen=True)
@@ -89,28 +91,31 @@ class SwarmSettings:
     dht_restrict_ips: bool = field(default=True, metadata=_doc(
         "Ignore DHT nodes on private and loopback addresses (turn off only for a local test DHT)."))
     dht_query_interval_s: float = field(default=300.0, metadata=_doc(
-        "How often each swarm asks the DHT for peers.", min=5.0))
+        "How often each swarm asks the DHT for peers.", min=5.0, max=86400.0))
     pex_enabled: bool = field(default=True, metadata=_doc("Learn peers through peer exchange (ut_pex)."))
-    connections_limit: int = field(default=200, metadata=_doc("Peer connections for the whole session.", min=2))
-    connection_speed: int = field(default=30, metadata=_doc("New outgoing connection attempts per second.", min=1))
+    connections_limit: int = field(default=200, metadata=_doc(
+        "Peer connections for the whole session.", min=2, max=65535))
+    connection_speed: int = field(default=30, metadata=_doc(
+        "New outgoing connection attempts per second.", min=1, max=10_000))
     alert_queue_size: int = field(default=100_000, metadata=_doc(
-        "libtorrent alert queue size; overflow is counted as dropped alerts.", min=1000))
+        "libtorrent alert queue size; overflow is counted as dropped alerts.", min=1000, max=10_000_000))
     payload_dir: str = field(default="", metadata=_doc(
         "Where pieces being verified live (use a tmpfs). Empty: $RUNTIME_DIRECTORY, else /dev/shm, "
         "else <state_dir>/payload."))
     peer_refresh_s: float = field(default=60.0, metadata=_doc(
-        "How often connected peers of a swarm are re-read for their advertised pieces.", min=1.0))
+        "How often connected peers of a swarm are re-read for their advertised pieces.", min=1.0, max=3600.0))
     max_peers_per_swarm: int = field(default=500, metadata=_doc(
-        "Peer addresses tracked (and connections made) per swarm; more are counted as a limit hit.", min=2))
+        "Peer addresses tracked (and connections made) per swarm; more are counted as a limit hit.", min=2, max=65535))
 
 
 @dataclass(frozen=True)
 class TrackerSettings:
     enabled: bool = field(default=True, metadata=_doc("Announce to the targets' trackers and record their peer lists."))
-    min_interval_s: float = field(default=60.0, metadata=_doc("Never announce to a tracker more often.", min=1.0))
+    min_interval_s: float = field(default=60.0, metadata=_doc(
+        "Never announce to a tracker more often.", min=1.0, max=86400.0))
     max_interval_s: float = field(default=1800.0, metadata=_doc(
-        "Announce at least this often even when a tracker asks for longer.", min=1.0))
-    timeout_s: float = field(default=15.0, metadata=_doc("HTTP/UDP tracker request timeout.", min=0.1))
+        "Announce at least this often even when a tracker asks for longer.", min=1.0, max=86400.0))
+    timeout_s: float = field(default=15.0, metadata=_doc("HTTP/UDP tracker request timeout.", min=0.1, max=300.0))
     numwant: int = field(default=200, metadata=_doc("Peers asked for per announce.", min=1, max=2000))
     extra: list[str] = field(default_factory=list, metadata=_doc(
         "Tracker URLs announced to for every target in addition to its own."))
@@ -121,9 +126,9 @@ class VerifySettings:
     pieces_per_peer: int = field(default=1, metadata=_doc(
         "Pieces to verify from each peer (IP and port) per target per day.", min=1, max=64))
     bytes_per_peer_per_day: int = field(default=64 * 2**20, metadata=_doc(
-        "Most payload bytes taken from one IP address per target per day.", min=16384))
+        "Most payload bytes taken from one IP address per target per day.", min=16384, max=2**40))
     bytes_per_swarm_per_day: int = field(default=512 * 2**20, metadata=_doc(
-        "Most payload bytes downloaded per target per day, all peers together.", min=16384))
+        "Most payload bytes downloaded per target per day, all peers together.", min=16384, max=2**40))
     max_wanted_pieces: int = field(default=4, metadata=_doc(
         "Pieces asked for at once per swarm (one per peer being verified).", min=1, max=64))
     max_attempts_per_peer: int = field(default=3, metadata=_doc(
@@ -131,20 +136,20 @@ class VerifySettings:
         "serve in its place).", min=1, max=100))
     redial_s: float = field(default=300.0, metadata=_doc(
         "A listed peer not yet verified gets a fresh chance (a piece wanted as it is dialled) this often.",
-        min=1.0))
+        min=1.0, max=86400.0))
 
 
 @dataclass(frozen=True)
 class EvidenceSettings:
     incident_window_s: int = field(default=86400, metadata=_doc(
         "Observations of one IP in one target within a window (aligned to the Unix epoch) form one incident.",
-        min=60))
+        min=60, max=31 * 86400))
     checkpoint_every: int = field(default=10_000, metadata=_doc(
-        "Sign a chain checkpoint after this many new evidence rows …", min=1))
-    checkpoint_interval_s: float = field(default=60.0, metadata=_doc("… or after this long.", min=1.0))
+        "Sign a chain checkpoint after this many new evidence rows …", min=1, max=1_000_000))
+    checkpoint_interval_s: float = field(default=60.0, metadata=_doc("… or after this long.", min=1.0, max=86400.0))
     retention_days: int = field(default=90, metadata=_doc(
         "Personal fields of evidence that never reached 'verified' or never led to a strike are blanked after "
-        "this many days (hashes stay, so the chain still verifies).", min=1))
+        "this many days (hashes stay, so the chain still verifies).", min=1, max=36_500))
 
 
 @dataclass(frozen=True)
@@ -154,19 +159,19 @@ class PolicySettings:
     min_gap_days: int = field(default=7, metadata=_doc(
         "An incident closer than this to the last strike starts no new strike.", min=0, max=3650))
     level2_window_days: int = field(default=180, metadata=_doc(
-        "Strike 2 only for an incident within this many days of strike 1; later ones start over.", min=1))
+        "Strike 2 only for an incident within this many days of strike 1; later ones start over.", min=1, max=3650))
     level3_window_days: int = field(default=365, metadata=_doc(
-        "Strike 3 only for an incident within this many days of strike 2; later ones start over.", min=1))
+        "Strike 3 only for an incident within this many days of strike 2; later ones start over.", min=1, max=3650))
     referral_cooldown_days: int = field(default=365, metadata=_doc(
         "After a referral (strike 3), incidents within this many days start nothing; later ones start over.",
-        min=0))
+        min=0, max=3650))
     jurisdictions: list[str] = field(default_factory=lambda: ["KZ"], metadata=_doc(
         "ISO 3166 country codes where evidence may start strikes (empty: everywhere). Other evidence is kept."))
     test_country: str = field(default="", metadata=_doc(
         "Country assumed for loopback and private addresses (for local test swarms); empty: none, so they "
-        "never count.", pattern=r"^([A-Z]{2})?$"))
+        "never count.", pattern=r"([A-Z]{2})?"))
     evaluate_interval_s: float = field(default=10.0, metadata=_doc(
-        "How often new evidence is attributed to subjects and strikes are evaluated.", min=0.1))
+        "How often new evidence is attributed to subjects and strikes are evaluated.", min=0.1, max=3600.0))
 
 
 @dataclass(frozen=True)
@@ -174,14 +179,15 @@ class NoticeSettings:
     complainant_contact: str = field(default="tracker-watch operator", metadata=_doc(
         "Who sends notices (ACNS Complainant/Contact); the rights holder is the Entity."))
     complainant_email: str = field(default="notices@example.invalid", metadata=_doc(
-        "Reply address in every notice.", pattern=r"^[^@\s]+@[^@\s]+$"))
-    delivery_interval_s: float = field(default=5.0, metadata=_doc("How often the outbox is worked.", min=0.1))
+        "Reply address in every notice.", pattern=r"[^@\s]+@[^@\s]+"))
+    delivery_interval_s: float = field(default=5.0, metadata=_doc(
+        "How often the outbox is worked.", min=0.1, max=3600.0))
     retry_base_s: float = field(default=30.0, metadata=_doc(
-        "First retry delay of a failed delivery; it doubles each time.", min=0.1))
-    retry_max_s: float = field(default=3600.0, metadata=_doc("Longest retry delay.", min=1.0))
+        "First retry delay of a failed delivery; it doubles each time.", min=0.1, max=86400.0))
+    retry_max_s: float = field(default=3600.0, metadata=_doc("Longest retry delay.", min=1.0, max=604800.0))
     max_attempts: int = field(default=12, metadata=_doc(
-        "Deliveries tried before a notice is marked failed.", min=1))
-    webhook_timeout_s: float = field(default=15.0, metadata=_doc("Timeout of one webhook POST.", min=0.1))
+        "Deliveries tried before a notice is marked failed.", min=1, max=100))
+    webhook_timeout_s: float = field(default=15.0, metadata=_doc("Timeout of one webhook POST.", min=0.1, max=300.0))
 
 
 @dataclass(frozen=True)
@@ -190,9 +196,10 @@ class ApiSettings:
     listen: str = field(default="127.0.0.1:8080", metadata=_doc(
         "Address (ip:port) of the HTTP API; put a TLS-terminating proxy in front of it."))
     max_body_bytes: int = field(default=32 * 2**20, metadata=_doc(
-        "Largest accepted request body (a .torrent upload, a bulk registration).", min=1024))
-    rate_per_s: float = field(default=50.0, metadata=_doc("Requests per second per token (sustained).", min=0.01))
-    burst: int = field(default=200, metadata=_doc("Requests a token may make in a burst.", min=1))
+        "Largest accepted request body (a .torrent upload, a bulk registration).", min=1024, max=2**30))
+    rate_per_s: float = field(default=50.0, metadata=_doc(
+        "Requests per second per token (sustained).", min=0.01, max=1_000_000.0))
+    burst: int = field(default=200, metadata=_doc("Requests a token may make in a burst.", min=1, max=1_000_000))
 
 
 @dataclass(frozen=True)
@@ -203,19 +210,19 @@ class MetricsSettings:
         "Per-target series only for this many of the busiest targets (bounded label cardinality).", min=0,
         max=1000))
     refresh_s: float = field(default=15.0, metadata=_doc(
-        "How often counts from PostgreSQL (targets, strikes, notices) are refreshed.", min=1.0))
+        "How often counts from PostgreSQL (targets, strikes, notices) are refreshed.", min=1.0, max=3600.0))
     quiet_alert_s: float = field(default=3600.0, metadata=_doc(
         "Exported for the TrackerWatchNoObservations alert: how long without any observation, while "
-        "targets are active, is worth an alert.", min=60.0))
+        "targets are active, is worth an alert.", min=60.0, max=604800.0))
 
 
 @dataclass(frozen=True)
 class CollectorSettings:
     batch_size: int = field(default=1000, metadata=_doc("Observations written per batch.", min=1, max=100_000))
     flush_interval_s: float = field(default=1.0, metadata=_doc(
-        "Longest an observation waits before a write.", min=0.01))
+        "Longest an observation waits before a write.", min=0.01, max=60.0))
     reobserve_s: float = field(default=900.0, metadata=_doc(
-        "A peer still present is recorded again after this long, even if nothing changed.", min=1.0))
+        "A peer still present is recorded again after this long, even if nothing changed.", min=1.0, max=86400.0))
 
 
 @dataclass(frozen=True)
@@ -224,19 +231,20 @@ class SpoolSettings:
         "Directory of the observation spool (write-ahead log). Empty: <state_dir>/spool."))
     max_bytes: int = field(default=2**30, metadata=_doc(
         "Largest the spool may grow while the database is away. The last 10% is kept for direct evidence; "
-        "when full, new observations are dropped (counted and logged).", min=2**16))
-    segment_bytes: int = field(default=16 * 2**20, metadata=_doc("Size of one spool file.", min=2**12))
+        "when full, new observations are dropped (counted and logged).", min=2**16, max=2**40))
+    segment_bytes: int = field(default=16 * 2**20, metadata=_doc("Size of one spool file.", min=2**12, max=2**30))
     fsync_interval_s: float = field(default=0.2, metadata=_doc(
         "Longest an appended observation waits for fsync (a process crash loses nothing either way; "
-        "this bounds what a power cut can take).", min=0.0))
+        "this bounds what a power cut can take).", min=0.0, max=60.0))
     near_full_ratio: float = field(default=0.8, metadata=_doc(
         "Log an error and count a limit hit when the spool is this full.", min=0.1, max=1.0))
 
 
 @dataclass(frozen=True)
 class DaemonSettings:
-    target_poll_s: float = field(default=2.0, metadata=_doc("How often new or changed targets are picked up.", min=0.1))
-    shutdown_grace_s: float = field(default=10.0, metadata=_doc("Time allowed for a clean stop.", min=1.0))
+    target_poll_s: float = field(default=2.0, metadata=_doc(
+        "How often new or changed targets are picked up.", min=0.1, max=3600.0))
+    shutdown_grace_s: float = field(default=10.0, metadata=_doc("Time allowed for a clean stop.", min=1.0, max=600.0))
 
 
 @dataclass(frozen=True)
@@ -265,34 +273,56 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     raw: dict[str, dict[str, Any]] = {}
     if path is not None:
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        for section, table in doc.items():
-            if section not in SECTIONS:
-                raise ConfigError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})")
-            if not isinstance(table, dict):
-                raise ConfigError(f"{section}: expected a table [{section}]")
+        for section, table in _sections(_read_toml(path)).items():
             raw.setdefault(section, {}).update(table)
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX):] in NON_SETTING_ENV:
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or var[len(ENV_PREFIX):] in NON_SETTING_ENV:
             continue
-        section, _, key = name[len(ENV_PREFIX):].lower().partition("_")
+        section, _, key = var[len(ENV_PREFIX):].lower().partition("_")
         if section not in SECTIONS or not key:
-            raise ConfigError(f"unknown environment variable {name} (expected {ENV_PREFIX}<SECTION>_<KEY>)")
-        raw.setdefault(section, {})[key] = _EnvText(value)
+            raise ConfigError(f"unknown environment variable {name(var)} (expected {ENV_PREFIX}<SECTION>_<KEY>)")
+        raw.setdefault(section, {})[key] = EnvText(value)
     return settings_from_mapping(raw)
 
 
-class _EnvText(str):
-    """A value that came from the environment, so it is text to be converted."""
+def _read_toml(path: Path) -> dict[str, Any]:
+    where = f"config file {show(str(path))}"
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {where}: {exc.strerror}") from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{where} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where} is not UTF-8 (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where} nests arrays or tables too deeply") from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise ConfigError(f"{where} holds a number too long to read") from None
+
+
+def _sections(doc: Any) -> Mapping[str, Mapping[str, Any]]:
+    """`doc` checked to be a table of known sections, each a table."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"settings: expected a table of sections, got {show(doc)}")
+    for section, table in doc.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section [{name(section)}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{section}: expected a table [{section}], got {show(table)}")
+    return doc
 
 
 def settings_from_mapping(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
-    sections = {name: _build_section(name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()}
+    """Settings from parsed sections (TOML-typed values or EnvText); whatever `raw` holds, the only
+    exception is ConfigError."""
+    raw = _sections(raw)
+    sections = {section: _build_section(section, cls, raw.get(section, {})) for section, cls in SECTIONS.items()}
     settings = Settings(**sections)
     _cross_checks(settings)
     return settings
@@ -304,57 +334,9 @@ def _build_section(section: str, cls: type[Any], values: Mapping[str, Any]) -> A
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in fields:
-            raise ConfigError(f"unknown key {section}.{key} (known: {', '.join(fields)})")
-        kwargs[key] = _convert(f"{section}.{key}", hints[key], value, fields[key].metadata)
+            raise ConfigError(f"unknown key {section}.{name(key)} (known: {', '.join(fields)})")
+        kwargs[key] = convert(f"{section}.{key}", hints[key], value, fields[key].metadata)
     return cls(**kwargs)
-
-
-def _convert(key: str, typ: Any, value: Any, meta: Mapping[str, Any]) -> Any:
-    from_env = isinstance(value, _EnvText)
-    origin = typing.get_origin(typ)
-    if origin is Literal:
-        choices = typing.get_args(typ)
-        if value not in choices:
-            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}, got {value!r}")
-        return str(value)
-    if origin is list:
-        if from_env:
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
-        return list(value)
-    if typ is bool:
-        if from_env:
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ConfigError(f"{key}: expected true or false, got {value!r}")
-            return value.lower() in ("true", "1", "yes")
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if typ in (int, float):
-        return _number(key, typ, value, from_env, meta)
-    if typ is Path or typ is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        if (pattern := meta.get("pattern")) and not re.match(pattern, value):
-            raise ConfigError(f"{key}: {value!r} does not match {pattern}")
-        return Path(value) if typ is Path else str(value)
-    raise ConfigError(f"{key}: unsupported type {typ!r}")  # pragma: no cover
-
-
-def _number(key: str, typ: type[Any], value: Any, from_env: bool, meta: Mapping[str, Any]) -> Any:
-    if from_env:
-        try:
-            value = typ(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected {'an integer' if typ is int else 'a number'}, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (typ is int and not isinstance(value, int)):
-        raise ConfigError(f"{key}: expected {'an integer' if typ is int else 'a number'}, got {value!r}")
-    if "min" in meta and value < meta["min"]:
-        raise ConfigError(f"{key}: must be at least {meta['min']}, got {value}")
-    if "max" in meta and value > meta["max"]:
-        raise ConfigError(f"{key}: must be at most {meta['max']}, got {value}")
-    return typ(value)
 
 
 def _cross_checks(s: Settings) -> None:
@@ -374,31 +356,31 @@ def _cross_checks(s: Settings) -> None:
         try:
             ipaddress.ip_address(item.strip("[]"))
         except ValueError:
-            raise ConfigError(f"swarm.outgoing_interfaces: {item!r} is not an IP address") from None
+            raise ConfigError(f"swarm.outgoing_interfaces: {show(item)} is not an IP address") from None
     for item in s.swarm.dht_bootstrap_nodes:
         parse_endpoint("swarm.dht_bootstrap_nodes", item, host_names=True)
     for url in s.trackers.extra:
         if not re.match(r"^(https?|udp)://", url):
-            raise ConfigError(f"trackers.extra: {url!r} is not an http(s):// or udp:// tracker URL")
+            raise ConfigError(f"trackers.extra: {show(url)} is not an http(s):// or udp:// tracker URL")
     for code in s.policy.jurisdictions:
         if not re.fullmatch(r"[A-Z]{2}", code):
-            raise ConfigError(f"policy.jurisdictions: {code!r} is not an ISO 3166 alpha-2 code (e.g. \"KZ\")")
+            raise ConfigError(f"policy.jurisdictions: {show(code)} is not an ISO 3166 alpha-2 code (e.g. \"KZ\")")
     if s.database.dsn and not re.match(r"^postgres(ql)?://", s.database.dsn):
         raise ConfigError("database.dsn: expected a postgresql:// URL")
 
 
 def parse_endpoint(key: str, text: str, host_names: bool = False) -> tuple[str, int]:
     """Parse 'ip:port', '[v6]:port' (or 'host:port' when host_names) into (host, port)."""
-    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text.strip())
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:([0-9]{1,5})|([^:\[\]]+):([0-9]{1,5})", text.strip())
     if not m:
-        raise ConfigError(f"{key}: {text!r} is not host:port")
+        raise ConfigError(f"{key}: {show(text)} is not host:port")
     host = m.group(1) or m.group(3)
     port = int(m.group(2) or m.group(4))
     if not 0 <= port <= 65535:
-        raise ConfigError(f"{key}: port {port} out of range in {text!r}")
+        raise ConfigError(f"{key}: port {port} out of range in {show(text)}")
     if not host_names:
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise ConfigError(f"{key}: {host!r} is not an IP address") from None
+            raise ConfigError(f"{key}: {show(host)} is not an IP address") from None
     return host, port

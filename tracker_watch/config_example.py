@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from tracker_watch.config import SECTIONS
+from tracker_watch.config_values import range_text
 
 
 def describe() -> list[tuple[str, str, Any, str]]:
@@ -22,6 +23,8 @@ def describe() -> list[tuple[str, str, Any, str]]:
             rows.append((name, f.name, default, f.metadata.get("doc", "")))
     return rows
 
+
+_FIELDS = {(name, f.name): f for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 
 # Values config/tracker-watch.example.toml shows instead of the defaults: a production node.
 PRODUCTION_EXAMPLE: dict[tuple[str, str], Any] = {
@@ -39,6 +42,8 @@ _EXAMPLE_HEADER = """\
 # Every key is listed with its built-in default and what it does. Values set here override the
 # defaults; environment variables TRACKER_WATCH_<SECTION>_<KEY> override this file
 # (e.g. TRACKER_WATCH_DATABASE_DSN). Lists in environment variables are comma-separated.
+# Numbers must be finite and within the range shown (both ends included); a value outside it stops
+# tracker-watch at start with one line naming the key (exit code 2).
 #
 # This example names public DHT routers and listens on all interfaces: it is for a production node,
 # never for tests or demos (those use config/tracker-watch.local.toml or the demo's own settings).
@@ -65,6 +70,8 @@ def render_example() -> str:
             section = sec
         shown = {("node", "name"): "the host name",
                  ("node", "state_dir"): "$STATE_DIRECTORY, else ~/.local/state/tracker-watch"}.get((sec, key))
-        out += [f"# {doc}", f"# default: {shown or toml(default)}",
-                f"{key} = {toml(PRODUCTION_EXAMPLE.get((sec, key), default))}"]
+        out += [f"# {doc}", f"# default: {shown or toml(default)}"]
+        if allowed := range_text(_FIELDS[sec, key].metadata):
+            out.append(f"# range: {allowed}")
+        out.append(f"{key} = {toml(PRODUCTION_EXAMPLE.get((sec, key), default))}")
     return "\n".join(out) + "\n"

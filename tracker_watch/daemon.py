@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import utc_now_ms
-from tracker_watch.domain.targets import TorrentMeta
+from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
 from tracker_watch.evidence.spool import Spool
@@ -99,7 +99,7 @@ class Daemon:
                                    local_ip)
         await self.announcer.start()
         self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
-                                   s.daemon.target_poll_s)
+                                   s.daemon.target_poll_s, actor=f"node:{s.node.name}")
         self.ownership = Ownership(self.db.pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
                                    s.node.heartbeat_s)
         await self._heartbeat()  # take our leases (our own at once after a crash) and resume those targets

@@ -41,6 +41,8 @@ API_SECONDS = Histogram("tracker_watch_api_request_duration_seconds", "API reque
                         ["route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
 PAYLOAD_DELETED = Counter("tracker_watch_payload_deletions_total",
                           "Torrents re-added empty after their verified pieces were deleted.")
+ALERT_HANDLER_ERRORS = Counter("tracker_watch_alert_handler_errors_total",
+                               "libtorrent alerts whose handler failed (the rest of the batch is still handled).")
 LIMIT_HITS = Counter("tracker_watch_limit_hits_total", "Times a configured bound was reached, by limit.", ["limit"])
 
 # Refreshed from PostgreSQL by DatabaseGauges (the numbers every node agrees on).
@@ -156,7 +158,8 @@ async def refresh_database_gauges(pool: Any) -> None:
         DATABASE_ERRORS.labels(operation="probe").inc()
         raise
     DATABASE_UP.set(1)
-    _set(TARGETS, {("active",): 0, ("paused",): 0, ("deleted",): 0} | {(r["status"],): r["n"] for r in targets})
+    states = {(state,): 0 for state in ("active", "paused", "deleted", "error")}
+    _set(TARGETS, states | {(r["status"],): r["n"] for r in targets})
     _set(STRIKES, {(str(level), status): 0 for level in (1, 2, 3) for status in ("active", "voided", "superseded")}
          | {(str(r["level"]), r["status"]): r["n"] for r in strikes})
     _set(NOTICES, {(state,): 0 for state in ("pending", "delivered", "failed", "held", "cancelled")}

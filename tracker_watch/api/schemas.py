@@ -51,7 +51,9 @@ TARGET: Schema = obj({
     "infohash_v1": nullable(HEX40), "infohash_v2": nullable(HEX64),
     "registered_as": {"enum": ["hex", "magnet", "torrent"]}, "display_name": nullable({"type": "string"}),
     "trackers": {"type": "array", "items": {"type": "string"}},
-    "status": {"enum": ["active", "paused", "deleted"]},
+    "status": {"enum": ["active", "paused", "deleted", "error"]},
+    "error": nullable({"type": "string", "description": "why the target could not be watched (status error); "
+                                                        "resume it to try again"}),
     "metadata": nullable(obj({"name": {"type": "string"}, "total_size": {"type": "integer"},
                               "num_pieces": {"type": "integer"}})),
     "live": obj({"watched": {"type": "boolean"}, "peers_connected": {"type": "integer", "minimum": 0},

@@ -78,6 +78,7 @@ def target_json(row: TargetRow, live: dict[int, Any]) -> dict[str, Any]:
     return {"id": row.id, "work_id": row.work_id, "work": row.work, "holder": row.holder,
             "infohash_v1": row.infohash_v1, "infohash_v2": row.infohash_v2, "registered_as": row.input_kind,
             "display_name": row.display_name, "trackers": list(row.trackers), "status": row.status,
+            "error": row.error,
             "metadata": {"name": row.name, "total_size": row.total_size, "num_pieces": row.num_pieces}
             if row.name is not None and row.total_size is not None and row.num_pieces is not None else None,
             "live": live.get(row.id, {"watched": False, "peers_connected": 0, "last_seen": None}),
@@ -170,13 +171,13 @@ async def bulk_targets(request: web.Request) -> web.Response:
 
 
 @route("GET", "/api/v1/targets", "List targets with their live status", roles=RH_OP, tag="targets",
-       params=(Param("status", "query", {"enum": ["active", "paused"]}),
+       params=(Param("status", "query", {"enum": ["active", "paused", "error"]}),
                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
                Param("cursor", "query", {"type": "string"})),
        responses={200: (JSON, s.page(s.TARGET), "a page of targets")})
 async def list_targets(request: web.Request) -> web.Response:
     who = require(request, *RH_OP)
-    status = query_choice(request, "status", ["active", "paused"])
+    status = query_choice(request, "status", ["active", "paused", "error"])
     limit = query_int(request, "limit", 100, 1, 1000) or 100
     cursor = decode_cursor(request, 1)
     after = int(cursor[0]) if cursor and isinstance(cursor[0], int) else 0

@@ -10,29 +10,20 @@ import hashlib
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from tracker_watch.domain import bencode
+from tracker_watch.domain import bencode, torrents
+from tracker_watch.domain.torrents import TorrentMeta
 
 Kind = Literal["hex", "magnet", "torrent"]
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_BASE32 = re.compile(r"[A-Z2-7]{32}")
 # multihash prefix of a SHA2-256 digest (code 0x12, length 0x20), as in BEP 9/52 btmh links
 _BTMH_PREFIX = "1220"
 
 
 class TargetParseError(ValueError):
     """The input is not a usable infohash, magnet link or .torrent file."""
-
-
-@dataclass(frozen=True)
-class TorrentMeta:
-    """What the info dictionary says about the content."""
-
-    name: str
-    total_size: int
-    piece_length: int
-    num_pieces: int
-    files: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
@@ -71,25 +62,26 @@ def parse_hex(text: str) -> TargetSpec:
     if not _HEX.fullmatch(text):
         raise TargetParseError(f"infohash {text[:80]!r} is not hexadecimal")
     if len(text) == 40:
-        return TargetSpec(kind="hex", infohash_v1=bytes.fromhex(text))
+        return TargetSpec(kind="hex", infohash_v1=_nonzero(bytes.fromhex(text)))
     if len(text) == 64:
-        return TargetSpec(kind="hex", infohash_v2=bytes.fromhex(text))
+        return TargetSpec(kind="hex", infohash_v2=_nonzero(bytes.fromhex(text)))
     raise TargetParseError(
         f"infohash must be 40 hex characters (v1, SHA-1) or 64 (v2, SHA-256), got {len(text)}")
 
 
 def parse_magnet(text: str) -> TargetSpec:
-    parsed = urllib.parse.urlsplit(text)
-    if parsed.scheme.lower() != "magnet":
+    if not text.startswith("magnet:?"):  # libtorrent takes nothing else (not even MAGNET:?)
         raise TargetParseError("magnet link must start with 'magnet:?'")
+    parsed = urllib.parse.urlsplit(text)
     params = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
-    v1 = v2 = None
-    for xt in params.get("xt", []):
-        lower = xt.lower()
-        if lower.startswith("urn:btih:"):
-            v1 = _btih(xt[9:])
-        elif lower.startswith("urn:btmh:"):
-            v2 = _btmh(xt[9:])
+    # prefixes in lower case, as libtorrent reads them (it ignores `URN:BTIH:` and would watch nothing)
+    v1s = {_nonzero(_btih(xt[9:])) for xt in params.get("xt", []) if xt.startswith("urn:btih:")}
+    v2s = {_nonzero(_btmh(xt[9:])) for xt in params.get("xt", []) if xt.startswith("urn:btmh:")}
+    if len(v1s) > 1 or len(v2s) > 1:
+        # which one is the work? Guessing would watch (and accuse) in the wrong swarm
+        raise TargetParseError("magnet link names more than one btih or btmh infohash; register each separately")
+    v1 = next(iter(v1s), None)
+    v2 = next(iter(v2s), None)
     if v1 is None and v2 is None:
         raise TargetParseError("magnet link has no xt=urn:btih:… or xt=urn:btmh:… parameter")
     trackers = tuple(dict.fromkeys(t for t in params.get("tr", []) if t))
@@ -100,14 +92,17 @@ def parse_magnet(text: str) -> TargetSpec:
                       display_name=names[0] if names and names[0] else None, trackers=trackers)
 
 
+def _nonzero(infohash: bytes) -> bytes:
+    if not any(infohash):
+        raise TargetParseError("an all-zero infohash names no swarm (libtorrent treats it as absent)")
+    return infohash
+
+
 def _btih(value: str) -> bytes:
     if len(value) == 40 and _HEX.fullmatch(value):
         return bytes.fromhex(value)
-    if len(value) == 32:
-        try:
-            return base64.b32decode(value.upper())
-        except ValueError:
-            pass
+    if _BASE32.fullmatch(value.upper()):  # exactly 32 symbols, no padding: always 20 bytes
+        return base64.b32decode(value.upper())
     raise TargetParseError(f"magnet btih {value[:80]!r} must be 40 hex or 32 base32 characters")
 
 
@@ -118,23 +113,29 @@ def _btmh(value: str) -> bytes:
 
 
 def _check_tracker_url(url: str) -> None:
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. "http://[::1/announce"
+        raise TargetParseError(f"tracker {url[:120]!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https", "udp") or not parts.hostname:
         raise TargetParseError(f"tracker {url[:120]!r} is not an http(s):// or udp:// URL")
 
 
 def parse_torrent(data: bytes) -> TargetSpec:
+    """A .torrent file, accepted only if libtorrent accepts it and computes the infohash we compute.
+
+    Our strict decoder finds the exact bytes of the first (and only) top-level `info` value; libtorrent,
+    the authority on what we can watch, must accept the file and agree on the infohash of those bytes.
+    """
     try:
         top, info_raw = bencode.decode_torrent(data)
-    except bencode.BencodeError as exc:
+        checked = torrents.check_torrent(data)
+    except (bencode.BencodeError, torrents.TorrentError) as exc:
         raise TargetParseError(f"not a valid .torrent file: {exc}") from None
-    info = top[b"info"]
-    meta_version = info.get(b"meta version")
-    has_v1 = isinstance(info.get(b"pieces"), bytes)
-    has_v2 = meta_version == 2 and isinstance(info.get(b"file tree"), dict)
-    if not has_v1 and not has_v2:
-        raise TargetParseError("not a valid .torrent file: info has neither 'pieces' (v1) nor a v2 'file tree'")
-    meta = _torrent_meta(info, has_v1)
+    v1 = hashlib.sha1(info_raw).digest() if checked.infohash_v1 else None
+    v2 = hashlib.sha256(info_raw).digest() if checked.infohash_v2 else None
+    if (v1, v2) != (checked.infohash_v1, checked.infohash_v2):
+        raise TargetParseError("not a valid .torrent file: its infohash is ambiguous (libtorrent reads another info)")
     trackers: list[str] = []
     if isinstance(top.get(b"announce"), bytes):
         trackers.append(top[b"announce"].decode("utf-8", "replace"))
@@ -143,11 +144,8 @@ def parse_torrent(data: bytes) -> TargetSpec:
         if isinstance(tier, list):
             trackers += [t.decode("utf-8", "replace") for t in tier if isinstance(t, bytes)]
     trackers = [t for t in dict.fromkeys(trackers) if _is_tracker_url(t)]
-    return TargetSpec(
-        kind="torrent",
-        infohash_v1=hashlib.sha1(info_raw).digest() if has_v1 else None,
-        infohash_v2=hashlib.sha256(info_raw).digest() if has_v2 else None,
-        display_name=meta.name, trackers=tuple(trackers), info=info_raw, meta=meta)
+    return TargetSpec(kind="torrent", infohash_v1=v1, infohash_v2=v2, display_name=checked.meta.name,
+                      trackers=tuple(trackers), info=info_raw, meta=checked.meta)
 
 
 def _is_tracker_url(url: str) -> bool:
@@ -159,60 +157,16 @@ def _is_tracker_url(url: str) -> bool:
 
 
 def meta_from_info(info_raw: bytes) -> TorrentMeta:
-    """Metadata of a raw info dict (as fetched from peers with ut_metadata)."""
-    info = bencode.decode(info_raw)
-    if not isinstance(info, dict):
-        raise TargetParseError("info is not a dictionary")
-    return _torrent_meta(info, isinstance(info.get(b"pieces"), bytes))
+    """Metadata of a raw info dict (stored, or fetched from peers with ut_metadata), as libtorrent reads it."""
+    try:
+        return torrents.meta_of_info(info_raw)
+    except torrents.TorrentError as exc:
+        raise TargetParseError(f"not a valid info dictionary: {exc}") from None
 
 
 def v1_piece_hashes(info_raw: bytes) -> bytes | None:
     """The concatenated SHA-1 piece hashes of a v1 or hybrid info dict (None for v2-only)."""
-    info = bencode.decode(info_raw)
-    pieces = info.get(b"pieces") if isinstance(info, dict) else None
-    return pieces if isinstance(pieces, bytes) else None
-
-
-def _torrent_meta(info: dict[bytes, Any], has_v1: bool) -> TorrentMeta:
-    name = info.get(b"name")
-    piece_length = info.get(b"piece length")
-    if not isinstance(name, bytes):
-        raise TargetParseError("not a valid .torrent file: info has no 'name'")
-    if not isinstance(piece_length, int) or piece_length < 16384 or piece_length & (piece_length - 1):
-        raise TargetParseError("not a valid .torrent file: 'piece length' must be a power of two ≥ 16 KiB")
-    files = _files(info)
-    total = sum(size for _, size in files)
-    if has_v1 and len(info[b"pieces"]) % 20:
-        raise TargetParseError("not a valid .torrent file: 'pieces' is not a multiple of 20 bytes")
-    # v2 pieces are aligned to file boundaries, so count them per file
-    num_pieces = (len(info[b"pieces"]) // 20 if has_v1
-                  else sum(-(-size // piece_length) for _, size in files))
-    return TorrentMeta(name=name.decode("utf-8", "replace"), total_size=total, piece_length=piece_length,
-                       num_pieces=num_pieces, files=tuple(files))
-
-
-def _files(info: dict[bytes, Any]) -> list[tuple[str, int]]:
-    if isinstance(info.get(b"length"), int):
-        return [(info[b"name"].decode("utf-8", "replace"), info[b"length"])]
-    if isinstance(info.get(b"files"), list):
-        out = []
-        for entry in info[b"files"]:
-            if not isinstance(entry, dict) or not isinstance(entry.get(b"length"), int):
-                raise TargetParseError("not a valid .torrent file: a 'files' entry has no 'length'")
-            if b"attr" in entry and b"p" in entry.get(b"attr", b""):
-                continue  # BEP 47 padding file
-            path = "/".join(p.decode("utf-8", "replace") for p in entry.get(b"path", []) if isinstance(p, bytes))
-            out.append((path, entry[b"length"]))
-        return out
-    if isinstance(info.get(b"file tree"), dict):
-        return list(_walk_tree(info[b"file tree"], ""))
-    raise TargetParseError("not a valid .torrent file: info has no 'length', 'files' or 'file tree'")
-
-
-def _walk_tree(tree: dict[bytes, Any], prefix: str) -> Any:
-    for key, node in tree.items():
-        if key == b"" and isinstance(node, dict):
-            yield prefix, int(node.get(b"length", 0))
-        elif isinstance(node, dict):
-            name = key.decode("utf-8", "replace")
-            yield from _walk_tree(node, f"{prefix}/{name}" if prefix else name)
+    try:
+        return torrents.v1_piece_hashes(info_raw)
+    except torrents.TorrentError as exc:
+        raise TargetParseError(f"not a valid info dictionary: {exc}") from None

@@ -8,7 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
-from tracker_watch.domain.targets import TargetSpec, TorrentMeta
+from tracker_watch.domain.targets import TargetSpec
+from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.ledger.db import Conn
 
 
@@ -31,6 +32,7 @@ class TargetRow:
     num_pieces: int | None
     created_at: datetime
     revision: int
+    error: str | None = None  # why a node could not watch it (status 'error')
 
     @property
     def key(self) -> str:
@@ -40,7 +42,7 @@ class TargetRow:
 _SELECT = """
     SELECT t.id, t.work_id, h.id AS holder_id, h.name AS holder, w.title AS work, t.infohash_v1, t.infohash_v2,
            t.input_kind, t.display_name, t.trackers, t.status, t.info, t.name, t.total_size, t.num_pieces, t.created_at,
-           t.revision
+           t.revision, t.error
     FROM targets t JOIN works w ON w.id = t.work_id JOIN rights_holders h ON h.id = w.holder_id
 """
 
@@ -127,10 +129,23 @@ class TargetStore:
                WHERE id = ANY($1::bigint[]) AND info IS NULL""",
             target_ids, info, meta.name, meta.total_size, meta.piece_length, meta.num_pieces)
 
+    async def mark_error(self, target_ids: list[int], reason: str, actor: str) -> list[int]:
+        """Set active targets aside as unwatchable, with the reason; returns the ids that changed."""
+        reason = " ".join(reason.replace("\x00", " ").split())[:1000] or "unknown error"
+        async with self.pool.acquire() as conn, conn.transaction():
+            ids = [r["id"] for r in await conn.fetch(
+                "UPDATE targets SET status = 'error', error = $2, error_at = now() "
+                "WHERE id = ANY($1::bigint[]) AND status = 'active' RETURNING id", target_ids, reason)]
+            await conn.executemany(
+                "INSERT INTO audit_log (actor, action, object, detail) VALUES ($1, 'target.error', $2, $3)",
+                [(actor, f"target:{i}", json.dumps({"error": reason})) for i in ids])
+            return ids
+
     async def set_status(self, target_id: int, status: str, actor: str) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
-            done = await conn.execute("UPDATE targets SET status = $2 WHERE id = $1 AND status <> 'deleted'",
-                                      target_id, status)
+            # resuming a target that was set aside tries it again, so its old error goes
+            done = await conn.execute("UPDATE targets SET status = $2, error = NULL, error_at = NULL "
+                                      "WHERE id = $1 AND status <> 'deleted'", target_id, status)
             if done.endswith(" 0"):
                 return False
             await conn.execute(

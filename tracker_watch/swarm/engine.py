@@ -21,10 +21,11 @@ from tracker_watch import SOFTWARE, log, metrics
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import Source, normalize_ip
 from tracker_watch.domain.peers import Endpoint, PeerEvent
-from tracker_watch.domain.targets import TorrentMeta, meta_from_info
+from tracker_watch.domain.targets import TargetParseError, meta_from_info
+from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.swarm.alerts import AlertPump
 from tracker_watch.swarm.planner import PiecePlanner
-from tracker_watch.swarm.settings import apply_zero_upload_peer_classes, new_session, session_settings
+from tracker_watch.swarm.settings import apply_zero_upload_peer_classes, lowered_settings, new_session, session_settings
 from tracker_watch.swarm.swarm import PRIORITY_WANTED, Swarm, SwarmSpec, endpoint
 
 _log = log.get("tracker_watch.swarm")
@@ -32,6 +33,7 @@ _log = log.get("tracker_watch.swarm")
 STAT_NAMES = ("net.sent_payload_bytes", "net.recv_payload_bytes", "dht.dht_nodes", "peer.num_peers_connected",
               "net.sent_bytes", "net.recv_bytes")
 MetadataCallback = Callable[[Swarm, bytes, TorrentMeta], None]
+BrokenCallback = Callable[[str, str], None]  # (swarm key, reason): this swarm cannot be watched
 
 
 def resolve_payload_dir(settings: Settings) -> Path:
@@ -54,6 +56,7 @@ class SwarmEngine:
         self.settings = settings
         self.sink = sink
         self.on_metadata = on_metadata
+        self.on_broken: BrokenCallback | None = None
         v = settings.verify
         self.planner_factory = planner_factory or (lambda n, size: PiecePlanner(
             n, size, pieces_per_peer=v.pieces_per_peer, bytes_per_ip_per_day=v.bytes_per_peer_per_day,
@@ -81,6 +84,8 @@ class SwarmEngine:
         self.payload_dir.mkdir(parents=True, mode=0o700)
         pack = session_settings(self.settings.swarm, user_agent=f"{SOFTWARE} libtorrent/{lt.__version__}")
         self.session = new_session(pack)
+        for name, (asked, held) in lowered_settings(pack, self.session).items():
+            _log.warning("libtorrent_setting_lowered", setting=name, asked=asked, held=held)
         apply_zero_upload_peer_classes(self.session)
         self._pump = AlertPump(self.session, self._on_alerts)
         self._pump.start(self._loop)
@@ -188,8 +193,13 @@ class SwarmEngine:
     def _on_alerts(self, alerts: list[Any]) -> None:
         for a in alerts:
             handler = _HANDLERS.get(type(a).__name__)
-            if handler is not None:
+            if handler is None:
+                continue
+            try:
                 handler(self, a)
+            except Exception as exc:  # one alert's trouble must never lose the rest of the batch
+                metrics.ALERT_HANDLER_ERRORS.inc()
+                _log.exception("alert_handler_failed", alert=type(a).__name__, error=str(exc)[:300])
 
     def _swarm_of(self, alert: Any) -> Swarm | None:
         return self._by_handle.get(alert.handle)
@@ -208,7 +218,13 @@ class SwarmEngine:
             return
         ti = swarm.handle.torrent_file()
         info = bytes(ti.info_section())
-        meta = meta_from_info(info)
+        try:
+            meta = meta_from_info(info)
+        except TargetParseError as exc:  # libtorrent took it, but it is beyond our limits
+            _log.error("metadata_refused", infohash=swarm.key, error=str(exc))
+            if self.on_broken is not None:
+                self.on_broken(swarm.key, str(exc))
+            return
         hashes = swarm.handle.info_hashes()
         v1 = bytes(hashes.v1.to_bytes()) if hashes.has_v1() else None
         v2 = bytes(hashes.v2.to_bytes()) if hashes.has_v2() else None

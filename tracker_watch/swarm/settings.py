@@ -74,6 +74,16 @@ def new_session(pack: dict[str, Any]) -> Any:
     return lt.session(pack)  # type: ignore[call-overload]
 
 
+def lowered_settings(pack: dict[str, Any], session: Any) -> dict[str, tuple[Any, Any]]:
+    """Settings the session holds differently from what was asked, as {name: (asked, held)}.
+
+    The configured ranges keep every value inside what libtorrent stores, but it still caps
+    connections_limit at 80 % of the open-file limit (RLIMIT_NOFILE), which only the running process knows.
+    """
+    held = session.get_settings()
+    return {name: (asked, held.get(name)) for name, asked in pack.items() if held.get(name) != asked}
+
+
 def apply_zero_upload_peer_classes(session: Any) -> None:
     """The built-in local peer class (127/8, 10/8, 192.168/16 …) ignores unchoke slots by default."""
     for attr in PEER_CLASSES:

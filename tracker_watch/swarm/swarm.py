@@ -18,7 +18,8 @@ import libtorrent as lt
 from tracker_watch import log, metrics
 from tracker_watch.domain.evidence import Source, normalize_ip, utc_now_ms
 from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerGone, PeerListed, PeerSnapshot
-from tracker_watch.domain.targets import TorrentMeta, v1_piece_hashes
+from tracker_watch.domain.targets import v1_piece_hashes
+from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.swarm.pieces import PieceTracker
 from tracker_watch.swarm.planner import PiecePlanner
 

@@ -4,6 +4,10 @@ Each poll reads targets whose revision grew since the last one (every insert and
 revision); every `full_every` polls a full pass over active ids also catches a revision committed out of
 order. Targets of the same swarm (two rights holders claiming one torrent) share one libtorrent torrent.
 With `owned` set (the daemon's leases, see ledger/ownership.py) only those targets are loaded and run.
+
+A swarm that cannot be started (libtorrent refuses its stored metadata, or metadata fetched later breaks
+one of our limits) is set aside: its targets get status 'error' with the reason, and every other swarm,
+this poll, start-up and a takeover go on. One bad .torrent once stopped every node that leased it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tracker_watch import log
+from tracker_watch.domain.targets import TargetParseError, meta_from_info
 from tracker_watch.evidence.collector import Collector, TargetRef
 from tracker_watch.ledger.targets import TargetRow, TargetStore
 from tracker_watch.swarm.announcer import Announcer, AnnounceTarget
@@ -30,7 +35,7 @@ class _Group:
 
 class Watchlist:
     def __init__(self, store: TargetStore, engine: SwarmEngine, collector: Collector, announcer: Announcer,
-                 poll_s: float, full_every: int = 15) -> None:
+                 poll_s: float, full_every: int = 15, actor: str = "daemon") -> None:
         self.store = store
         self.engine = engine
         self.collector = collector
@@ -43,6 +48,10 @@ class Watchlist:
         self.groups: dict[str, _Group] = {}
         self._revision = 0
         self._polls = 0
+        self.actor = actor
+        self._broken: dict[int, str] = {}  # target id → why it cannot be watched, until recorded
+        self._valid: dict[int, int] = {}  # target id → revision whose stored metadata libtorrent accepted
+        engine.on_broken = self._on_broken
 
     async def run(self) -> None:
         while True:
@@ -68,7 +77,7 @@ class Watchlist:
             for row in await self.store.get_many(missing):
                 if row.status == "active":
                     self.rows[row.id] = row
-        self._apply(self._group(self.rows.values()))
+        await self._apply_and_set_aside()
 
     async def sync_once(self) -> None:
         async with self._lock:
@@ -78,6 +87,7 @@ class Watchlist:
         if self.owned is not None and not self.owned:
             self._apply({})
             return
+        await self._set_aside()
         for row in await self.store.changed_since(self._revision, None if self.owned is None else set(self.owned)):
             self._revision = max(self._revision, row.revision)
             if row.status == "active":
@@ -95,12 +105,43 @@ class Watchlist:
                 fetched = await self.store.get(missing)
                 if fetched is not None and fetched.status == "active":
                     self.rows[missing] = fetched
-        self._apply(self._group(self.rows.values()))
+        await self._apply_and_set_aside()
 
-    @staticmethod
-    def _group(rows: Iterable[TargetRow]) -> dict[str, _Group]:
+    async def _apply_and_set_aside(self) -> None:
+        for key, reason in self._apply(self._group(self.rows.values())).items():
+            self._note_broken(key, reason)
+        await self._set_aside()
+
+    def _on_broken(self, key: str, reason: str) -> None:
+        """The engine found a running swarm unwatchable (e.g. its fetched metadata); the next poll sets it aside."""
+        self._note_broken(key, reason)
+
+    def _note_broken(self, key: str, reason: str) -> None:
+        for row in self.rows.values():
+            if row.key == key:
+                self._broken[row.id] = reason
+
+    async def _set_aside(self) -> None:
+        """Record the broken targets (status 'error' and the reason), then stop running them."""
+        by_reason: dict[str, list[int]] = {}
+        for target_id, reason in self._broken.items():
+            by_reason.setdefault(reason, []).append(target_id)
+        for reason, ids in by_reason.items():
+            await self.store.mark_error(ids, reason, self.actor)  # raises while the database is away: retried
+            for target_id in ids:
+                row = self.rows.pop(target_id, None)
+                self._broken.pop(target_id, None)
+                _log.error("target_unwatchable", target_id=target_id, infohash=row.key if row else None, error=reason)
+        self._valid = {k: v for k, v in self._valid.items() if k in self.rows}
+        if by_reason:
+            for key, reason in self._apply(self._group(self.rows.values())).items():
+                self._note_broken(key, reason)  # set aside at the next poll
+
+    def _group(self, rows: Iterable[TargetRow]) -> dict[str, _Group]:
         by_key: dict[str, list[TargetRow]] = {}
         for row in rows:
+            if row.id in self._broken or not self._info_ok(row):
+                continue
             by_key.setdefault(row.key, []).append(row)
         groups = {}
         for key, members in by_key.items():
@@ -114,23 +155,51 @@ class Watchlist:
             groups[key] = _Group(spec, refs)
         return groups
 
-    def _apply(self, wanted: dict[str, _Group]) -> None:
+    def _info_ok(self, row: TargetRow) -> bool:
+        """A target's stored metadata must be what libtorrent accepts; one holder's broken copy never takes the
+        swarm away from another holder whose copy is fine. Checked once per revision of the row."""
+        if row.info is None or self._valid.get(row.id) == row.revision:
+            return True
+        try:
+            meta_from_info(row.info)
+        except TargetParseError as exc:
+            self._broken[row.id] = str(exc)
+            return False
+        self._valid[row.id] = row.revision
+        return True
+
+    def _apply(self, wanted: dict[str, _Group]) -> dict[str, str]:
+        """Make the running swarms match `wanted`; returns {key: reason} of those that could not start."""
         for key in set(self.groups) - set(wanted):
-            self.announcer.untrack(key)
-            self.engine.unwatch(key)
-            self.collector.set_targets(key, [])
+            self._stop(key)
+        running: dict[str, _Group] = {}
+        broken: dict[str, str] = {}
         for key, group in wanted.items():
-            old = self.groups.get(key)
-            if old is None:
-                self.collector.set_targets(key, list(group.refs))
-                self.engine.watch(group.spec)
-                self.announcer.track(_announce_target(group.spec))
+            try:
+                self._start_or_update(self.groups.get(key), group)
+            except Exception as exc:  # whatever one swarm does, the others run
+                self._stop(key)
+                broken[key] = " ".join(str(exc).split())[:300] or type(exc).__name__
                 continue
-            if old.refs != group.refs:
-                self.collector.set_targets(key, list(group.refs))
-            if old.spec.trackers != group.spec.trackers:
-                self.announcer.track(_announce_target(group.spec))
-        self.groups = wanted
+            running[key] = group
+        self.groups = running
+        return broken
+
+    def _start_or_update(self, old: _Group | None, group: _Group) -> None:
+        if old is None:
+            self.collector.set_targets(group.spec.key, list(group.refs))
+            self.engine.watch(group.spec)
+            self.announcer.track(_announce_target(group.spec))
+            return
+        if old.refs != group.refs:
+            self.collector.set_targets(group.spec.key, list(group.refs))
+        if old.spec.trackers != group.spec.trackers:
+            self.announcer.track(_announce_target(group.spec))
+
+    def _stop(self, key: str) -> None:
+        self.announcer.untrack(key)
+        self.engine.unwatch(key)
+        self.collector.set_targets(key, [])
 
 
 def _announce_target(spec: SwarmSpec) -> AnnounceTarget:

@@ -1,0 +1,96 @@
+"""A stored target that cannot be watched is set aside with its reason; every other target, the watchlist, a
+restart and the API go on. (One bad .torrent used to stop every node that leased it.)"""
+
+from __future__ import annotations
+
+import os
+
+import asyncpg
+
+from tests.conftest import SettingsFactory
+from tests.helpers import wait_for, wait_for_async
+from tracker_watch.daemon import Daemon
+from tracker_watch.demo.swarm import LocalSwarm
+from tracker_watch.domain import bencode
+from tracker_watch.domain.targets import parse_target
+from tracker_watch.ledger.targets import TargetStore
+
+# a v1 info dict with fewer piece hashes than its length needs: libtorrent refuses to add it
+POISON = bencode.encode({b"name": b"poison.bin", b"piece length": 16384, b"length": 5 * 16384,
+                         b"pieces": b"\x01" * 40})
+
+
+async def store_raw(pool: asyncpg.Pool, holder: str, v1: bytes, info: bytes) -> int:
+    """A target row as an older version (or a hand edit) could have left it: stored info libtorrent refuses."""
+    async with pool.acquire() as conn:
+        holder_id = await conn.fetchval("INSERT INTO rights_holders (name) VALUES ($1) RETURNING id", holder)
+        work_id = await conn.fetchval("INSERT INTO works (holder_id, title) VALUES ($1, 'Film') RETURNING id",
+                                      holder_id)
+        target_id: int = await conn.fetchval(
+            "INSERT INTO targets (work_id, infohash_v1, input_kind, info, name) VALUES ($1, $2, 'torrent', $3, 'x') "
+            "RETURNING id", work_id, v1, info)
+        return target_id
+
+
+async def status_of(pool: asyncpg.Pool, target_id: int) -> tuple[str, str | None]:
+    row = await pool.fetchrow("SELECT status, error FROM targets WHERE id = $1", target_id)
+    assert row is not None
+    return row["status"], row["error"]
+
+
+def our_started_announces(swarm: LocalSwarm) -> int:
+    return sum(1 for ih, ip, _, event in swarm.tracker.announces
+               if ih == swarm.content.v1 and ip == "127.0.0.2" and event == "started")
+
+
+async def test_a_poisoned_target_never_stops_the_others(make_settings: SettingsFactory,
+                                                        local_swarm: LocalSwarm) -> None:
+    settings = make_settings()
+    daemon = Daemon(settings)
+    await daemon.start()
+    try:
+        pool = daemon.db.pool
+        good, _ = await TargetStore(pool).register(parse_target(local_swarm.content.magnet([local_swarm.tracker.url])),
+                                                   "Studio A", "Film", actor="test")
+        assert local_swarm.content.v1 is not None
+        shared = await store_raw(pool, "Studio B", local_swarm.content.v1, POISON)  # same swarm, broken copy
+        alone = await store_raw(pool, "Studio C", os.urandom(20), POISON)
+        assert daemon.engine is not None
+        engine = daemon.engine
+
+        async def set_aside() -> bool:
+            return [(await status_of(pool, t))[0] for t in (shared, alone)] == ["error", "error"]
+
+        await wait_for_async(set_aside, timeout=60)
+        for target in (shared, alone):
+            _, reason = await status_of(pool, target)
+            assert reason is not None
+            assert "piece hashes" in reason
+        await wait_for(lambda: good.key in engine.swarms, timeout=60)
+        # the good holder's swarm runs and is announced once, not on every poll
+        assert daemon.watchlist is not None
+        polls = daemon.watchlist._polls
+        await wait_for(lambda: daemon.watchlist is not None and daemon.watchlist._polls >= polls + 4, timeout=60)
+        assert our_started_announces(local_swarm) <= 2
+        audit = await pool.fetch("SELECT actor FROM audit_log WHERE action = 'target.error'")
+        assert {r["actor"] for r in audit} == {"node:demo"}
+    finally:
+        await daemon.stop()
+    # a restart is clean: the set-aside targets stay aside, the good one is watched again
+    again = Daemon(settings)
+    await again.start()
+    try:
+        assert again.engine is not None
+        await wait_for(lambda: again.engine is not None and good.key in again.engine.swarms, timeout=60)
+        assert again.watchlist is not None
+        assert shared not in again.watchlist.rows
+        assert alone not in again.watchlist.rows
+        # resuming retries it; it is set aside again with the same reason
+        assert await TargetStore(again.db.pool).set_status(alone, "active", actor="test")
+
+        async def aside_again() -> bool:
+            return await status_of(again.db.pool, alone) == ("error", (await status_of(again.db.pool, shared))[1])
+
+        await wait_for_async(aside_again, timeout=60)
+    finally:
+        await again.stop()
