@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import SettingsFactory
 from tests.domain.test_notices import validate
+from tests.helpers import wait_for_async
 from tracker_watch.cli_strikes import strikes_void
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import Grade, Observation, Source
@@ -145,6 +146,30 @@ async def test_an_undelivered_notice_is_cancelled_without_a_withdrawal(bench: Be
     (strike,) = await bench.rows("SELECT id FROM strikes")
     assert (await bench.ledger.void(strike[0], "token:1:ana", "x")) == (0, 0, 0)
     assert await bench.rows("SELECT kind, state FROM notices") == [("notice", "cancelled")]
+
+
+async def test_a_void_during_a_delivery_waits_for_it_and_withdraws(bench: Bench) -> None:
+    await bench.see(0, "10.0.0.5", T0)
+    await bench.ledger.tick()
+    strike = await bench.db.pool.fetchval("SELECT id FROM strikes")
+    async with bench.db.pool.acquire() as outbox:  # an outbox node mid-delivery holds the notice's row lock
+        tx = outbox.transaction()
+        await tx.start()
+        await outbox.execute("SELECT id FROM notices WHERE strike_id = $1 FOR UPDATE", strike)
+        me = await outbox.fetchval("SELECT pg_backend_pid()")
+        voiding = asyncio.create_task(bench.ledger.void(strike, "cli:ana", "disputed"))
+
+        async def void_waits() -> bool:
+            return bool(await bench.db.pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", me))
+
+        await wait_for_async(void_waits, step=0.02)
+        await outbox.execute("UPDATE notices SET state = 'delivered', delivered_at = now(), attempts = 1 "
+                             "WHERE strike_id = $1", strike)
+        await tx.commit()
+    assert (await voiding).withdrawals == 1  # type: ignore[union-attr]
+    assert await bench.rows("SELECT kind, state FROM notices ORDER BY id") == [("notice", "delivered"),
+                                                                              ("withdrawal", "pending")]
 
 
 async def test_voiding_strike_one_withdraws_what_rested_on_it(bench: Bench) -> None:
