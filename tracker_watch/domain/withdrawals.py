@@ -19,7 +19,7 @@ from tracker_watch.domain.notices import NS
 
 REASONS = {
     "voided": "the strike was voided after a review of the evidence",
-    "rested_on_void": "it rested on an earlier notice that has been withdrawn",
+    "rested_on_void": "it rested on an earlier strike that has been voided",
     "evidence": "the evidence no longer meets our notice policy",
 }
 
