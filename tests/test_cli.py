@@ -135,7 +135,7 @@ def test_isp_strikes_and_notices_commands(env: dict[str, str], tmp_path: Path) -
     assert tw("strikes", "list", env=env).returncode == 0
     rebuilt = tw("strikes", "rebuild", env=env)
     assert "identical to the live ledger" in rebuilt.stdout
-    missing = tw("strikes", "void", "99", "--reason", "x", env=env)
+    missing = tw("strikes", "void", "99", "--reason", "x", "--by", "ana", env=env)
     assert missing.returncode == 2
     assert "no active strike 99" in missing.stderr
     assert tw("notices", "show", "5", env=env).returncode == 2

@@ -34,6 +34,7 @@ def add_parsers(sub: Any) -> None:
     void = strikes.add_parser("void", help="void a strike (dispute upheld) and re-derive what follows")
     void.add_argument("id", type=int)
     void.add_argument("--reason", required=True)
+    void.add_argument("--by", required=True, help="who voids it (recorded as cli:NAME in the strike and audit log)")
     notices = sub.add_parser("notices", help="the notices outbox").add_subparsers(dest="action", required=True)
     notices.add_parser("list", help="notices and their delivery state")
     show = notices.add_parser("show", help="print one notice")
@@ -94,7 +95,7 @@ async def fetch_strikes(pool: Any, subject: int | None = None, everything: bool 
                (SELECT string_agg(DISTINCT host(a.ip), ',') FROM attributions a WHERE a.subject_id = s.subject_id
                   AND a.work_id = s.work_id) AS ips
         FROM strikes s JOIN subjects sub ON sub.id = s.subject_id JOIN works w ON w.id = s.work_id
-        LEFT JOIN notices n ON n.strike_id = s.id
+        LEFT JOIN notices n ON n.strike_id = s.id AND n.kind = 'notice'
         WHERE ($1::bigint IS NULL OR s.subject_id = $1) AND ($2 OR s.status = 'active')
         ORDER BY s.issued_at DESC, s.id DESC""", subject, everything)
     return rows
@@ -126,19 +127,25 @@ async def strikes_void(db: Any, settings: Settings, args: argparse.Namespace) ->
 
     if not args.reason.strip():
         return usage("--reason must not be empty")
-    result = await StrikeLedger(db.pool, settings).void(args.id, _actor(), args.reason.strip())
+    by = args.by.strip()
+    if not by or len(by) > 200 or not by.isprintable():
+        return usage("--by must name who voids the strike (1-200 printable characters)")
+    result = await StrikeLedger(db.pool, settings).void(args.id, f"cli:{by}", args.reason.strip())
     if result is None:
         return usage(f"no active strike {args.id}")
-    print(f"strike {args.id} voided; re-derived: {result[0]} strikes created, {result[1]} superseded")
+    print(f"strike {args.id} voided by {by}; re-derived: {result.created} strikes created, {result.superseded} "
+          f"superseded; {result.withdrawals} withdrawals queued for notices the ISP may hold")
     return EXIT_OK
 
 
 async def notices_list(db: Any, settings: Settings, args: argparse.Namespace) -> int:
     rows = await db.pool.fetch("SELECT n.id, n.strike_id, n.isp, n.state, n.attempts, n.last_error, n.delivered_at, "
-                               "s.level FROM notices n JOIN strikes s ON s.id = n.strike_id ORDER BY n.id DESC")
+                               "n.kind, n.withdraws, s.level FROM notices n JOIN strikes s ON s.id = n.strike_id "
+                               "ORDER BY n.id DESC")
     for r in rows:
         note = r["last_error"] or (f"delivered {r['delivered_at']:%Y-%m-%d %H:%M:%S}" if r["delivered_at"] else "")
-        print(f"{r['id']:>5} strike {r['strike_id']:>5} (level {r['level']}) {r['isp'] or '-':<20} {r['state']:<10} "
+        what = f"withdraws notice {r['withdraws']}" if r["kind"] == "withdrawal" else f"level {r['level']}"
+        print(f"{r['id']:>5} strike {r['strike_id']:>5} ({what}) {r['isp'] or '-':<20} {r['state']:<10} "
               f"attempts {r['attempts']:>2}  {note}")
     return EXIT_OK
 

@@ -85,9 +85,11 @@ async def test_operator_sees_all_and_voids(api: Api) -> None:
     assert status == 403
     status, body, _ = await api.call("op", "POST", f"/api/v1/strikes/{case['strike']}/void",
                                      json={"reason": "router compromised"})
-    assert (status, body["voided"]) == (200, case["strike"])
+    assert (status, body["voided"], body["withdrawals"]) == (200, case["strike"], 0)
     _, strike, _ = await api.call("op", "GET", f"/api/v1/strikes/{case['strike']}")
     assert (strike["status"], strike["reason"]) == ("voided", "router compromised")
+    by = await api.db.pool.fetchval("SELECT changed_by FROM strikes WHERE id = $1", case["strike"])
+    assert by.endswith(":ops")  # the token's name: who voided it
 
 
 async def test_revocation_takes_effect_at_once(api: Api) -> None:

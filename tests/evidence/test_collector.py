@@ -48,6 +48,12 @@ def test_grade_rises_with_direct_evidence() -> None:
     assert (last.peer_id, last.client, last.our_ip) == (PID, "libtorrent/2.1.1.0", "127.0.0.2")
 
 
+def test_a_piece_settled_before_any_snapshot_still_records_the_handshake() -> None:
+    c, rows = collector()
+    c.handle(PieceSettled("s", 4, True, T0, ((PEER, PID, 65536),)))  # a .torrent target: no sample yet
+    assert [(o.grade, o.peer_id) for o in rows if o.target_id == 1] == [(Grade.HANDSHAKE, PID), (Grade.VERIFIED, PID)]
+
+
 def test_refreshes_do_not_flood_but_presence_is_recorded_again() -> None:
     c, rows = collector()
     for minute in range(0, 60):

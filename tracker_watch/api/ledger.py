@@ -32,12 +32,12 @@ _STRIKES = """
     SELECT s.id, s.level, s.status, s.issued_at, s.cycle_start, s.reason, s.subject_id, sub.kind, sub.isp,
            sub.subscriber_ref, host(sub.ip) AS ip, w.id AS work_id, w.title, n.id AS notice_id, n.state AS notice_state
     FROM strikes s JOIN subjects sub ON sub.id = s.subject_id JOIN works w ON w.id = s.work_id
-    LEFT JOIN notices n ON n.strike_id = s.id
+    LEFT JOIN notices n ON n.strike_id = s.id AND n.kind = 'notice'
     WHERE ($1::bigint IS NULL OR w.holder_id = $1)
 """
 _NOTICES = """
     SELECT n.id, n.strike_id, n.isp, s.level, n.state, n.attempts, n.last_error, n.delivered_at, n.created_at, n.xml,
-           n.json
+           n.json, n.kind, n.withdraws
     FROM notices n JOIN strikes s ON s.id = n.strike_id JOIN works w ON w.id = s.work_id
     WHERE ($1::bigint IS NULL OR w.holder_id = $1) AND ($2::text IS NULL OR n.isp = $2)
 """
@@ -94,7 +94,8 @@ async def void_strike(request: web.Request) -> web.Response:
                                                                                    doc["reason"].strip())
     if result is None:
         raise not_found(f"active strike {strike_id}")
-    return reply({"voided": strike_id, "created": result[0], "superseded": result[1]})
+    return reply({"voided": strike_id, "created": result.created, "superseded": result.superseded,
+                  "withdrawals": result.withdrawals})
 
 
 def _notice_scope(request: web.Request) -> tuple[int | None, str | None]:

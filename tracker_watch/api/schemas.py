@@ -87,11 +87,13 @@ STRIKE = obj({
     "subject": SUBJECT, "work": obj({"id": ID, "title": {"type": "string"}}),
     "notice": nullable(obj({"id": ID, "state": {"type": "string"}})), "reason": nullable({"type": "string"})})
 VOID = obj({"reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S"}})
-VOID_RESULT = obj({"voided": ID, "created": {"type": "integer"}, "superseded": {"type": "integer"}})
+VOID_RESULT = obj({"voided": ID, "created": {"type": "integer"}, "superseded": {"type": "integer"},
+                   "withdrawals": {"type": "integer"}})
 NOTICE = obj({
     "id": ID, "strike_id": ID, "isp": nullable({"type": "string"}), "level": {"type": "integer"},
     "state": {"enum": ["pending", "delivered", "failed", "held", "cancelled"]}, "attempts": {"type": "integer"},
-    "last_error": nullable({"type": "string"}), "delivered_at": nullable(TS), "created_at": TS})
+    "last_error": nullable({"type": "string"}), "delivered_at": nullable(TS), "created_at": TS,
+    "kind": {"enum": ["notice", "withdrawal"]}, "withdraws": nullable(ID)})
 TOKEN = obj({"id": ID, "name": {"type": "string"}, "role": {"enum": ["rightsholder", "operator", "isp"]},
              "created_at": TS, "revoked_at": nullable(TS)})
 TOKEN_CREATE = obj({"role": {"enum": ["rightsholder", "operator", "isp"]}, "name": NAME})

@@ -11,9 +11,16 @@ time order:
   `referral_cooldown` of it start nothing (the case is with the prosecutor), later ones a new cycle;
 * an incident closer than `min_gap` to the last strike extends nothing and starts nothing.
 
-A strike is dated by its incident, not by the clock, so evaluating the same history — all at once, in
-pieces, or after a restart — always gives the same strikes. A voided strike's incident is disregarded
-(the dispute was upheld) and everything after it is re-derived.
+A strike is dated by its incident, not by the clock. Incidents are taken in a fixed order: by their first
+sighting (to the millisecond), ties broken by the incident key.
+
+Issued strikes are stable (`plan`): the strikes already issued to a subject stand, and evaluation only
+adds strikes after the last of them. Evidence that arrives late — an incident earlier than, or at the
+same millisecond as, a strike already issued — never replaces that strike; it starts nothing before the
+last standing strike. Only when a standing strike stops following from the evidence (it was voided, so
+every incident of the subject in its window is disregarded; or its own incident no longer counts) is
+what follows it re-derived: strikes that still follow stand, the others are withdrawn, and new ones may
+be added — never a silent swap. Evaluating a history in one go gives the same strikes as `evaluate`.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class StrikePolicy:
 class Incident:
     key: str  # stable identity, e.g. "<subject>/<work>/<window start>"
     at: datetime  # when it began (first sighting at or above the minimum grade)
+    window: datetime | None = None  # start of its evidence window: a void disregards the whole window
 
 
 @dataclass(frozen=True)
@@ -55,18 +63,65 @@ class Strike:
     incident: str  # key of the triggering incident
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What an evaluation does to a subject's strikes."""
+
+    keep: tuple[Strike, ...]  # issued strikes that stand
+    withdraw: tuple[Strike, ...]  # issued strikes that no longer follow from the evidence: withdraw their notices
+    add: tuple[Strike, ...]  # new strikes, oldest first
+
+
 def evaluate(incidents: Iterable[Incident], policy: StrikePolicy, excluded: frozenset[str] = frozenset()) -> list[
         Strike]:
-    """All strikes a subject's history leads to, oldest first."""
-    strikes: list[Strike] = []
-    for inc in sorted((i for i in incidents if i.key not in excluded), key=lambda i: (i.at, i.key)):
-        last = strikes[-1] if strikes else None
-        level = _next_level(last, inc.at, policy)
+    """All strikes a subject's history leads to when nothing was issued yet, oldest first."""
+    return list(plan([i for i in incidents if i.key not in excluded], policy).add)
+
+
+def plan(incidents: Iterable[Incident], policy: StrikePolicy, issued: Iterable[Strike] = (),
+         voided_windows: frozenset[datetime] = frozenset()) -> Plan:
+    """Extend the issued (active) strikes with what the incidents lead to; see the module docstring."""
+    valid = {i.key: i for i in incidents if i.window is None or i.window not in voided_windows}
+    standing = sorted(issued, key=_order)
+    keep: list[Strike] = []
+    for s in standing:
+        if s.incident not in valid or not _follows(keep[-1] if keep else None, s, policy):
+            break
+        keep.append(s)
+    rest = {s.incident: s for s in standing[len(keep):]}
+    last = keep[-1] if keep else None
+    # an incident that already triggered a strike keeps that strike's date, so a re-evaluation sees the same
+    taken = {s.incident for s in keep}
+    after = sorted((rest[k].issued_at if k in rest else i.at, k) for k, i in valid.items() if k not in taken)
+    if last is not None:
+        after = [x for x in after if x > _order(last)]
+    kept_again: list[Strike] = []
+    add: list[Strike] = []
+    for at, key in after:
+        level = _next_level(last, at, policy)
         if level is None:
             continue
-        cycle = inc.at if level == 1 else last.cycle_start  # type: ignore[union-attr]
-        strikes.append(Strike(level, cycle, inc.at, inc.key))
-    return strikes
+        cycle = at if level == 1 or last is None else last.cycle_start
+        old = rest.get(key)
+        if old is not None and (old.level, old.cycle_start) == (level, cycle):
+            last = old
+            kept_again.append(old)
+        else:
+            last = Strike(level, cycle, at, key)
+            add.append(last)
+    withdraw = tuple(s for s in standing[len(keep):] if s not in kept_again)
+    return Plan(tuple(keep) + tuple(kept_again), withdraw, tuple(add))
+
+
+def _order(s: Strike) -> tuple[datetime, str]:
+    return s.issued_at, s.incident
+
+
+def _follows(last: Strike | None, s: Strike, p: StrikePolicy) -> bool:
+    """Whether an issued strike still follows its predecessor, as the walk would have made it."""
+    if _next_level(last, s.issued_at, p) != s.level:
+        return False
+    return s.cycle_start == (s.issued_at if s.level == 1 or last is None else last.cycle_start)
 
 
 def _next_level(last: Strike | None, at: datetime, p: StrikePolicy) -> int | None:

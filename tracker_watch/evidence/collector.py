@@ -134,6 +134,9 @@ class Collector:
             st.peer_id = st.peer_id or pid
             if e.piece in st.verified_pieces:
                 continue
+            if st.best is None or st.best.rank < Grade.HANDSHAKE.rank:
+                # blocks only flow over a completed handshake: say so first, should no snapshot have caught it
+                self._emit(e.swarm, peer, st, Grade.HANDSHAKE, e.at)
             st.verified_pieces.add(e.piece)
             st.pieces_verified += 1
             st.bytes_verified += nbytes

@@ -22,8 +22,8 @@ from tracker_watch.config import NoticeSettings
 _log = log.get("tracker_watch.notices")
 
 _DUE = """
-    SELECT n.id, n.idempotency_key, n.xml, n.json, n.attempts, i.name AS isp, i.webhook_url, i.drop_dir, i.format,
-           s.level
+    SELECT n.id, n.kind, n.idempotency_key, n.xml, n.json, n.attempts, i.name AS isp, i.webhook_url, i.drop_dir,
+           i.format, s.level
     FROM notices n JOIN isps i ON i.name = n.isp JOIN strikes s ON s.id = n.strike_id
     WHERE n.state = 'pending' AND n.next_attempt_at <= now()
     ORDER BY n.next_attempt_at, n.id LIMIT $1
@@ -91,7 +91,8 @@ class Outbox:
             if self._http is None:
                 self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout_s))
             headers = {"Content-Type": f"{media}; charset=utf-8", "Idempotency-Key": n["idempotency_key"],
-                       "User-Agent": SOFTWARE, "X-Strike-Level": str(n["level"])}
+                       "User-Agent": SOFTWARE, "X-Strike-Level": str(n["level"]),
+                       "X-Notice-Kind": n["kind"]}
             async with self._http.post(n["webhook_url"], data=body.encode(), headers=headers) as resp:
                 if resp.status >= 300:
                     raise RuntimeError(f"webhook answered HTTP {resp.status}")

@@ -5,26 +5,29 @@
    subscriber whose lease covers its address, port and time, else the bare IP — with its country.
 2. *Evaluate*: for each touched subject, under a row lock on the subject, fold its attributions into
    (work, window) incidents, drop those out of jurisdiction or from a peer that was corrupt in that
-   window, run the pure policy, and make the active strikes equal to its result: missing strikes are
-   inserted (a partial unique index makes a second insert impossible), strikes it no longer yields are
-   marked superseded. Each new strike gets a notice and puts its evidence on legal hold.
+   window, and run the pure policy over them with the subject's issued strikes (`policy.plan`): issued
+   strikes stand, new ones are inserted (a partial unique index makes a second insert impossible), and
+   the few that no longer follow from the evidence are marked superseded, their notices cancelled or, if
+   the ISP may hold them, withdrawn. Each new strike gets a notice and puts its evidence on legal hold.
+3. *Void*: an operator's void, and the re-evaluation it causes, run in one transaction under the same
+   subject lock; the voided strike's window (all the subject's incidents in it) never counts again.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from tracker_watch import log, metrics
 from tracker_watch.config import Settings
 from tracker_watch.domain import policy as pol
 from tracker_watch.domain.evidence import Grade
 from tracker_watch.domain.incidents import window_start
-from tracker_watch.domain.jurisdiction import country_of, covered
+from tracker_watch.ledger.attribution import attribute
 from tracker_watch.ledger.db import Conn
-from tracker_watch.ledger.notice_store import create_notices
+from tracker_watch.ledger.notice_store import create_notices, retire_notices
 
 _log = log.get("tracker_watch.ledger")
 
@@ -36,77 +39,15 @@ _POLICY_INCIDENTS = """
     WHERE a.subject_id = ANY($1::bigint[])
     GROUP BY a.subject_id, a.work_id, a.window_start
 """
-# one node's batch of chain positions: ($1 node, $2 after, $3 up to and including, $4 minimum grade rank)
-_SPAN = """
-    SELECT count(*) AS n, max(chain_seq) AS upto FROM (
-        SELECT chain_seq FROM observations WHERE node = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT $3) s
-"""
-_BATCH = """
-    FROM observations o
-    LEFT JOIN LATERAL (SELECT id, isp, subscriber_ref FROM isp_leases
-                       WHERE prefix >>= o.ip AND ports @> o.port AND valid @> o.observed_at LIMIT 1) l ON true
-    WHERE o.node = $1 AND o.chain_seq > $2 AND o.chain_seq <= $3 AND o.ip IS NOT NULL AND grade_rank(o.grade) >= $4
-"""
-_DISTINCT_KEYS = "SELECT DISTINCT host(o.ip) AS ip, l.isp, l.subscriber_ref" + _BATCH
-# window_start as domain/incidents.py computes it: epoch seconds floored to the window
-_INSERT_ATTRIBUTIONS = """
-    INSERT INTO attributions (observation_id, subject_id, lease_id, target_id, work_id, ip, port, observed_at,
-                              window_start, country, in_jurisdiction)
-    SELECT o.id, coalesce(ss.id, si.id), l.id, o.target_id, t.work_id, o.ip, o.port, o.observed_at,
-           to_timestamp(floor(extract(epoch FROM o.observed_at))::bigint / $5 * $5), c.country, c.inside
-    """ + _BATCH.replace("WHERE o.node", """
-    JOIN targets t ON t.id = o.target_id
-    JOIN unnest($6::text[], $7::text[], $8::bool[]) AS c(ip, country, inside) ON c.ip = host(o.ip)
-    LEFT JOIN subjects ss ON l.id IS NOT NULL AND ss.kind = 'subscriber' AND ss.isp = l.isp
-                             AND ss.subscriber_ref = l.subscriber_ref
-    LEFT JOIN subjects si ON l.id IS NULL AND si.kind = 'ip' AND si.ip = o.ip
-    WHERE o.node""") + """
-    ON CONFLICT (observation_id) DO NOTHING
-    RETURNING subject_id, in_jurisdiction
-"""
-_LIED = """
-    SELECT DISTINCT a.subject_id FROM observations o JOIN attributions a ON a.target_id = o.target_id AND a.ip = o.ip
-    WHERE o.node = $1 AND o.chain_seq > $2 AND o.chain_seq <= $3 AND o.grade = 'corrupt'
+_STRIKES_OF = """
+    SELECT id, subject_id, level, cycle_start, issued_at, incident_key, status
+    FROM strikes WHERE subject_id = ANY($1::bigint[]) AND status IN ('voided', 'active')
 """
 # row locks on the subjects, in id order: they live in the rows, not in the shared lock table, so a chunk of
 # thousands costs little (2,000 advisory locks per transaction took ~0.8 s), and ordering prevents deadlocks
 _LOCK_SUBJECTS = """
     SELECT id FROM subjects WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
 """
-
-
-@functools.lru_cache(maxsize=65536)
-def _country(ip: str, test_country: str) -> str | None:
-    return country_of(ip, test_country)
-
-
-async def _subject_ids(conn: Conn, keys: list[tuple[str, str] | str]) -> dict[tuple[str, str] | str, int]:
-    """Subject ids for subscriber keys (isp, ref) and bare IPs, created where missing; no row is rewritten."""
-    subs = sorted({k for k in keys if isinstance(k, tuple)})
-    ips = sorted({k for k in keys if isinstance(k, str)})
-    out: dict[tuple[str, str] | str, int] = {}
-    for _ in range(2):  # read; insert the missing; read again what a concurrent writer inserted first
-        if subs:
-            for r in await conn.fetch(
-                    "SELECT s.id, s.isp, s.subscriber_ref FROM subjects s JOIN unnest($1::text[], $2::text[]) "
-                    "AS u(isp, ref) ON s.kind = 'subscriber' AND s.isp = u.isp AND s.subscriber_ref = u.ref",
-                    [k[0] for k in subs], [k[1] for k in subs]):
-                out[(r["isp"], r["subscriber_ref"])] = r["id"]
-        if ips:
-            for r in await conn.fetch("SELECT id, host(ip) AS ip FROM subjects WHERE kind = 'ip' "
-                                      "AND ip = ANY($1::text[]::inet[])", ips):
-                out[r["ip"]] = r["id"]
-        subs = [k for k in subs if k not in out]
-        ips = [k for k in ips if k not in out]
-        if not subs and not ips:
-            return out
-        await conn.execute(
-            "INSERT INTO subjects (kind, isp, subscriber_ref) SELECT 'subscriber', isp, ref "
-            "FROM unnest($1::text[], $2::text[]) AS u(isp, ref) ON CONFLICT DO NOTHING",
-            [k[0] for k in subs], [k[1] for k in subs])
-        await conn.execute("INSERT INTO subjects (kind, ip) SELECT 'ip', ip::inet FROM unnest($1::text[]) AS ip "
-                           "ON CONFLICT DO NOTHING", ips)
-    raise RuntimeError("subjects vanished while being attributed")
 
 
 @dataclass
@@ -128,6 +69,29 @@ def strike_policy(settings: Settings) -> pol.StrikePolicy:
 @functools.lru_cache(maxsize=65536)
 def incident_key(work_id: int, start: Any) -> str:
     return f"{work_id}/{start.isoformat()}"
+
+
+@functools.lru_cache(maxsize=65536)
+def key_window(key: str) -> datetime:
+    """The evidence window an incident key names (see incident_key)."""
+    return datetime.fromisoformat(key.split("/", 1)[1])
+
+
+class Retirement(NamedTuple):
+    """Who retires strikes that stop standing, why (audit log), and the cause the ISP is told."""
+
+    actor: str
+    reason: str
+    cause: str  # a key of domain.withdrawals.REASONS
+
+
+_BY_EVIDENCE = Retirement("ledger", "no longer follows from the evidence", "evidence")
+
+
+class VoidResult(NamedTuple):
+    created: int
+    superseded: int
+    withdrawals: int  # withdrawals queued for notices the ISP may hold (the voided strike's and those after it)
 
 
 class StrikeLedger:
@@ -157,47 +121,10 @@ class StrikeLedger:
         report.subjects = len(subjects)
         return report, subjects
 
-    # --- attribution -----------------------------------------------------------------------------
+    # --- attribution ---------------------------------------------------------------------------
     async def attribute(self, limit: int) -> tuple[int, set[int], int, int]:
-        """One batch per node: (rows walked, subjects touched, observations attributed, out of jurisdiction).
-        The rows stay in the server: only each batch's distinct addresses and leases come to Python (for the
-        country lookup and the subjects), then one INSERT … SELECT attributes the whole batch."""
-        walked, touched, counted, foreign = 0, set(), 0, 0
-        async with self.pool.acquire() as conn:
-            for node in [r["node"] for r in await conn.fetch("SELECT node FROM chain_heads ORDER BY node")]:
-                async with conn.transaction():
-                    await conn.execute("INSERT INTO attribution_progress (node, seq) VALUES ($1, 0) "
-                                       "ON CONFLICT (node) DO NOTHING", node)
-                    after = await conn.fetchval("SELECT seq FROM attribution_progress WHERE node = $1 FOR UPDATE",
-                                                node)
-                    span = await conn.fetchrow(_SPAN, node, after, limit)
-                    if not span["n"]:
-                        continue
-                    walked += span["n"]
-                    batch = (node, after, span["upto"], self.min_rank)
-                    subjects, attributed, foreign_here = await self._attribute_batch(conn, batch)
-                    touched |= subjects
-                    counted += attributed
-                    foreign += foreign_here
-                    # a lie in a window already counted against someone: re-evaluate them
-                    touched |= {r["subject_id"] for r in await conn.fetch(_LIED, *batch[:3])}
-                    await conn.execute("UPDATE attribution_progress SET seq = $2 WHERE node = $1", node, span["upto"])
-        return walked, touched, counted, foreign
-
-    async def _attribute_batch(self, conn: Conn, batch: tuple[str, int, int, int]) -> tuple[set[int], int, int]:
-        keys: list[tuple[str, str] | str] = []
-        countries: dict[str, str | None] = {}
-        for r in await conn.fetch(_DISTINCT_KEYS, *batch):
-            keys.append((r["isp"], r["subscriber_ref"]) if r["isp"] is not None else r["ip"])
-            countries[r["ip"]] = _country(r["ip"], self.settings.policy.test_country)
-        if not keys:
-            return set(), 0, 0
-        await _subject_ids(conn, keys)  # create the missing; the INSERT below finds them by key
-        ips = list(countries)
-        inside = [covered(countries[ip], self.settings.policy.jurisdictions) for ip in ips]
-        rows = await conn.fetch(_INSERT_ATTRIBUTIONS, *batch, self.window_s, ips, [countries[ip] for ip in ips],
-                                inside)
-        return {r["subject_id"] for r in rows}, len(rows), sum(1 for r in rows if not r["in_jurisdiction"])
+        """One batch per node: (rows walked, subjects touched, observations attributed, out of jurisdiction)."""
+        return await attribute(self.pool, self.settings, self.min_rank, self.window_s, limit)
 
     # --- evaluation ------------------------------------------------------------------------------
     async def evaluate_subject(self, subject_id: int) -> tuple[int, int]:
@@ -217,41 +144,46 @@ class StrikeLedger:
         async with self.pool.acquire() as conn, conn.transaction():
             # one evaluator per subject at a time (two nodes, a void and the daemon's tick): see _LOCK_SUBJECTS
             await conn.execute(_LOCK_SUBJECTS, subject_ids)
-            incidents: dict[int, list[pol.Incident]] = {s: [] for s in subject_ids}
-            for r in await conn.fetch(_POLICY_INCIDENTS, subject_ids):
-                if r["in_jurisdiction"] and not r["corrupt"]:
-                    incidents[r["subject_id"]].append(pol.Incident(incident_key(r["work_id"], r["window_start"]),
-                                                                   r["at"]))
-            voided: dict[int, set[str]] = {}
-            active: dict[int, dict[tuple[int, Any, str], int]] = {}
-            for r in await conn.fetch("SELECT id, subject_id, level, cycle_start, incident_key, status FROM strikes "
-                                      "WHERE subject_id = ANY($1::bigint[]) AND status IN ('voided', 'active')",
-                                      subject_ids):
-                if r["status"] == "voided":
-                    voided.setdefault(r["subject_id"], set()).add(r["incident_key"])
-                else:
-                    active.setdefault(r["subject_id"], {})[(r["level"], r["cycle_start"], r["incident_key"])] = r["id"]
-            superseded: list[int] = []
-            wanted: list[tuple[int, pol.Strike]] = []
-            for subject in subject_ids:
-                desired = {(s.level, s.cycle_start, s.incident): s for s in pol.evaluate(
-                    sorted(incidents[subject], key=lambda x: (x.at, x.key)), self.policy,
-                    frozenset(voided.get(subject, ())))}
-                mine = active.get(subject, {})
-                superseded += [sid for key, sid in mine.items() if key not in desired]
-                wanted += [(subject, s) for key, s in desired.items() if key not in mine]
-            if superseded:
-                await self._supersede(conn, superseded)
-            created = await self._issue(conn, wanted)
-            return created, len(superseded)
+            created, superseded, _ = await self._evaluate_locked(conn, subject_ids, _BY_EVIDENCE)
+            return created, superseded
 
-    async def _supersede(self, conn: Conn, strike_ids: list[int]) -> None:
+    async def _evaluate_locked(self, conn: Conn, subject_ids: list[int], why: Retirement) -> tuple[int, int, int]:
+        """Plan each subject's strikes from its incidents and issued strikes; (created, superseded, withdrawals)."""
+        incidents: dict[int, list[pol.Incident]] = {s: [] for s in subject_ids}
+        for r in await conn.fetch(_POLICY_INCIDENTS, subject_ids):
+            if r["in_jurisdiction"] and not r["corrupt"]:
+                incidents[r["subject_id"]].append(pol.Incident(incident_key(r["work_id"], r["window_start"]),
+                                                               r["at"], r["window_start"]))
+        voided: dict[int, set[datetime]] = {}
+        active: dict[int, dict[pol.Strike, int]] = {}
+        for r in await conn.fetch(_STRIKES_OF, subject_ids):
+            if r["status"] == "voided":
+                voided.setdefault(r["subject_id"], set()).add(key_window(r["incident_key"]))
+            else:
+                strike = pol.Strike(r["level"], r["cycle_start"], r["issued_at"], r["incident_key"])
+                active.setdefault(r["subject_id"], {})[strike] = r["id"]
+        superseded: list[int] = []
+        wanted: list[tuple[int, pol.Strike]] = []
+        for subject in subject_ids:
+            mine = active.get(subject, {})
+            plan = pol.plan(incidents[subject], self.policy, mine, frozenset(voided.get(subject, ())))
+            superseded += [mine[s] for s in plan.withdraw]
+            wanted += [(subject, s) for s in plan.add]
+        withdrawals = await self._supersede(conn, superseded, why) if superseded else 0
+        created = await self._issue(conn, wanted)
+        return created, len(superseded), withdrawals
+
+    async def _supersede(self, conn: Conn, strike_ids: list[int], why: Retirement) -> int:
         metrics.STRIKES_SUPERSEDED.inc(len(strike_ids))
         await conn.execute(
-            "UPDATE strikes SET status = 'superseded', changed_at = now(), changed_by = 'ledger', "
-            "reason = 'no longer follows from the evidence' WHERE id = ANY($1::bigint[])", strike_ids)
-        await conn.execute("UPDATE notices SET state = 'cancelled' WHERE strike_id = ANY($1::bigint[]) "
-                           "AND state IN ('pending', 'held', 'failed')", strike_ids)
+            "UPDATE strikes SET status = 'superseded', changed_at = now(), changed_by = $2, reason = $3 "
+            "WHERE id = ANY($1::bigint[])", strike_ids, why.actor, why.reason)
+        await conn.execute(
+            "INSERT INTO audit_log (actor, action, object, detail) SELECT $1, 'strike.supersede', 'strike:' || id, "
+            "jsonb_build_object('reason', $2::text) FROM unnest($3::bigint[]) AS id", why.actor, why.reason, strike_ids)
+        for sid in strike_ids:
+            _log.info("strike_superseded", strike=sid, reason=why.reason)
+        return len(await retire_notices(conn, strike_ids, why.cause))
 
     async def _issue(self, conn: Conn, wanted: list[tuple[int, pol.Strike]]) -> int:
         """Insert the new strikes (a unique index makes a second one impossible), hold their evidence, and
@@ -286,19 +218,26 @@ class StrikeLedger:
             [window_start(r["issued_at"], self.window_s) for r in strikes])
 
     # --- operator actions ------------------------------------------------------------------------
-    async def void(self, strike_id: int, actor: str, reason: str) -> tuple[int, int] | None:
-        """Void an active strike (the dispute is upheld), log it, and re-derive what follows."""
+    async def void(self, strike_id: int, actor: str, reason: str) -> VoidResult | None:
+        """Void an active strike (the dispute is upheld): its window never counts again, its notice is
+        cancelled or withdrawn, and what followed it is re-derived — all in one transaction, logged."""
         async with self.pool.acquire() as conn, conn.transaction():
+            subject = await conn.fetchval("SELECT subject_id FROM strikes WHERE id = $1", strike_id)
+            if subject is None:
+                return None
+            await conn.execute(_LOCK_SUBJECTS, [subject])
             row = await conn.fetchrow(
                 "UPDATE strikes SET status = 'voided', changed_at = now(), changed_by = $2, reason = $3 "
                 "WHERE id = $1 AND status = 'active' RETURNING subject_id", strike_id, actor, reason)
             if row is None:
                 return None
-            await conn.execute("UPDATE notices SET state = 'cancelled' WHERE strike_id = $1 "
-                               "AND state IN ('pending', 'held', 'failed')", strike_id)
+            withdrawn = len(await retire_notices(conn, [strike_id], "voided"))
             await conn.execute("INSERT INTO audit_log (actor, action, object, detail) VALUES ($1, 'strike.void', $2, "
                                "jsonb_build_object('reason', $3::text))", actor, f"strike:{strike_id}", reason)
-        return await self.evaluate_subject(int(row["subject_id"]))
+            _log.info("strike_voided", strike=strike_id, actor=actor)
+            why = Retirement(actor, f"rested on strike {strike_id}, which was voided", "rested_on_void")
+            created, superseded, more = await self._evaluate_locked(conn, [int(subject)], why)
+        return VoidResult(created, superseded, withdrawn + more)
 
     async def rebuild(self) -> TickReport:
         """Re-derive attributions and strikes from the evidence alone; a sound ledger comes out unchanged."""

@@ -152,11 +152,21 @@ class Swarm:
 
     def on_piece_finished(self, piece: int) -> None:
         if self.pieces is not None:
+            self.read_identities()
             self.pieces.piece_finished(piece, self.handle)
 
     def on_hash_failed(self, piece: int) -> None:
         if self.pieces is not None:
+            self.read_identities()
             self.pieces.hash_failed(piece)
+
+    def read_identities(self) -> None:
+        """Sample the connected peers now, before a piece settles. A piece can complete before the first
+        sample (a target registered by .torrent wants one the moment a seeder connects); reading its senders
+        first gives the collector a handshake row and their client, peer id and our address, so the rows that
+        credit or blame them carry all of it."""
+        if not self.closed:
+            self.sample_now()
 
     def on_read_piece(self, alert: Any) -> None:
         if self.pieces is not None:
