@@ -42,6 +42,13 @@ API_SECONDS = Histogram("tracker_watch_api_request_duration_seconds", "API reque
 PAYLOAD_DELETED = Counter("tracker_watch_payload_deletions_total",
                           "Torrents re-added empty after their verified pieces were deleted.")
 LIMIT_HITS = Counter("tracker_watch_limit_hits_total", "Times a configured bound was reached, by limit.", ["limit"])
+PEERS_REFUSED = Counter("tracker_watch_peers_refused_total",
+                        "Peer addresses neither dialled nor recorded: the address policy forbids them "
+                        "(private, loopback, reserved …, see swarm.allowed_networks), by who named them.",
+                        ["source"])
+TRACKERS_REFUSED = Counter("tracker_watch_trackers_refused_total",
+                           "Tracker URLs not announced to: malformed, too many, or a host the address policy "
+                           "forbids.")
 
 # Refreshed from PostgreSQL by DatabaseGauges (the numbers every node agrees on).
 OBSERVATIONS_DROPPED = Counter("tracker_watch_observations_dropped_total",
@@ -140,6 +147,8 @@ def init_label_sets() -> None:
         LIMIT_HITS.labels(limit=limit)
     for reason in ("spool_full", "spool_error"):
         OBSERVATIONS_DROPPED.labels(reason=reason)
+    for source in ("tracker", "dht", "pex", "incoming"):
+        PEERS_REFUSED.labels(source=source)
     for change in ("taken", "released", "lost"):
         LEASE_CHANGES.labels(change=change)
 

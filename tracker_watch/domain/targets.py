@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tracker_watch.domain import bencode
+from tracker_watch.domain import trackers as trackers_mod
 
 Kind = Literal["hex", "magnet", "torrent"]
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -92,9 +93,7 @@ def parse_magnet(text: str) -> TargetSpec:
             v2 = _btmh(xt[9:])
     if v1 is None and v2 is None:
         raise TargetParseError("magnet link has no xt=urn:btih:… or xt=urn:btmh:… parameter")
-    trackers = tuple(dict.fromkeys(t for t in params.get("tr", []) if t))
-    for url in trackers:
-        _check_tracker_url(url)
+    trackers = _tracker_list(params.get("tr", []), strict=True)
     names = params.get("dn", [])
     return TargetSpec(kind="magnet", infohash_v1=v1, infohash_v2=v2,
                       display_name=names[0] if names and names[0] else None, trackers=trackers)
@@ -118,9 +117,15 @@ def _btmh(value: str) -> bytes:
 
 
 def _check_tracker_url(url: str) -> None:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https", "udp") or not parts.hostname:
-        raise TargetParseError(f"tracker {url[:120]!r} is not an http(s):// or udp:// URL")
+    _tracker_list([url], strict=True)
+
+
+def _tracker_list(urls: list[str], strict: bool) -> tuple[str, ...]:
+    """Validated, credentials removed, at most trackers.MAX_TRACKERS (see domain/trackers.py)."""
+    try:
+        return trackers_mod.clean_tracker_list(urls, strict)
+    except trackers_mod.TrackerUrlError as exc:
+        raise TargetParseError(str(exc)) from None
 
 
 def parse_torrent(data: bytes) -> TargetSpec:
@@ -142,7 +147,7 @@ def parse_torrent(data: bytes) -> TargetSpec:
     for tier in tiers if isinstance(tiers, list) else []:
         if isinstance(tier, list):
             trackers += [t.decode("utf-8", "replace") for t in tier if isinstance(t, bytes)]
-    trackers = [t for t in dict.fromkeys(trackers) if _is_tracker_url(t)]
+    trackers = list(_tracker_list(trackers, strict=False))
     return TargetSpec(
         kind="torrent",
         infohash_v1=hashlib.sha1(info_raw).digest() if has_v1 else None,
