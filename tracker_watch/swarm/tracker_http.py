@@ -13,6 +13,7 @@ past MAX_REPLY_BYTES.
 
 from __future__ import annotations
 
+import errno
 import socket
 import urllib.parse
 from collections.abc import Callable
@@ -40,7 +41,8 @@ class PolicyResolver(AbstractResolver):
         results = await self._inner.resolve(host, port, family)
         allowed = [r for r in results if self._allows(r["host"])]
         if not allowed:
-            raise OSError(f"tracker host {host} has no address the address policy allows")
+            # aiohttp reports strerror only: "Cannot connect to host h:p ssl:… [<strerror>]"
+            raise OSError(errno.EACCES, f"{host} has no address the address policy allows")
         return allowed
 
     async def close(self) -> None:
