@@ -118,7 +118,8 @@ async def test_stray_datagrams_are_ignored(hostile: HostileTracker,
 async def test_a_2_mib_list_is_capped_and_handed_over_in_slices(
         hostile: HostileTracker, make: Make) -> None:
     flood = [(f"8.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255 or 1}", 6881) for i in range(MAX_REPLY_BYTES // 6 - 10)]
-    hostile.script = lambda path: segmented(reply_body(flood), size=64 * 1024)
+    reply = segmented(reply_body(flood), size=64 * 1024)  # built once: the tracker shares our loop
+    hostile.script = lambda path: reply
     ticks = [0]
     seen_at: list[int] = []
     a, found = await started(make(numwant=1000, also=lambda: seen_at.append(ticks[0])))
