@@ -65,3 +65,12 @@ async def test_libtorrent_ip_filter_follows_the_policy(eut: EngineUnderTest) -> 
         assert ipf.access(ip) == 1, ip
     for ip in ("127.0.0.11", "127.0.0.2", "8.8.8.8", "2a00:1450::1"):
         assert ipf.access(ip) == 0, ip
+
+
+def test_our_own_addresses_are_blocked_unless_a_lab_allows_them() -> None:
+    from tracker_watch.domain.addresses import STRICT, AddressPolicy
+    from tracker_watch.swarm.settings import ip_filter
+
+    assert ip_filter(STRICT, {"203.0.114.5"}).access("203.0.114.5") == 1  # a lister naming us: never dialled
+    assert ip_filter(STRICT, {"203.0.114.5"}).access("203.0.114.6") == 0
+    assert ip_filter(AddressPolicy.from_settings(["::1/128"]), {"::1"}).access("::1") == 0

@@ -25,7 +25,7 @@ from tracker_watch.domain.peers import Endpoint, PeerEvent
 from tracker_watch.domain.targets import TorrentMeta, meta_from_info
 from tracker_watch.swarm.alerts import AlertPump
 from tracker_watch.swarm.planner import PiecePlanner
-from tracker_watch.swarm.settings import apply_zero_upload_peer_classes, new_session, session_settings
+from tracker_watch.swarm.settings import apply_zero_upload_peer_classes, ip_filter, new_session, session_settings
 from tracker_watch.swarm.swarm import PRIORITY_WANTED, Swarm, SwarmSpec, endpoint
 
 _log = log.get("tracker_watch.swarm")
@@ -267,14 +267,8 @@ class SwarmEngine:
     def _apply_ip_filter(self) -> None:
         """The address policy inside libtorrent too: peers it learns by itself (PEX) and incoming
         connections from forbidden addresses are refused before they reach us."""
-        if self.session is None:
-            return
-        ipf = lt.ip_filter()
-        for first, last, blocked in self.policy.filter_ranges():
-            ipf.add_rule(first, last, 1 if blocked else 0)  # later rules override earlier ones
-        for ip in self.policy.own_blocks(self.own_ips):
-            ipf.add_rule(ip, ip, 1)
-        self.session.set_ip_filter(ipf)
+        if self.session is not None:
+            self.session.set_ip_filter(ip_filter(self.policy, self.own_ips))
 
     def _alerts_dropped(self, a: Any) -> None:
         self.alerts_dropped += 1
