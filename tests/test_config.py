@@ -17,6 +17,7 @@ def test_defaults_contact_nobody() -> None:
     assert s.swarm.dht_bootstrap_nodes == []
     assert s.trackers.extra == []
     assert s.database.dsn == ""
+    assert s.swarm.allowed_networks == []  # global unicast peers and trackers only
 
 
 def test_file_then_environment(tmp_path: Path) -> None:
@@ -48,6 +49,10 @@ def test_file_then_environment(tmp_path: Path) -> None:
     ("", {"TRACKER_WATCH_SWARM_NOPE": "1"}, r"unknown key swarm\.nope"),
     ("[node]\nname = \"bad name!\"\n", {}, r"node\.name: 'bad name!' does not match"),
     ("not toml [", {}, r"not valid TOML"),
+    ("[swarm]\nallowed_networks = [\"10.0.0.0/33\"]\n", {}, r"swarm\.allowed_networks: '10\.0\.0\.0/33' is not"),
+    ("", {"TRACKER_WATCH_SWARM_DENIED_NETWORKS": "10.0.0.1/8"}, r"swarm\.denied_networks: '10\.0\.0\.1/8'"),
+    ("[trackers]\nextra = [\"udp://t.example\"]\n", {}, r"trackers\.extra: .*needs a port"),
+    ("[trackers]\nextra = [\"http://t.example/a\\r\\nX: 1\"]\n", {}, r"trackers\.extra: .*control characters"),
 ])
 def test_errors_name_the_key(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
     path = tmp_path / "tw.toml"

@@ -148,6 +148,7 @@ outgoing_interfaces = ["127.0.0.2"]
 dht_enabled = false
 peer_refresh_s = 2.0
 payload_dir = "{tmp_path / 'payload'}"
+allowed_networks = ["127.0.0.0/8"]
 [trackers]
 min_interval_s = 2.0
 max_interval_s = 4.0

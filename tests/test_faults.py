@@ -103,7 +103,8 @@ def _config(tmp: Path, dsn: str, schema: str, name: str, ip: str, **extra: dict[
         "database": {"dsn": dsn, "schema": schema},
         "log": {"format": "json", "level": "info"},
         "swarm": {"listen_interfaces": [f"{ip}:0"], "outgoing_interfaces": [ip], "dht_enabled": False,
-                  "peer_refresh_s": 2.0, "payload_dir": str(tmp / name / "payload")},
+                  "peer_refresh_s": 2.0, "payload_dir": str(tmp / name / "payload"),
+                  "allowed_networks": ["127.0.0.0/8"]},  # the local swarm is on loopback
         "trackers": {"min_interval_s": 2.0, "max_interval_s": 4.0},
         "collector": {"flush_interval_s": 0.2},
         "daemon": {"target_poll_s": 0.5},

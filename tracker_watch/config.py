@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from tracker_watch.config_values import ConfigError as ConfigError
 from tracker_watch.config_values import EnvText, convert, name, show
+from tracker_watch.domain.addresses import AddressPolicy, AddressPolicyError
+from tracker_watch.domain.trackers import TrackerUrlError, clean_tracker_url
 
 ENV_PREFIX = "TRACKER_WATCH_"
 # Environment variables with our prefix that are not settings.
@@ -106,6 +108,14 @@ class SwarmSettings:
         "How often connected peers of a swarm are re-read for their advertised pieces.", min=1.0, max=3600.0))
     max_peers_per_swarm: int = field(default=500, metadata=_doc(
         "Peer addresses tracked (and connections made) per swarm; more are counted as a limit hit.", min=2, max=65535))
+    allowed_networks: list[str] = field(default_factory=list, metadata=_doc(
+        "Networks (CIDR) outside global unicast whose addresses may still be dialled and recorded as peers "
+        "and used as trackers. Empty: none, so private, loopback, link-local, carrier-grade NAT, multicast "
+        "and reserved addresses that trackers, the DHT or peers name are ignored. Local test swarms and "
+        "labs name theirs, e.g. [\"127.0.0.0/8\", \"::1/128\"]."))
+    denied_networks: list[str] = field(default_factory=list, metadata=_doc(
+        "Networks (CIDR) never dialled nor recorded even when global (e.g. your own data centre's); they "
+        "override allowed_networks."))
 
 
 @dataclass(frozen=True)
@@ -360,8 +370,14 @@ def _cross_checks(s: Settings) -> None:
     for item in s.swarm.dht_bootstrap_nodes:
         parse_endpoint("swarm.dht_bootstrap_nodes", item, host_names=True)
     for url in s.trackers.extra:
-        if not re.match(r"^(https?|udp)://", url):
-            raise ConfigError(f"trackers.extra: {show(url)} is not an http(s):// or udp:// tracker URL")
+        try:
+            clean_tracker_url(url)
+        except TrackerUrlError as exc:
+            raise ConfigError(f"trackers.extra: {exc}") from None
+    try:
+        AddressPolicy.from_settings(s.swarm.allowed_networks, s.swarm.denied_networks)
+    except AddressPolicyError as exc:
+        raise ConfigError(str(exc)) from None
     for code in s.policy.jurisdictions:
         if not re.fullmatch(r"[A-Z]{2}", code):
             raise ConfigError(f"policy.jurisdictions: {show(code)} is not an ISO 3166 alpha-2 code (e.g. \"KZ\")")

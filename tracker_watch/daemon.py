@@ -92,11 +92,11 @@ class Daemon:
         self.batcher.start()
         self.collector = Collector(s.node.name, SOFTWARE, self.batcher.put, s.collector.reobserve_s,
                                    change_gap_s=s.swarm.peer_refresh_s)
-        self.engine = SwarmEngine(s, self.collector.handle, on_metadata=self._on_metadata)
+        self.engine = engine = SwarmEngine(s, self.collector.handle, on_metadata=self._on_metadata)
         await self.engine.start()
         local_ip = s.swarm.outgoing_interfaces[0] if s.swarm.outgoing_interfaces else None
         self.announcer = Announcer(s.trackers, self.engine.add_peer, self.engine.listen_port, self.engine.peer_id,
-                                   local_ip)
+                                   local_ip, policy=self.engine.policy, own_ips=lambda: engine.own_ips)
         await self.announcer.start()
         self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
                                    s.daemon.target_poll_s, actor=f"node:{s.node.name}")

@@ -44,6 +44,13 @@ PAYLOAD_DELETED = Counter("tracker_watch_payload_deletions_total",
 ALERT_HANDLER_ERRORS = Counter("tracker_watch_alert_handler_errors_total",
                                "libtorrent alerts whose handler failed (the rest of the batch is still handled).")
 LIMIT_HITS = Counter("tracker_watch_limit_hits_total", "Times a configured bound was reached, by limit.", ["limit"])
+PEERS_REFUSED = Counter("tracker_watch_peers_refused_total",
+                        "Peer addresses neither dialled nor recorded: the address policy forbids them "
+                        "(private, loopback, reserved …, see swarm.allowed_networks), by who named them.",
+                        ["source"])
+TRACKERS_REFUSED = Counter("tracker_watch_trackers_refused_total",
+                           "Tracker URLs not announced to: malformed, too many, or a host the address policy "
+                           "forbids.")
 
 # Refreshed from PostgreSQL by DatabaseGauges (the numbers every node agrees on).
 OBSERVATIONS_DROPPED = Counter("tracker_watch_observations_dropped_total",
@@ -142,6 +149,8 @@ def init_label_sets() -> None:
         LIMIT_HITS.labels(limit=limit)
     for reason in ("spool_full", "spool_error"):
         OBSERVATIONS_DROPPED.labels(reason=reason)
+    for source in ("tracker", "dht", "pex", "incoming"):
+        PEERS_REFUSED.labels(source=source)
     for change in ("taken", "released", "lost"):
         LEASE_CHANGES.labels(change=change)
 

@@ -64,3 +64,27 @@ def test_udp_packets() -> None:
         tp.parse_udp_announce_reply(reply, 11, ipv6=False)
     with pytest.raises(tp.TrackerError, match="banned"):
         tp.parse_udp_announce_reply(struct.pack(">II", 3, 10) + b"banned", 10, ipv6=False)
+
+
+def test_a_flood_of_peers_is_capped_and_counted_not_parsed() -> None:
+    n = 2 * 2**20 // 6  # a 2 MiB compact list
+    blob = b"".join(struct.pack(">4sH", bytes([8, 8, i >> 8 & 255, i & 255]), 6881) for i in range(n))
+    reply = tp.parse_http_reply(bencode.encode({b"interval": 60, b"peers": blob}), max_peers=200)
+    assert len(reply.peers) == 200
+    assert reply.omitted == n - 200
+    six = tp.parse_http_reply(bencode.encode({b"interval": 60, b"peers": blob[:600],
+                                              b"peers6": (bytes(15) + b"\x01\x1a\xe1") * 50}), max_peers=120)
+    assert len(six.peers) == 120
+    assert six.omitted == 30
+    listed = tp.parse_http_reply(bencode.encode({b"interval": 5, b"peers": [
+        {b"ip": b"8.8.8.8", b"port": p} for p in range(1, 1001)]}), max_peers=10)
+    assert len(listed.peers) == 10
+    assert listed.omitted == 990
+    udp = struct.pack(">IIIII", tp.ACTION_ANNOUNCE, 9, 60, 0, 0) + blob[:6000]
+    assert tp.parse_udp_announce_reply(udp, 9, ipv6=False, max_peers=5).omitted == 995
+
+
+def test_stray_datagrams_are_recognised() -> None:
+    assert tp.udp_reply_matches(struct.pack(">II", tp.ACTION_CONNECT, 77) + bytes(8), 77)
+    assert not tp.udp_reply_matches(struct.pack(">II", tp.ACTION_CONNECT, 78) + bytes(8), 77)
+    assert not tp.udp_reply_matches(b"junk", 77)

@@ -11,11 +11,13 @@ from tests.swarm.helpers import wait_for
 from tracker_watch.config import TrackerSettings
 from tracker_watch.demo.tracker import LocalTracker
 from tracker_watch.domain import tracker_proto as tp
+from tracker_watch.domain.addresses import LOOPBACK_NETWORKS, AddressPolicy
 from tracker_watch.domain.evidence import Source
 from tracker_watch.domain.peers import Endpoint
 from tracker_watch.swarm.announcer import Announcer, AnnounceTarget
 
 IH = b"\x42" * 20
+LOOPBACK = AddressPolicy.from_settings(LOOPBACK_NETWORKS)
 Found = list[tuple[str, Endpoint, Source, str]]
 AnnouncerAndFound = tuple[Announcer, Found]
 
@@ -35,7 +37,8 @@ async def announcer() -> AsyncIterator[AnnouncerAndFound]:
     found: Found = []
     a = Announcer(TrackerSettings(min_interval_s=1, max_interval_s=2, timeout_s=3),
                   lambda key, peer, source, url: found.append((key, peer, source, url)),
-                  listen_port=lambda: 6881, peer_id=b"-TW0100-testtesttest", local_ip="127.0.0.2")
+                  listen_port=lambda: 6881, peer_id=b"-TW0100-testtesttest", local_ip="127.0.0.2",
+                  policy=LOOPBACK)
     await a.start()
     yield a, found
     await a.stop()

@@ -22,6 +22,7 @@ from tracker_watch.daemon import Daemon
 from tracker_watch.demo.liar import LIAR_IP
 from tracker_watch.demo.strikes import ISP, lease_seeders, show_strikes
 from tracker_watch.demo.swarm import DECOY_IP, LocalSwarm
+from tracker_watch.domain.addresses import LOOPBACK_NETWORKS
 from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger.observations import ObservationStore
 from tracker_watch.ledger.targets import TargetStore
@@ -37,7 +38,9 @@ def demo_settings(state_dir: Path, dsn: str = "", schema: str = "tracker_watch")
         "database": {"dsn": dsn, "schema": schema},
         "log": {"format": "console", "level": "warning"},
         "swarm": {"listen_interfaces": [f"{MONITOR_IP}:0"], "outgoing_interfaces": [MONITOR_IP],
-                  "dht_enabled": False, "peer_refresh_s": 3.0, "payload_dir": str(state_dir / "payload")},
+                  "dht_enabled": False, "peer_refresh_s": 3.0, "payload_dir": str(state_dir / "payload"),
+                  # the local swarm lives on loopback, which a production monitor never dials
+                  "allowed_networks": list(LOOPBACK_NETWORKS)},
         "trackers": {"min_interval_s": 2.0, "max_interval_s": 5.0, "timeout_s": 5.0},
         "collector": {"flush_interval_s": 0.2, "reobserve_s": 60.0},
         "verify": {"redial_s": 5.0},

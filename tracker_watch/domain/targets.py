@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tracker_watch.domain import bencode, torrents
+from tracker_watch.domain import trackers as trackers_mod
 from tracker_watch.domain.torrents import TorrentMeta
 
 Kind = Literal["hex", "magnet", "torrent"]
@@ -84,9 +85,7 @@ def parse_magnet(text: str) -> TargetSpec:
     v2 = next(iter(v2s), None)
     if v1 is None and v2 is None:
         raise TargetParseError("magnet link has no xt=urn:btih:… or xt=urn:btmh:… parameter")
-    trackers = tuple(dict.fromkeys(t for t in params.get("tr", []) if t))
-    for url in trackers:
-        _check_tracker_url(url)
+    trackers = _tracker_list(params.get("tr", []), strict=True)
     names = params.get("dn", [])
     return TargetSpec(kind="magnet", infohash_v1=v1, infohash_v2=v2,
                       display_name=names[0] if names and names[0] else None, trackers=trackers)
@@ -112,13 +111,12 @@ def _btmh(value: str) -> bytes:
     return bytes.fromhex(value[4:])
 
 
-def _check_tracker_url(url: str) -> None:
+def _tracker_list(urls: list[str], strict: bool) -> tuple[str, ...]:
+    """Validated, credentials removed, at most trackers.MAX_TRACKERS (see domain/trackers.py)."""
     try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # e.g. "http://[::1/announce"
-        raise TargetParseError(f"tracker {url[:120]!r} is not a valid URL") from None
-    if parts.scheme not in ("http", "https", "udp") or not parts.hostname:
-        raise TargetParseError(f"tracker {url[:120]!r} is not an http(s):// or udp:// URL")
+        return trackers_mod.clean_tracker_list(urls, strict)
+    except trackers_mod.TrackerUrlError as exc:
+        raise TargetParseError(str(exc)) from None
 
 
 def parse_torrent(data: bytes) -> TargetSpec:
@@ -143,17 +141,8 @@ def parse_torrent(data: bytes) -> TargetSpec:
     for tier in tiers if isinstance(tiers, list) else []:
         if isinstance(tier, list):
             trackers += [t.decode("utf-8", "replace") for t in tier if isinstance(t, bytes)]
-    trackers = [t for t in dict.fromkeys(trackers) if _is_tracker_url(t)]
     return TargetSpec(kind="torrent", infohash_v1=v1, infohash_v2=v2, display_name=checked.meta.name,
-                      trackers=tuple(trackers), info=info_raw, meta=checked.meta)
-
-
-def _is_tracker_url(url: str) -> bool:
-    try:
-        _check_tracker_url(url)
-    except TargetParseError:
-        return False
-    return True
+                      trackers=_tracker_list(trackers, strict=False), info=info_raw, meta=checked.meta)
 
 
 def meta_from_info(info_raw: bytes) -> TorrentMeta:

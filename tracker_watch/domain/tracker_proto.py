@@ -16,6 +16,9 @@ from tracker_watch.domain import bencode
 UDP_MAGIC = 0x41727101980
 ACTION_CONNECT, ACTION_ANNOUNCE, ACTION_ERROR = 0, 1, 3
 EVENTS = {"": 0, "completed": 1, "started": 2, "stopped": 3}
+# Peers taken from one reply: numwant is at most 2000, and a tracker that lists more than that (a 2 MiB
+# compact list is 350,000 entries) is flooding, not answering. The rest is counted, never parsed.
+MAX_PEERS_PER_REPLY = 2000
 
 
 class TrackerError(ValueError):
@@ -41,6 +44,7 @@ class AnnounceReply:
     complete: int | None = None
     incomplete: int | None = None
     warning: str | None = None
+    omitted: int = 0  # peers listed beyond the cap, never parsed
 
 
 def http_announce_url(base: str, req: AnnounceRequest) -> str:
@@ -55,7 +59,7 @@ def http_announce_url(base: str, req: AnnounceRequest) -> str:
     return base + sep + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
 
 
-def parse_http_reply(body: bytes) -> AnnounceReply:
+def parse_http_reply(body: bytes, max_peers: int = MAX_PEERS_PER_REPLY) -> AnnounceReply:
     try:
         doc = bencode.decode(body)
     except bencode.BencodeError as exc:
@@ -68,28 +72,32 @@ def parse_http_reply(body: bytes) -> AnnounceReply:
     if not isinstance(interval, int) or interval < 0:
         raise TrackerError("reply has no valid 'interval'")
     min_interval = doc.get(b"min interval")
-    peers = list(_peers_v4(doc.get(b"peers", b"")))
+    peers, omitted = _peers_v4(doc.get(b"peers", b""), max_peers)
     peers6 = doc.get(b"peers6", b"")
     if isinstance(peers6, bytes):
-        peers += _compact(peers6, 16)
+        more, omitted6 = _compact(peers6, 16, max_peers - len(peers))
+        peers, omitted = peers + more, omitted + omitted6
     warning = doc.get(b"warning message")
     return AnnounceReply(
         interval=interval, min_interval=min_interval if isinstance(min_interval, int) else None,
         peers=tuple(peers), complete=_int_or_none(doc.get(b"complete")),
         incomplete=_int_or_none(doc.get(b"incomplete")),
-        warning=warning.decode("utf-8", "replace")[:200] if isinstance(warning, bytes) else None)
+        warning=warning.decode("utf-8", "replace")[:200] if isinstance(warning, bytes) else None,
+        omitted=omitted)
 
 
 def _int_or_none(v: object) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def _peers_v4(value: object) -> list[tuple[str, int]]:
+def _peers_v4(value: object, max_peers: int) -> tuple[list[tuple[str, int]], int]:
     if isinstance(value, bytes):
-        return _compact(value, 4)
+        return _compact(value, 4, max_peers)
     if isinstance(value, list):  # non-compact list of dicts
-        out = []
-        for entry in value:
+        out: list[tuple[str, int]] = []
+        for n, entry in enumerate(value):
+            if len(out) >= max_peers:
+                return out, len(value) - n
             if isinstance(entry, dict) and isinstance(entry.get(b"ip"), bytes) and isinstance(entry.get(b"port"), int):
                 try:
                     ip = str(ipaddress.ip_address(entry[b"ip"].decode("ascii")))
@@ -97,21 +105,23 @@ def _peers_v4(value: object) -> list[tuple[str, int]]:
                     continue  # host names are not peers we can attribute; skip
                 if 0 < entry[b"port"] < 65536:
                     out.append((ip, entry[b"port"]))
-        return out
+        return out, 0
     raise TrackerError("'peers' is neither a compact string nor a list")
 
 
-def _compact(blob: bytes, addr_len: int) -> list[tuple[str, int]]:
+def _compact(blob: bytes, addr_len: int, max_peers: int) -> tuple[list[tuple[str, int]], int]:
+    """Up to max_peers (address, port) pairs, and how many entries were left unparsed."""
     step = addr_len + 2
     if len(blob) % step:
         raise TrackerError(f"compact peer list length {len(blob)} is not a multiple of {step}")
+    end = min(len(blob), max(max_peers, 0) * step)
     out = []
-    for i in range(0, len(blob), step):
+    for i in range(0, end, step):
         ip = str(ipaddress.ip_address(blob[i:i + addr_len]))
         (port,) = struct.unpack(">H", blob[i + addr_len:i + step])
         if port:
             out.append((ip, port))
-    return out
+    return out, (len(blob) - end) // step
 
 
 def udp_connect_request(transaction_id: int) -> bytes:
@@ -132,13 +142,21 @@ def udp_announce_request(connection_id: int, transaction_id: int, req: AnnounceR
         0, req.left, 0, EVENTS[req.event], 0, req.key, req.numwant, req.port)
 
 
-def parse_udp_announce_reply(data: bytes, transaction_id: int, ipv6: bool) -> AnnounceReply:
+def parse_udp_announce_reply(data: bytes, transaction_id: int, ipv6: bool,
+                             max_peers: int = MAX_PEERS_PER_REPLY) -> AnnounceReply:
     action, _ = _udp_header(data, transaction_id)
     if action != ACTION_ANNOUNCE or len(data) < 20:
         raise TrackerError("bad UDP announce reply")
     interval, leechers, seeders = struct.unpack(">III", data[8:20])
-    return AnnounceReply(interval=interval, min_interval=None, peers=tuple(_compact(data[20:], 16 if ipv6 else 4)),
-                         complete=seeders, incomplete=leechers)
+    peers, omitted = _compact(data[20:], 16 if ipv6 else 4, max_peers)
+    return AnnounceReply(interval=interval, min_interval=None, peers=tuple(peers),
+                         complete=seeders, incomplete=leechers, omitted=omitted)
+
+
+def udp_reply_matches(data: bytes, transaction_id: int) -> bool:
+    """Is this datagram an answer to our request? Anything else (a stray or forged datagram, a late
+    answer to an earlier request) is ignored while we wait, as BEP 15 clients do."""
+    return len(data) >= 8 and struct.unpack(">I", data[4:8])[0] == transaction_id
 
 
 def _udp_header(data: bytes, transaction_id: int) -> tuple[int, int]:

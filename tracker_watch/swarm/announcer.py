@@ -11,21 +11,25 @@ import asyncio
 import ipaddress
 import os
 import random
+import socket
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 
-from tracker_watch import SOFTWARE, log
+from tracker_watch import SOFTWARE, log, metrics
 from tracker_watch.config import TrackerSettings
 from tracker_watch.domain import tracker_proto as tp
+from tracker_watch.domain.addresses import STRICT, AddressPolicy
 from tracker_watch.domain.evidence import Source, normalize_ip
 from tracker_watch.domain.peers import Endpoint
+from tracker_watch.domain.trackers import MAX_TRACKERS, TrackerUrlError, clean_tracker_url, redact
+from tracker_watch.swarm.tracker_http import PolicyResolver, check_literal_host, get_reply
 
 _log = log.get("tracker_watch.swarm")
-MAX_REPLY_BYTES = 2 * 2**20
 UNKNOWN_LEFT = 2**34  # a leecher that wants everything: some trackers only list seeds to leechers
+PEERS_PER_SLICE = 200  # peers handed to the engine between two yields to the event loop
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,11 @@ class AnnounceTarget:
 
 class Announcer:
     def __init__(self, settings: TrackerSettings, add_peer: Callable[[str, Endpoint, Source, str], None],
-                 listen_port: Callable[[], int], peer_id: bytes, local_ip: str | None = None) -> None:
+                 listen_port: Callable[[], int], peer_id: bytes, local_ip: str | None = None,
+                 policy: AddressPolicy = STRICT, own_ips: Callable[[], set[str]] = set) -> None:
         self.settings = settings
+        self.policy = policy  # which tracker hosts we contact and which listed peers we pass on
+        self._own_ips = own_ips  # our own addresses: never a tracker, never a peer
         self._add_peer = add_peer
         self._listen_port = listen_port
         self._peer_id = peer_id
@@ -50,7 +57,8 @@ class Announcer:
         self.failures = 0
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(local_addr=(self._local_ip, 0) if self._local_ip else None, limit=100)
+        connector = aiohttp.TCPConnector(local_addr=(self._local_ip, 0) if self._local_ip else None, limit=100,
+                                         resolver=PolicyResolver(self.allows))
         self._http = aiohttp.ClientSession(
             connector=connector, headers={"User-Agent": SOFTWARE},
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s))
@@ -66,10 +74,34 @@ class Announcer:
         self.untrack(target.key)
         if not self.settings.enabled:
             return
-        urls = tuple(dict.fromkeys(target.trackers + tuple(self.settings.extra)))
+        urls = self._usable(target.key, target.trackers) + tuple(self.settings.extra)
+        urls = tuple(dict.fromkeys(urls))
         self._tasks[target.key] = [
             asyncio.create_task(self._loop(target.key, url, ih), name=f"announce-{target.key[:8]}")
             for url in urls for ih in target.info_hashes]
+
+    def allows(self, ip: str) -> bool:
+        return self.policy.allows(ip, self._own_ips())
+
+    def _usable(self, key: str, trackers: tuple[str, ...]) -> tuple[str, ...]:
+        """The target's trackers we may announce to: valid, credentials removed, no forbidden literal host,
+        at most MAX_TRACKERS. Stored rows predate these checks, so they are made here too."""
+        out: dict[str, None] = {}
+        for url in dict.fromkeys(trackers):
+            try:
+                clean = clean_tracker_url(url)
+                check_literal_host(clean, self.allows)
+            except (TrackerUrlError, tp.TrackerError) as exc:
+                metrics.TRACKERS_REFUSED.inc()
+                _log.warning("tracker_refused", infohash=key, error=str(exc))
+                continue
+            if len(out) >= MAX_TRACKERS:
+                metrics.TRACKERS_REFUSED.inc()
+                _log.warning("tracker_refused", infohash=key, tracker=redact(clean),
+                             error=f"more than {MAX_TRACKERS} trackers")
+                continue
+            out[clean] = None
+        return tuple(out)
 
     def untrack(self, key: str) -> None:
         for task in self._tasks.pop(key, []):
@@ -88,17 +120,33 @@ class Announcer:
                 failures += 1
                 self.failures += 1
                 delay = min(s.max_interval_s, s.min_interval_s * 2 ** min(failures - 1, 10))
-                _log.info("announce_failed", infohash=key, tracker=url, error=str(exc)[:200] or type(exc).__name__,
-                          retry_in_s=delay)
+                error = (str(exc) or type(exc).__name__).replace(url, redact(url))
+                _log.info("announce_failed", infohash=key, tracker=redact(url), error=error[:200], retry_in_s=delay)
             else:
                 failures, event = 0, ""
                 self.announces += 1
-                for peer in reply.peers:
-                    self._add_peer(key, (normalize_ip(peer[0]), peer[1]), Source.TRACKER, url)
+                await self._deliver(key, url, reply)
                 wanted = reply.min_interval or reply.interval
                 delay = min(max(wanted, s.min_interval_s), s.max_interval_s)
-                _log.debug("announced", infohash=key, tracker=url, peers=len(reply.peers), next_in_s=delay)
             await asyncio.sleep(delay * random.uniform(0.9, 1.0))
+
+    async def _deliver(self, key: str, url: str, reply: tp.AnnounceReply) -> None:
+        """Hand the listed peers the policy allows to the engine, in slices that let the loop breathe."""
+        refused = 0
+        for n, (ip, port) in enumerate(reply.peers):
+            if n and n % PEERS_PER_SLICE == 0:
+                await asyncio.sleep(0)
+            peer = (normalize_ip(ip), port)
+            if not self.allows(peer[0]):
+                refused += 1
+                continue
+            self._add_peer(key, peer, Source.TRACKER, url)
+        if refused:
+            metrics.PEERS_REFUSED.labels(source=Source.TRACKER.value).inc(refused)
+        if refused or reply.omitted:  # a tracker listing internal addresses or flooding us is worth a line
+            _log.info("tracker_peers_refused", infohash=key, tracker=redact(url), refused=refused,
+                      omitted=reply.omitted, listed=len(reply.peers) + reply.omitted)
+        _log.debug("announced", infohash=key, tracker=redact(url), peers=len(reply.peers) - refused)
 
     async def announce(self, url: str, req: tp.AnnounceRequest) -> tp.AnnounceReply:
         scheme = urllib.parse.urlsplit(url).scheme
@@ -110,22 +158,20 @@ class Announcer:
 
     async def _announce_http(self, url: str, req: tp.AnnounceRequest) -> tp.AnnounceReply:
         assert self._http is not None
-        async with self._http.get(tp.http_announce_url(url, req), allow_redirects=True, max_redirects=2) as resp:
-            body = await resp.content.read(MAX_REPLY_BYTES + 1)
-            if len(body) > MAX_REPLY_BYTES:
-                raise tp.TrackerError("reply larger than 2 MiB")
-            if resp.status != 200:
-                raise tp.TrackerError(f"HTTP {resp.status}")
-        return tp.parse_http_reply(body)
+        body = await get_reply(self._http, tp.http_announce_url(url, req), self.allows)
+        if len(body) > 64 * 1024:  # a big list: decode it off the loop (bencode is pure Python)
+            return await asyncio.to_thread(tp.parse_http_reply, body, self.settings.numwant)
+        return tp.parse_http_reply(body, self.settings.numwant)
 
     async def _announce_udp(self, url: str, req: tp.AnnounceRequest) -> tp.AnnounceReply:
         parts = urllib.parse.urlsplit(url)
         if parts.hostname is None or parts.port is None:
             raise tp.TrackerError("UDP tracker URL needs host and port")
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(parts.hostname, parts.port, type=2)  # SOCK_DGRAM
+        infos = await loop.getaddrinfo(parts.hostname, parts.port, type=socket.SOCK_DGRAM)
+        infos = [i for i in infos if self.allows(normalize_ip(str(i[4][0])))]
         if not infos:
-            raise tp.TrackerError("tracker host does not resolve")
+            raise tp.TrackerError(f"tracker host {parts.hostname} has no address the address policy allows")
         family, _, _, _, sockaddr = infos[0]
         addr = (str(sockaddr[0]), int(sockaddr[1]))
         ipv6 = ipaddress.ip_address(addr[0]).version == 6
@@ -135,27 +181,37 @@ class Announcer:
         try:
             tid = int.from_bytes(os.urandom(4), "big")
             transport.sendto(tp.udp_connect_request(tid))
-            conn_id = tp.parse_udp_connect_reply(await proto.receive(self.settings.timeout_s), tid)
+            conn_id = tp.parse_udp_connect_reply(await proto.receive(self.settings.timeout_s, tid), tid)
             tid = int.from_bytes(os.urandom(4), "big")
             transport.sendto(tp.udp_announce_request(conn_id, tid, req))
-            return tp.parse_udp_announce_reply(await proto.receive(self.settings.timeout_s), tid, ipv6)
+            data = await proto.receive(self.settings.timeout_s, tid)
+            return tp.parse_udp_announce_reply(data, tid, ipv6, self.settings.numwant)
         finally:
             transport.close()
 
 
 class _Datagrams(asyncio.DatagramProtocol):
+    """Datagrams from the tracker's address. Any that do not answer our transaction are skipped (BEP 15);
+    a bounded queue, so a flood costs nothing but the datagrams dropped."""
+
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
+        self.ignored = 0
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self.queue.put_nowait(data)
+        if not self.queue.full():
+            self.queue.put_nowait(data)
 
     def error_received(self, exc: Exception) -> None:
-        self.queue.put_nowait(b"")
+        if not self.queue.full():
+            self.queue.put_nowait(b"")
 
-    async def receive(self, timeout: float) -> bytes:
+    async def receive(self, timeout: float, transaction_id: int) -> bytes:
         async with asyncio.timeout(timeout):
-            data = await self.queue.get()
-        if not data:
-            raise tp.TrackerError("UDP tracker unreachable")
-        return data
+            while True:
+                data = await self.queue.get()
+                if not data:
+                    raise tp.TrackerError("UDP tracker unreachable")
+                if tp.udp_reply_matches(data, transaction_id):
+                    return data
+                self.ignored += 1

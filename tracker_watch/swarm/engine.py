@@ -19,13 +19,20 @@ import libtorrent as lt
 
 from tracker_watch import SOFTWARE, log, metrics
 from tracker_watch.config import Settings
+from tracker_watch.domain.addresses import AddressPolicy
 from tracker_watch.domain.evidence import Source, normalize_ip
 from tracker_watch.domain.peers import Endpoint, PeerEvent
 from tracker_watch.domain.targets import TargetParseError, meta_from_info
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.swarm.alerts import AlertPump
 from tracker_watch.swarm.planner import PiecePlanner
-from tracker_watch.swarm.settings import apply_zero_upload_peer_classes, lowered_settings, new_session, session_settings
+from tracker_watch.swarm.settings import (
+    apply_zero_upload_peer_classes,
+    ip_filter,
+    lowered_settings,
+    new_session,
+    session_settings,
+)
 from tracker_watch.swarm.swarm import PRIORITY_WANTED, Swarm, SwarmSpec, endpoint
 
 _log = log.get("tracker_watch.swarm")
@@ -68,6 +75,9 @@ class SwarmEngine:
         self._by_handle: dict[Any, Swarm] = {}
         self._by_dht_hash: dict[bytes, Swarm] = {}
         self.listen_endpoints: set[Endpoint] = set()
+        sw = settings.swarm
+        self.policy = AddressPolicy.from_settings(sw.allowed_networks, sw.denied_networks)
+        self.own_ips: set[str] = {normalize_ip(ip) for ip in sw.outgoing_interfaces}  # grows as listens succeed
         self.counters: dict[str, int] = {}
         self.alerts_dropped = 0
         self.upload_tripwire = 0
@@ -87,6 +97,7 @@ class SwarmEngine:
         for name, (asked, held) in lowered_settings(pack, self.session).items():
             _log.warning("libtorrent_setting_lowered", setting=name, asked=asked, held=held)
         apply_zero_upload_peer_classes(self.session)
+        self._apply_ip_filter()
         self._pump = AlertPump(self.session, self._on_alerts)
         self._pump.start(self._loop)
         self._tasks = [asyncio.create_task(self._stats_loop(), name="swarm-stats")]
@@ -121,7 +132,7 @@ class SwarmEngine:
         handle = self._add(spec, spec.info, generation=0, want_first_piece=True)
         swarm = Swarm(spec, handle, self.sink, self.planner_factory, self.settings.swarm.peer_refresh_s, self._loop,
                       recycle=self._recycle, own_endpoints=self.listen_endpoints,
-                      max_peers=self.settings.swarm.max_peers_per_swarm)
+                      max_peers=self.settings.swarm.max_peers_per_swarm, policy=self.policy, own_ips=self.own_ips)
         self.swarms[spec.key] = swarm
         self._by_handle[handle] = swarm
         self._index_dht(swarm, spec.infohash_v1, spec.infohash_v2)
@@ -279,6 +290,15 @@ class SwarmEngine:
     def _listen_succeeded(self, a: Any) -> None:
         ip = normalize_ip(str(a.address))
         self.listen_endpoints.add((ip, int(a.port)))
+        if ip not in self.own_ips:
+            self.own_ips.add(ip)
+            self._apply_ip_filter()
+
+    def _apply_ip_filter(self) -> None:
+        """The address policy inside libtorrent too: peers it learns by itself (PEX) and incoming
+        connections from forbidden addresses are refused before they reach us."""
+        if self.session is not None:
+            self.session.set_ip_filter(ip_filter(self.policy, self.own_ips))
 
     def _alerts_dropped(self, a: Any) -> None:
         self.alerts_dropped += 1

@@ -6,11 +6,13 @@ why each zero-upload setting is needed (one alone leaks on loopback and LAN peer
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import libtorrent as lt
 
 from tracker_watch.config import SwarmSettings
+from tracker_watch.domain.addresses import AddressPolicy
 
 ALERT_MASK = (
     lt.alert_category.error
@@ -91,3 +93,14 @@ def apply_zero_upload_peer_classes(session: Any) -> None:
         pc = session.get_peer_class(class_id)
         pc["ignore_unchoke_slots"] = False
         session.set_peer_class(class_id, pc)
+
+
+def ip_filter(policy: AddressPolicy, own_ips: Iterable[str]) -> Any:
+    """libtorrent's IP filter from the address policy (later rules override earlier ones), our own
+    addresses blocked too unless a lab allows their network."""
+    ipf = lt.ip_filter()
+    for first, last, blocked in policy.filter_ranges():
+        ipf.add_rule(first, last, 1 if blocked else 0)
+    for ip in policy.own_blocks(own_ips):
+        ipf.add_rule(ip, ip, 1)
+    return ipf

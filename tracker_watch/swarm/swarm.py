@@ -16,6 +16,7 @@ from typing import Any
 import libtorrent as lt
 
 from tracker_watch import log, metrics
+from tracker_watch.domain.addresses import STRICT, AddressPolicy
 from tracker_watch.domain.evidence import Source, normalize_ip, utc_now_ms
 from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerGone, PeerListed, PeerSnapshot
 from tracker_watch.domain.targets import v1_piece_hashes
@@ -63,7 +64,8 @@ class Swarm:
                  planner_factory: Callable[[int, Callable[[int], int]], PiecePlanner],
                  refresh_s: float, loop: asyncio.AbstractEventLoop,
                  recycle: Callable[[Swarm], None] | None = None,
-                 own_endpoints: set[Endpoint] | None = None, max_peers: int = 500) -> None:
+                 own_endpoints: set[Endpoint] | None = None, max_peers: int = 500,
+                 policy: AddressPolicy = STRICT, own_ips: set[str] | None = None) -> None:
         self.spec = spec
         self.key = spec.key
         self.handle = handle
@@ -74,7 +76,10 @@ class Swarm:
         self._recycle = recycle
         self._own = own_endpoints if own_endpoints is not None else set()  # our listen sockets: never a peer
         self.max_peers = max_peers  # bounds `listed` (and so the collector's state) however large the swarm
+        self.policy = policy  # which addresses we dial and record at all (domain/addresses.py)
+        self._own_ips = own_ips if own_ips is not None else set()
         self.peers_refused = 0
+        self.peers_forbidden = 0
         self.meta: TorrentMeta | None = None
         self.info: bytes | None = None
         self.planner: PiecePlanner | None = None
@@ -94,6 +99,8 @@ class Swarm:
     # --- peers we learn of -----------------------------------------------------------------------
     def add_peer(self, peer: Endpoint, source: Source, tracker_url: str | None = None) -> None:
         """A peer named by a tracker or the DHT: record it as listed and try to connect."""
+        if not self.allows(peer, source):
+            return
         if peer not in self.listed and len(self.listed) >= self.max_peers:
             self._refuse(peer)
             return
@@ -105,6 +112,17 @@ class Swarm:
             self.request_sample(self.planner.dial_grace_s + 1)  # re-plan once the dial grace is over
         lt_source = {Source.TRACKER: 1, Source.DHT: 2, Source.PEX: 4}.get(source, 0)
         self.handle.connect_peer(peer, lt_source)
+
+    def allows(self, peer: Endpoint, source: Source) -> bool:
+        """The address policy: a forbidden address is neither dialled nor recorded, only counted."""
+        if self.policy.allows(peer[0], self._own_ips):
+            return True
+        self.peers_forbidden += 1
+        metrics.PEERS_REFUSED.labels(source=source.value).inc()
+        if self.peers_forbidden == 1 or self.peers_forbidden % 1000 == 0:
+            _log.info("peer_address_forbidden", infohash=self.key, source=source.value,
+                      forbidden=self.peers_forbidden)
+        return False
 
     def _refuse(self, peer: Endpoint) -> None:
         self.peers_refused += 1
@@ -124,6 +142,8 @@ class Swarm:
         peer = endpoint(alert.endpoint)
         if peer in self._own:
             return  # libtorrent dialled itself (a peer told it our address); it noticed and hung up
+        if not self.policy.allows(peer[0], self._own_ips):
+            return  # libtorrent's IP filter keeps these out; nothing about them is recorded
         connect_failed = alert.op == lt.operation_t.connect
         if peer not in self.listed and connect_failed and len(self.listed) < self.max_peers:
             # libtorrent only dials endpoints we gave it or that peers told it about (PEX)
@@ -274,6 +294,8 @@ class Swarm:
                 pending = True
                 continue
             peer = endpoint(pi.ip)
+            if not self.allows(peer, Source.INCOMING if not flags & _OUTGOING else Source.PEX):
+                continue  # connected before the IP filter took effect: never recorded
             connected.add(peer)
             advertised = int(pi.num_pieces) if num_pieces is not None else None
             self._emit(PeerSnapshot(
