@@ -230,7 +230,7 @@ class MetricsSettings:
 class CollectorSettings:
     batch_size: int = field(default=1000, metadata=_doc("Observations written per batch.", min=1, max=100_000))
     flush_interval_s: float = field(default=1.0, metadata=_doc(
-        "Longest an observation waits before a write.", min=0.01, max=60.0))
+        "Longest an observation waits before a write.", min=0.01, max=3600.0))
     reobserve_s: float = field(default=900.0, metadata=_doc(
         "A peer still present is recorded again after this long, even if nothing changed.", min=1.0, max=86400.0))
 
