@@ -8,67 +8,20 @@ Every phase has a deadline, the whole probe has one more, and the bytes we accep
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 from tracker_watch.domain import mse
-from tracker_watch.domain import peerwire as pw
 from tracker_watch.swarm.wire.errors import ProbeFailure, Reason
-from tracker_watch.swarm.wire.session import Deadlines, PeerSession, PieceSpec, verify_on
+from tracker_watch.swarm.wire.result import ProbeResult, Timeouts, default_budget, run_session
+from tracker_watch.swarm.wire.session import PeerSession, PieceSpec
 from tracker_watch.swarm.wire.stream import WireStream
+
+__all__ = ["ProbeResult", "Timeouts", "probe"]
 
 Encryption = Literal["prefer", "require", "plaintext"]
 CLIENT_NAME = "tracker-watch/0.1"
 _MODES: dict[str, tuple[str, ...]] = {"require": ("rc4",), "prefer": ("mse", "plain"), "plaintext": ("plain",)}
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds. Phases are counted from their own start; `total` bounds the whole probe, retries included."""
-
-    connect: float = 5.0
-    handshake: float = 10.0   # MSE and BitTorrent handshakes
-    have: float = 10.0        # until the peer advertises the piece
-    unchoke: float = 30.0     # until it lets us request
-    piece: float = 60.0       # until the whole piece arrived
-    idle: float = 20.0        # longest silence at any time
-    total: float = 120.0
-
-    def deadlines(self) -> Deadlines:
-        return Deadlines(handshake=self.handshake, have=self.have, unchoke=self.unchoke, piece=self.piece)
-
-
-@dataclass
-class ProbeResult:
-    ip: str
-    port: int
-    info_hash: bytes
-    piece_index: int
-    started_at: datetime
-    finished_at: datetime | None = None
-    local: tuple[str, int] | None = None   # our address and port on the connection that decided the result
-    connected: bool = False
-    mse: bool = False                     # the MSE handshake completed
-    encrypted: bool = False               # … and the peer selected RC4 for the payload
-    handshake_ok: bool = False
-    peer_id: bytes | None = None
-    client: str | None = None             # `v` from the extension handshake
-    reserved: bytes | None = None
-    fast: bool = False
-    extensions: tuple[str, ...] = ()
-    yourip: str | None = None
-    listen_port: int | None = None
-    pieces_advertised: int | None = None
-    has_piece: bool | None = None
-    unchoked: bool = False
-    bytes_received: int = 0               # raw bytes on the deciding connection, handshakes included
-    bytes_sent: int = 0
-    payload_bytes: int = 0                # bytes of the requested piece's blocks
-    verified: bool | None = None          # True: hash matched; False: whole piece came and mismatched
-    reason: Reason | None = None          # None when verified
-    detail: str = ""
-    attempts: list[str] = field(default_factory=list)
 
 
 async def probe(ip: str, port: int, infohash: bytes, peer_id: bytes, piece_index: int, piece_length: int,
@@ -81,7 +34,7 @@ async def probe(ip: str, port: int, infohash: bytes, peer_id: bytes, piece_index
     spec = PieceSpec(info_hash=infohash, num_pieces=num_pieces, index=piece_index, size=piece_length,
                      sha1=expected_hash)
     t = timeouts or Timeouts()
-    budget = max_bytes or 2 * piece_length + pw.bitfield_len(num_pieces) + 256 * 1024
+    budget = max_bytes or default_budget(spec)
     result = ProbeResult(ip=ip, port=port, info_hash=infohash, piece_index=piece_index,
                          started_at=datetime.now(UTC))
     modes = _MODES[encryption]
@@ -109,25 +62,19 @@ async def _attempt(result: ProbeResult, mode: str, spec: PieceSpec, peer_id: byt
     result.connected = True
     sock = writer.get_extra_info("sockname")
     result.local = (sock[0], sock[1]) if sock else None
-    stream = WireStream(reader, writer, max_bytes=budget, idle=t.idle)
-    session: PeerSession | None = None
-    try:
-        session = PeerSession(stream, spec, peer_id, client_name, t.deadlines())
+    session = PeerSession(WireStream(reader, writer, max_bytes=budget, idle=t.idle), spec, peer_id, client_name,
+                          t.deadlines())
+
+    async def opening() -> None:
         if mode == "plain":
-            stream = session.stream
             await _plain_handshake(session)
-        else:
-            provide = mse.CRYPTO_RC4 if mode == "rc4" else mse.CRYPTO_RC4 | mse.CRYPTO_PLAINTEXT
-            stream = session.stream = await _negotiate(stream, spec, provide, session.our_handshake(), t.handshake)
-            result.mse, result.encrypted = True, stream.encrypted
-            await session.handshake(sent=True)
-        await verify_on(session)
-    except ProbeFailure as f:
-        result.reason, result.detail = f.reason, f.detail
-    finally:
-        await stream.close()
-        if session is not None:
-            _fill(result, session, stream)
+            return
+        provide = mse.CRYPTO_RC4 if mode == "rc4" else mse.CRYPTO_RC4 | mse.CRYPTO_PLAINTEXT
+        session.stream = await _negotiate(session.stream, spec, provide, session.our_handshake(), t.handshake)
+        result.mse, result.encrypted = True, session.stream.encrypted
+        await session.handshake(sent=True)
+
+    await run_session(result, session, opening)
 
 
 async def _connect(ip: str, port: int, local_ip: str | None,
@@ -170,23 +117,4 @@ async def _negotiate(raw: WireStream, spec: PieceSpec, provide: int, ia: bytes, 
         if f.reason is Reason.TOO_MUCH_DATA:
             raise
         raise ProbeFailure(Reason.ENCRYPTION_FAILED, f"{f.detail} (peer may not speak MSE)") from None
-    stream = WireStream(raw.reader, raw.writer, max_bytes=raw.max_bytes, idle=raw.idle, encrypt=ini.encrypt,
-                        decrypt=ini.decrypt, pending=ini.payload, bytes_in=raw.bytes_in)
-    stream.bytes_out = raw.bytes_out
-    return stream
-
-
-def _fill(result: ProbeResult, session: PeerSession, stream: WireStream) -> None:
-    r = session.report
-    result.bytes_received, result.bytes_sent = stream.bytes_in, stream.bytes_out
-    result.payload_bytes, result.verified = r.payload_bytes, r.verified
-    result.pieces_advertised, result.has_piece, result.unchoked = r.pieces_advertised, r.has_piece, r.unchoked
-    if r.handshake is not None:
-        result.handshake_ok = True
-        result.peer_id, result.reserved = r.handshake.peer_id, r.handshake.reserved
-        result.fast = r.handshake.has(pw.FAST_BIT)
-    if r.ext is not None:
-        result.client, result.yourip, result.listen_port = r.ext.client, r.ext.yourip, r.ext.listen_port
-        result.extensions = r.ext.extensions
-    if r.verified is False and result.reason is None:
-        result.reason, result.detail = Reason.HASH_MISMATCH, f"piece {session.spec.index} failed its SHA-1 check"
+    return raw.switched(pending=ini.payload, encrypt=ini.encrypt, decrypt=ini.decrypt)

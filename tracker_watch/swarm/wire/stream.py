@@ -27,6 +27,13 @@ class WireStream:
         self.bytes_in = bytes_in        # raw bytes read from the socket, handshakes included
         self.bytes_out = 0
 
+    def switched(self, *, pending: bytes, encrypt: RC4 | None = None, decrypt: RC4 | None = None) -> WireStream:
+        """The same connection after an encryption handshake: new ciphers, `pending` (clear) read first."""
+        stream = WireStream(self.reader, self.writer, max_bytes=self.max_bytes, idle=self.idle, encrypt=encrypt,
+                            decrypt=decrypt, pending=pending, bytes_in=self.bytes_in)
+        stream.bytes_out = self.bytes_out
+        return stream
+
     @property
     def encrypted(self) -> bool:
         return self.encrypt is not None
