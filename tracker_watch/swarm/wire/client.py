@@ -95,8 +95,8 @@ async def _plain_handshake(session: PeerSession) -> None:
         await session.handshake(sent=False)
     except ProbeFailure as f:
         if f.reason is Reason.CLOSED and session.stream.bytes_in == 0:
-            raise ProbeFailure(Reason.ENCRYPTION_REQUIRED, "peer closed our plaintext handshake unanswered "
-                                                           "(it likely requires encryption)") from None
+            raise ProbeFailure(Reason.HANDSHAKE_REFUSED, "peer closed our plaintext handshake unanswered (it may "
+                                                         "require encryption, or not serve this torrent)") from None
         raise
 
 

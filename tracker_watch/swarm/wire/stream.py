@@ -46,7 +46,8 @@ class WireStream:
             raise DeadlinePassed(Reason.TIMEOUT, f"{phase}: deadline passed")
         wait = min(remaining, self.idle)
         try:
-            data = await asyncio.wait_for(self.reader.read(CHUNK), wait)
+            # never read more than one byte past the budget
+            data = await asyncio.wait_for(self.reader.read(min(CHUNK, self.max_bytes - self.bytes_in + 1)), wait)
         except TimeoutError:
             if wait == remaining:
                 raise DeadlinePassed(Reason.TIMEOUT, f"{phase}: deadline passed") from None
