@@ -57,6 +57,7 @@ class ProbeResult:
     reason: Reason | None = None          # None when verified
     detail: str = ""
     attempts: list[str] = field(default_factory=list)
+    timeline: dict[str, float] = field(default_factory=dict)  # seconds from connect to each milestone
 
 
 def default_budget(spec: PieceSpec) -> int:
@@ -79,7 +80,7 @@ async def run_session(result: ProbeResult, session: PeerSession, opening: Callab
 def fill(result: ProbeResult, session: PeerSession) -> None:
     r, stream = session.report, session.stream
     result.bytes_received, result.bytes_sent = stream.bytes_in, stream.bytes_out
-    result.payload_bytes, result.verified = r.payload_bytes, r.verified
+    result.payload_bytes, result.verified, result.timeline = r.payload_bytes, r.verified, dict(r.timeline)
     result.pieces_advertised, result.has_piece, result.unchoked = r.pieces_advertised, r.has_piece, r.unchoked
     if r.handshake is not None:
         result.handshake_ok = True

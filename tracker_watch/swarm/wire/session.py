@@ -63,6 +63,8 @@ class SessionReport:
     payload_bytes: int = 0     # bytes of our piece's blocks received
     verified: bool | None = None
     notes: list[str] = field(default_factory=list)
+    # seconds from the session's start to each milestone: handshake, has_piece, requested, piece
+    timeline: dict[str, float] = field(default_factory=dict)
 
 
 class PeerSession:
@@ -82,6 +84,10 @@ class PeerSession:
         self._got: dict[int, bytes] = {}
         self._rejects = 0
         self._interested = False
+        self._t0 = asyncio.get_running_loop().time()
+
+    def _mark(self, milestone: str) -> None:
+        self.report.timeline.setdefault(milestone, round(self._now() - self._t0, 3))
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -110,6 +116,7 @@ class PeerSession:
         if hs.peer_id == self.peer_id:
             raise ProbeFailure(Reason.SELF, "peer id is our own")
         self.report.handshake = hs
+        self._mark("handshake")
         if not initiator and not sent:
             self.stream.write(self.our_handshake())
         self._fast = hs.has(pw.FAST_BIT)
@@ -131,11 +138,13 @@ class PeerSession:
                 unchoke_by = self._now() + d.unchoke
             if self._can_request():
                 self._request_more()
+                self._mark("requested")
                 piece_by = piece_by or self._now() + d.piece
             deadline, phase = self._deadline(have_by, unchoke_by, piece_by)
             await self.stream.drain(deadline, phase)
             for msg in await self._messages(deadline, phase):
                 self._on(msg)
+        self._mark("piece")
         return b"".join(self._got[b] for b, _ in self.spec.blocks())
 
     def _deadline(self, have_by: float, unchoke_by: float | None, piece_by: float | None) -> tuple[float, str]:
@@ -216,6 +225,8 @@ class PeerSession:
             self._advertised.add(msg.index)
         self.report.pieces_advertised = self.spec.num_pieces if self._have_all else len(self._advertised)
         self.report.has_piece = self._have_all or self.spec.index in self._advertised
+        if self.report.has_piece:
+            self._mark("has_piece")
 
     def _on_block(self, msg: pw.Message) -> None:
         expected = self._in_flight.get(msg.begin)
