@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -210,3 +211,30 @@ def test_bad_piece_spec_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="out of range"):
         PieceSpec(b"i" * 20, 3, 3, 10, b"h" * 20)
     assert lt.version.startswith("2.")
+
+
+async def test_random_frames_from_a_peer_end_with_a_reason_never_an_exception() -> None:
+    """Well-framed nonsense (random ids, random payloads) and raw noise, in many seeds."""
+    quick = Timeouts(connect=5, handshake=5, have=0.3, unchoke=0.3, piece=2, idle=2, total=10)
+    reasons = set()
+    for seed in range(25):
+        rng = random.Random(seed)
+        frames = b"".join(random_frame(rng) for _ in range(rng.randint(1, 6)))
+        noise = frames if seed % 2 else rng.randbytes(rng.randint(1, 200))
+        r, _ = await run_fake(after_handshake=noise, have=rng.choice(["all", "none", "bitfield"]), timeouts=quick)
+        assert r.verified in (True, None)
+        reasons.add(r.reason)
+    assert Reason.PROTOCOL in reasons, reasons
+    assert len(reasons) > 1, reasons  # some nonsense is well-formed enough to reach a later phase
+
+
+def random_frame(rng: random.Random) -> bytes:
+    """Mostly well-formed messages with random contents, sometimes a wrong size."""
+    kind = rng.choice([*range(0, 21), 99])
+    size = {0: 0, 1: 0, 2: 0, 3: 0, 14: 0, 15: 0, 4: 4, 13: 4, 17: 4, 6: 12, 8: 12, 16: 12, 9: 2, 5: 1}.get(kind, 30)
+    if rng.random() < 0.2:
+        size = rng.randint(0, 40)
+    body = bytearray(rng.randbytes(size))
+    if size >= 4 and kind != 20:
+        body[:4] = struct.pack(">I", rng.randint(0, 3))  # a piece index, sometimes out of range
+    return struct.pack(">IB", 1 + size, kind) + bytes(body)

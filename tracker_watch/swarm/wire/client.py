@@ -31,6 +31,8 @@ async def probe(ip: str, port: int, infohash: bytes, peer_id: bytes, piece_index
     """Verify piece `piece_index` (of `piece_length` bytes: that piece's own size) from the peer at ip:port.
 
     Never raises for anything the peer does; the result says how far it got and why it stopped."""
+    if len(peer_id) != 20 or encryption not in _MODES:
+        raise ValueError("peer_id must be 20 bytes and encryption one of prefer, require, plaintext")
     spec = PieceSpec(info_hash=infohash, num_pieces=num_pieces, index=piece_index, size=piece_length,
                      sha1=expected_hash)
     t = timeouts or Timeouts()
