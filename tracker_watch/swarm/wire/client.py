@@ -98,7 +98,8 @@ async def _plain_handshake(session: PeerSession) -> None:
     except ProbeFailure as f:
         if f.reason is Reason.CLOSED and session.stream.bytes_in == 0:
             raise ProbeFailure(Reason.HANDSHAKE_REFUSED, "peer closed our plaintext handshake unanswered (it may "
-                                                         "require encryption, or not serve this torrent)") from None
+                               "require encryption, not serve this torrent, or already hold a connection from "
+                               "our address)") from None
         raise
 
 

@@ -13,7 +13,8 @@ class Reason(StrEnum):
     PROTOCOL = "protocol"                        # garbage, oversized or malformed messages
     WRONG_INFOHASH = "wrong_infohash"            # its handshake named another torrent
     SELF = "self"                                # we connected to ourselves
-    HANDSHAKE_REFUSED = "handshake_refused"      # plaintext handshake dropped unanswered (encryption? torrent?)
+    HANDSHAKE_REFUSED = "handshake_refused"      # plaintext handshake dropped unanswered: needs MSE? no such
+                                                 # torrent? already connected to our address?
     ENCRYPTION_REQUIRED = "encryption_required"  # the peer spoke plaintext where we required MSE
     ENCRYPTION_FAILED = "encryption_failed"      # MSE handshake failed (peer may not speak it)
     NO_SUCH_PIECE = "no_such_piece"              # it never advertised the piece we asked for
