@@ -16,7 +16,7 @@ import pytest
 from tests.swarm.wire_peers import FAST, PEER_ID, PROBE_IP, FakePeer, LtSeeder, start_seeder
 from tracker_watch.demo.liar import Liar
 from tracker_watch.domain import peerwire as pw
-from tracker_watch.swarm.wire import PieceSpec, ProbeResult, Reason, Timeouts, verify_accepted
+from tracker_watch.swarm.wire import PieceSpec, ProbeResult, Reason, Timeouts, probe, verify_accepted
 
 
 @pytest.fixture
@@ -92,8 +92,6 @@ async def test_liar_gives_hash_mismatch() -> None:
     liar = await Liar(2, [fake.info_hash], "http://127.0.0.120:9/announce", ip="127.0.0.119").start()
     try:
         size, digest = fake.spec(0)
-        from tracker_watch.swarm.wire import probe
-
         r = await probe(liar.ip, liar.port, fake.info_hash, PEER_ID, 0, size, digest, num_pieces=2,
                         local_ip=PROBE_IP, encryption="prefer", timeouts=FAST)
     finally:
@@ -145,7 +143,7 @@ PIECES = [os.urandom(3 * pw.BLOCK + 100), os.urandom(3 * pw.BLOCK + 100), os.ura
 
 
 async def run_fake(**kw: object) -> tuple[ProbeResult, FakePeer]:
-    probe_kw = {k: kw.pop(k) for k in ("index", "timeouts", "max_bytes", "encryption") if k in kw}
+    probe_kw = {k: kw.pop(k) for k in ("index", "timeouts", "max_bytes", "encryption", "alternatives") if k in kw}
     fake = await FakePeer("127.0.0.111", PIECES, **kw).start()  # type: ignore[arg-type]
     try:
         return await fake.probe(**probe_kw), fake  # type: ignore[arg-type]
@@ -169,6 +167,32 @@ async def test_fake_honest_peer_verified_and_we_never_upload(have: str, fast: bo
     requested = [m for m in fake.received if m.kind == pw.REQUEST]
     assert sorted((m.begin, m.length) for m in requested) == [(0, pw.BLOCK), (pw.BLOCK, pw.BLOCK),
                                                               (2 * pw.BLOCK, pw.BLOCK), (3 * pw.BLOCK, 100)]
+
+
+async def test_a_partial_seeder_is_verified_on_an_alternative_piece_it_has() -> None:
+    fake = FakePeer("127.0.0.111", PIECES)
+    size1, hash1 = fake.spec(1)
+    size2, hash2 = fake.spec(2)
+    r, sent = await run_fake(have="missing", alternatives=[(1, size1, hash1), (2, size2, hash2)])
+    assert (r.verified, r.piece_index, r.payload_bytes) == (True, 1, size1)
+    assert sent.received is not None
+    assert {m.index for m in sent.received if m.kind == pw.REQUEST} == {1}  # only the one piece
+    quick = Timeouts(connect=5, handshake=5, have=0.3, unchoke=5, piece=5, idle=5, total=30)
+    r, _ = await run_fake(have="missing", alternatives=[(0, *fake.spec(0))], timeouts=quick)
+    assert (r.verified, r.reason, r.piece_index) == (None, Reason.NO_SUCH_PIECE, 0)
+
+
+async def test_ipv6_loopback() -> None:
+    fake = await FakePeer("::1", PIECES).start()
+    try:
+        size, digest = fake.spec(2)
+        r = await probe("::1", fake.port, fake.info_hash, PEER_ID, 2, size, digest, num_pieces=3, local_ip="::1",
+                        encryption="plaintext", timeouts=FAST)
+    finally:
+        await fake.stop()
+    assert (r.verified, r.ip) == (True, "::1")
+    assert r.local is not None
+    assert r.local[0] == "::1"
 
 
 async def test_allowed_fast_piece_verified_while_choked() -> None:

@@ -8,6 +8,7 @@ Every phase has a deadline, the whole probe has one more, and the bytes we accep
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -27,23 +28,27 @@ _MODES: dict[str, tuple[str, ...]] = {"require": ("rc4",), "prefer": ("mse", "pl
 async def probe(ip: str, port: int, infohash: bytes, peer_id: bytes, piece_index: int, piece_length: int,
                 expected_hash: bytes, *, num_pieces: int, local_ip: str | None = None,
                 encryption: Encryption = "prefer", timeouts: Timeouts | None = None, max_bytes: int | None = None,
-                client_name: str = CLIENT_NAME) -> ProbeResult:
+                client_name: str = CLIENT_NAME, alternatives: Sequence[tuple[int, int, bytes]] = ()) -> ProbeResult:
     """Verify piece `piece_index` (of `piece_length` bytes: that piece's own size) from the peer at ip:port.
+
+    `alternatives`: (index, size, sha1) of other pieces to verify instead, first one it has, when the
+    peer's bitfield lacks `piece_index` (a partial seeder); `result.piece_index` says which was verified.
 
     Never raises for anything the peer does; the result says how far it got and why it stopped."""
     if len(peer_id) != 20 or encryption not in _MODES:
         raise ValueError("peer_id must be 20 bytes and encryption one of prefer, require, plaintext")
     spec = PieceSpec(info_hash=infohash, num_pieces=num_pieces, index=piece_index, size=piece_length,
                      sha1=expected_hash)
+    others = [PieceSpec(infohash, num_pieces, i, size, digest) for i, size, digest in alternatives]
     t = timeouts or Timeouts()
-    budget = max_bytes or default_budget(spec)
+    budget = max_bytes or max(default_budget(s) for s in [spec, *others])
     result = ProbeResult(ip=ip, port=port, info_hash=infohash, piece_index=piece_index,
                          started_at=datetime.now(UTC))
     modes = _MODES[encryption]
     try:
         async with asyncio.timeout(t.total):
             for n, mode in enumerate(modes):
-                await _attempt(result, mode, spec, peer_id, local_ip, t, budget, client_name)
+                await _attempt(result, mode, spec, others, peer_id, local_ip, t, budget, client_name)
                 result.attempts.append(f"{mode}: {result.reason or 'verified'}")
                 if result.reason is not Reason.ENCRYPTION_FAILED or n == len(modes) - 1:
                     break
@@ -53,8 +58,8 @@ async def probe(ip: str, port: int, infohash: bytes, peer_id: bytes, piece_index
     return result
 
 
-async def _attempt(result: ProbeResult, mode: str, spec: PieceSpec, peer_id: bytes, local_ip: str | None,
-                   t: Timeouts, budget: int, client_name: str) -> None:
+async def _attempt(result: ProbeResult, mode: str, spec: PieceSpec, others: list[PieceSpec], peer_id: bytes,
+                   local_ip: str | None, t: Timeouts, budget: int, client_name: str) -> None:
     result.reason, result.detail, result.verified = None, "", None
     try:
         reader, writer = await _connect(result.ip, result.port, local_ip, t.connect)
@@ -65,7 +70,7 @@ async def _attempt(result: ProbeResult, mode: str, spec: PieceSpec, peer_id: byt
     sock = writer.get_extra_info("sockname")
     result.local = (sock[0], sock[1]) if sock else None
     session = PeerSession(WireStream(reader, writer, max_bytes=budget, idle=t.idle), spec, peer_id, client_name,
-                          t.deadlines())
+                          t.deadlines(), others)
 
     async def opening() -> None:
         if mode == "plain":

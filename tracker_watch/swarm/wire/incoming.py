@@ -8,6 +8,7 @@ our own dials: we send our handshake, advertise nothing, and verify one piece.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from tracker_watch.domain import mse
@@ -21,15 +22,18 @@ from tracker_watch.swarm.wire.stream import WireStream
 
 async def verify_accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, spec: PieceSpec,
                           peer_id: bytes, *, allow_plaintext: bool = True, timeouts: Timeouts | None = None,
-                          max_bytes: int | None = None, client_name: str = CLIENT_NAME) -> ProbeResult:
-    """Verify `spec` from the peer on an accepted connection; closes it when done. Never raises for the peer."""
+                          max_bytes: int | None = None, client_name: str = CLIENT_NAME,
+                          alternatives: Sequence[PieceSpec] = ()) -> ProbeResult:
+    """Verify `spec` (or the first of `alternatives` the peer has, if it lacks `spec`) from the peer on an
+    accepted connection; closes it when done. Never raises for anything the peer does."""
     t = timeouts or Timeouts()
     peer = writer.get_extra_info("peername") or ("?", 0)
     sock = writer.get_extra_info("sockname")
     result = ProbeResult(ip=peer[0], port=peer[1], info_hash=spec.info_hash, piece_index=spec.index,
                          started_at=datetime.now(UTC), connected=True, local=(sock[0], sock[1]) if sock else None)
-    session = PeerSession(WireStream(reader, writer, max_bytes=max_bytes or default_budget(spec), idle=t.idle),
-                          spec, peer_id, client_name, t.deadlines())
+    budget = max_bytes or max(default_budget(s) for s in [spec, *alternatives])
+    session = PeerSession(WireStream(reader, writer, max_bytes=budget, idle=t.idle), spec, peer_id, client_name,
+                          t.deadlines(), alternatives)
 
     async def opening() -> None:
         raw = session.stream

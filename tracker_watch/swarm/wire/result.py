@@ -79,6 +79,7 @@ async def run_session(result: ProbeResult, session: PeerSession, opening: Callab
 
 def fill(result: ProbeResult, session: PeerSession) -> None:
     r, stream = session.report, session.stream
+    result.piece_index = session.spec.index  # an alternative piece may have replaced the first choice
     result.bytes_received, result.bytes_sent = stream.bytes_in, stream.bytes_out
     result.payload_bytes, result.verified, result.timeline = r.payload_bytes, r.verified, dict(r.timeline)
     result.pieces_advertised, result.has_piece, result.unchoked = r.pieces_advertised, r.has_piece, r.unchoked

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tracker_watch.domain import peerwire as pw
@@ -69,8 +70,11 @@ class SessionReport:
 
 class PeerSession:
     def __init__(self, stream: WireStream, spec: PieceSpec, peer_id: bytes, client_name: str,
-                 deadlines: Deadlines) -> None:
+                 deadlines: Deadlines, alternatives: Sequence[PieceSpec] = ()) -> None:
         self.stream, self.spec, self.peer_id = stream, spec, peer_id
+        # other pieces we may verify instead, in order, when the peer's first word says it lacks `spec`
+        self._alternatives = [a for a in alternatives
+                              if (a.info_hash, a.num_pieces) == (spec.info_hash, spec.num_pieces) and a != spec]
         self.client_name, self.deadlines = client_name, deadlines
         self.report = SessionReport()
         self.decoder = pw.FrameDecoder(spec.num_pieces)
@@ -223,6 +227,10 @@ class PeerSession:
             self._advertised, self._have_all = set(), False
         else:
             self._advertised.add(msg.index)
+        if not self._have_all and self.spec.index not in self._advertised and not self._interested:
+            alt = next((a for a in self._alternatives if a.index in self._advertised), None)
+            if alt is not None:  # nothing requested yet: switch to a piece it has
+                self.spec, self._queue = alt, alt.blocks()
         self.report.pieces_advertised = self.spec.num_pieces if self._have_all else len(self._advertised)
         self.report.has_piece = self._have_all or self.spec.index in self._advertised
         if self.report.has_piece:
