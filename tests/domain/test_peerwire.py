@@ -121,3 +121,10 @@ def test_ext_handshake_fields() -> None:
         pw.parse_ext_handshake(b"le")
     ours = pw.encode_ext_handshake("tracker-watch/0.1")
     assert pw.parse_ext_handshake(ours.data).client == "tracker-watch/0.1"
+
+
+def test_new_peer_ids_are_fresh_and_20_bytes() -> None:
+    a, b = pw.new_peer_id(), pw.new_peer_id()
+    assert len(a) == len(b) == 20
+    assert a != b
+    assert a.startswith(b"-TW0001-")

@@ -31,9 +31,10 @@ class Daemon:
     proc: asyncio.subprocess.Process
     log: Path
 
-    async def probe(self, index: int, encryption: str, local_ip: str = PROBE_IP) -> ProbeResult:
+    async def probe(self, index: int, encryption: str, local_ip: str = PROBE_IP,
+                    peer_id: bytes = PEER_ID) -> ProbeResult:
         ti = lt.torrent_info(self.torrent)
-        return await probe(self.ip, self.port, bytes(ti.info_hashes().v1.to_bytes()), PEER_ID, index,
+        return await probe(self.ip, self.port, bytes(ti.info_hashes().v1.to_bytes()), peer_id, index,
                            ti.piece_size(index), bytes(ti.hash_for_piece(index)), num_pieces=ti.num_pieces(),
                            local_ip=local_ip, encryption=encryption, timeouts=FAST)  # type: ignore[arg-type]
 
@@ -89,6 +90,7 @@ async def transmission(ip: str, crypto: bool) -> Daemon:
 
 
 OTHER_IPS = ("127.0.0.109", "127.0.0.110")
+OTHER_PEER_ID = b"-TW0001-" + bytes(reversed(PEER_ID[8:]))
 CLIENTS = {"aria2c": (aria2, "127.0.0.105"), "transmission-daemon": (transmission, "127.0.0.107")}
 
 
@@ -107,15 +109,17 @@ async def daemon(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Daemon, 
 
 async def test_probe_verifies_a_piece_from_a_debian_client(daemon: tuple[Daemon, bool]) -> None:
     d, crypto = daemon
-    r = await d.probe(1, "require" if crypto else "plaintext")
+    last = lt.torrent_info(d.torrent).num_pieces() - 1
+    # two probes at once: a whole piece and the short last one. From two addresses of ours (Transmission
+    # refuses a second connection from an address, and a new one until it has reaped the previous) and
+    # with two peer ids (aria2 drops a connection whose peer id it already has connected)
+    r, r_last = await asyncio.gather(d.probe(1, "require" if crypto else "plaintext"),
+                                     d.probe(last, "prefer", local_ip=OTHER_IPS[0], peer_id=OTHER_PEER_ID))
     assert (r.verified, r.reason) == (True, None), (r.detail, d.log.read_text(errors="replace")[-2000:])
+    assert (r_last.verified, r_last.reason) == (True, None), r_last.detail
     assert r.encrypted == crypto
     assert r.client is not None
     assert r.client.split("/")[0].split(" ")[0] in ("aria2", "Transmission")
-    assert r.pieces_advertised == lt.torrent_info(d.torrent).num_pieces()
-    # the last, short piece too, on a fresh connection. From another address of ours: Transmission refuses
-    # a new connection from an address until it has reaped the previous one (seconds later)
-    last = lt.torrent_info(d.torrent).num_pieces() - 1
-    assert (await d.probe(last, "prefer", local_ip=OTHER_IPS[0])).verified is True
+    assert r.pieces_advertised == last + 1
     if crypto:  # and a plaintext handshake is turned away
         assert (await d.probe(0, "plaintext", local_ip=OTHER_IPS[1])).reason is Reason.HANDSHAKE_REFUSED

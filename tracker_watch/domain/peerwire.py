@@ -8,6 +8,7 @@ Anything malformed raises `WireError`, and nothing else: peers are hostile input
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,12 @@ def reserved_bits(*bits: tuple[int, int]) -> bytes:
     for byte, mask in bits:
         out[byte] |= mask
     return bytes(out)
+
+
+def new_peer_id(prefix: bytes = b"-TW0001-") -> bytes:
+    """A fresh Azureus-style peer id. Use one per verification: libtorrent and aria2 drop a connection
+    whose peer id they already have connected (another probe, or our own libtorrent session)."""
+    return prefix[:20] + secrets.token_hex(10).encode()[:20 - len(prefix[:20])]
 
 
 def encode_handshake(info_hash: bytes, peer_id: bytes, reserved: bytes = bytes(8)) -> bytes:
