@@ -137,6 +137,35 @@ async def test_incoming_connection_from_libtorrent_is_verified(policy: str) -> N
     assert r.ip == seeder.ip
 
 
+async def test_partial_libtorrent_seeder_verified_on_a_piece_it_has() -> None:
+    seeder = await start_seeder("127.0.0.105", "disabled", only={2})
+    try:
+        alternatives = [(i, *seeder.piece(i)) for i in (1, 2, 3)]
+        r = await seeder.probe(0, encryption="plaintext", alternatives=alternatives)
+    finally:
+        seeder.stop()
+    assert (r.verified, r.piece_index, r.pieces_advertised) == (True, 2, 1), r.detail
+
+
+async def test_incoming_plaintext_refused_when_we_require_encryption() -> None:
+    spec = PieceSpec(b"\x11" * 20, 3, 0, 100, b"\x00" * 20)
+    done: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        done.set_result(await verify_accepted(reader, writer, spec, PEER_ID, allow_plaintext=False, timeouts=FAST))
+
+    server = await asyncio.start_server(accepted, PROBE_IP, 0)
+    try:
+        _, writer = await asyncio.open_connection(PROBE_IP, server.sockets[0].getsockname()[1],
+                                                  local_addr=("127.0.0.112", 0))
+        writer.write(pw.encode_handshake(spec.info_hash, b"-XX0001-" + bytes(12)))
+        r = await asyncio.wait_for(done, 30)
+        writer.close()
+    finally:
+        server.close()
+    assert (r.reason, r.ip, r.handshake_ok) == (Reason.ENCRYPTION_REQUIRED, "127.0.0.112", False)
+
+
 # --- hostile and odd peers (scripted) ---------------------------------------------------------------
 
 PIECES = [os.urandom(3 * pw.BLOCK + 100), os.urandom(3 * pw.BLOCK + 100), os.urandom(777)]

@@ -12,6 +12,7 @@ from typing import Any
 
 import libtorrent as lt
 
+from tests.helpers import wait_for
 from tracker_watch.demo.swarm import Content, make_content, peer_session, wait_listening
 from tracker_watch.domain import peerwire as pw
 from tracker_watch.swarm.wire import ProbeResult, Timeouts, probe
@@ -69,17 +70,36 @@ async def content(version: str = "hybrid") -> Content:
     return _content[version]
 
 
-async def start_seeder(ip: str, encryption: str = "enabled", version: str = "hybrid") -> LtSeeder:
+async def start_seeder(ip: str, encryption: str = "enabled", version: str = "hybrid",
+                       only: set[int] | None = None) -> LtSeeder:
+    """A libtorrent seeder; with `only`, a partial one that has just those pieces (checked from disk)."""
     c = await content(version)
     session = peer_session(ip, **ENCRYPTION[encryption])
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(c.torrent)
     params.save_path = str(c.data_dir)
     params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
-    params.flags |= lt.torrent_flags.seed_mode
+    if only is None:
+        params.flags |= lt.torrent_flags.seed_mode
+    else:
+        params.save_path = await asyncio.to_thread(_partial_copy, c, only)
+        params.flags |= lt.torrent_flags.upload_mode  # never completes itself
     handle = session.add_torrent(params)
     port = await wait_listening(session)
-    return LtSeeder(ip=ip, port=port, session=session, handle=handle, content=c)
+    seeder = LtSeeder(ip=ip, port=port, session=session, handle=handle, content=c)
+    if only is not None:
+        await wait_for(lambda: {i for i in range(c.num_pieces) if handle.have_piece(i)} == only)
+    return seeder
+
+
+def _partial_copy(c: Content, only: set[int]) -> str:
+    data = bytearray((c.data_dir / c.name).read_bytes())
+    for piece in set(range(c.num_pieces)) - only:
+        start = piece * c.piece_length
+        data[start:start + c.piece_length] = bytes(len(data[start:start + c.piece_length]))
+    own = Path(tempfile.mkdtemp(prefix="tw-wire-partial-"))
+    (own / c.name).write_bytes(bytes(data))
+    return str(own)
 
 
 @dataclass
