@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -65,6 +66,7 @@ async def aria2(ip: str, crypto: bool) -> Daemon:
     argv = ["aria2c", "--seed-ratio=0.0", "--check-integrity=true", f"--listen-port={port}", f"--interface={ip}",
             f"--dir={c.data_dir}", "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
             "--enable-peer-exchange=false", "--summary-interval=0", "--console-log-level=notice",
+            f"--stop-with-process={os.getpid()}",  # never outlive a killed test run
             f"--bt-require-crypto={'true' if crypto else 'false'}", str(base / "t.torrent")]
     if crypto:
         argv.insert(-1, "--bt-min-crypto-level=arc4")
