@@ -1,0 +1,79 @@
+"""Verification over a connection the peer opened to us (a peer we can reach only when it dials in).
+
+The caller owns the listener and hands over the accepted (reader, writer) pair. The peer speaks first:
+either a plain BitTorrent handshake, or MSE (we answer as the responder). Then the same session as for
+our own dials: we send our handshake, advertise nothing, and verify one piece.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from tracker_watch.domain import mse
+from tracker_watch.domain import peerwire as pw
+from tracker_watch.swarm.wire.client import CLIENT_NAME
+from tracker_watch.swarm.wire.errors import ProbeFailure, Reason
+from tracker_watch.swarm.wire.result import ProbeResult, Timeouts, default_budget, run_session
+from tracker_watch.swarm.wire.session import PeerSession, PieceSpec
+from tracker_watch.swarm.wire.stream import WireStream
+
+
+async def verify_accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, spec: PieceSpec,
+                          peer_id: bytes, *, allow_plaintext: bool = True, timeouts: Timeouts | None = None,
+                          max_bytes: int | None = None, client_name: str = CLIENT_NAME,
+                          alternatives: Sequence[PieceSpec] = ()) -> ProbeResult:
+    """Verify `spec` (or the first of `alternatives` the peer has, if it lacks `spec`) from the peer on an
+    accepted connection; closes it when done. Never raises for anything the peer does."""
+    t = timeouts or Timeouts()
+    peer = writer.get_extra_info("peername") or ("?", 0)
+    sock = writer.get_extra_info("sockname")
+    result = ProbeResult(ip=peer[0], port=peer[1], info_hash=spec.info_hash, piece_index=spec.index,
+                         started_at=datetime.now(UTC), connected=True, local=(sock[0], sock[1]) if sock else None)
+    budget = max_bytes or max(default_budget(s) for s in [spec, *alternatives])
+    session = PeerSession(WireStream(reader, writer, max_bytes=budget, idle=t.idle), spec, peer_id, client_name,
+                          t.deadlines(), alternatives)
+
+    async def opening() -> None:
+        raw = session.stream
+        deadline = asyncio.get_running_loop().time() + t.handshake
+        head = b""
+        while len(head) < len(pw.PROTOCOL):
+            head += await raw.read_raw(deadline, "handshake")
+        if head.startswith(pw.PROTOCOL):
+            if not allow_plaintext:
+                raise ProbeFailure(Reason.ENCRYPTION_REQUIRED, "peer sent a plaintext handshake; we require MSE")
+            session.stream = raw.switched(pending=head)
+        else:
+            session.stream = await _respond(raw, head, spec, allow_plaintext, deadline)
+            result.mse, result.encrypted = True, session.stream.encrypted
+        await session.handshake(sent=False, initiator=False)
+
+    try:
+        async with asyncio.timeout(t.total):
+            await run_session(result, session, opening)
+    except TimeoutError:
+        result.reason, result.detail = Reason.TIMEOUT, f"verification took longer than {t.total:g} s"
+    result.attempts.append(f"incoming: {result.reason or 'verified'}")
+    result.finished_at = datetime.now(UTC)
+    return result
+
+
+async def _respond(raw: WireStream, head: bytes, spec: PieceSpec, allow_plaintext: bool,
+                   deadline: float) -> WireStream:
+    allow = mse.CRYPTO_RC4 | (mse.CRYPTO_PLAINTEXT if allow_plaintext else 0)
+    resp = mse.Responder([spec.info_hash], allow)
+    try:
+        resp.feed(head)
+        while not resp.done:
+            if out := resp.take_output():
+                raw.write(out)
+                await raw.drain(deadline, "encryption")
+            resp.feed(await raw.read_raw(deadline, "encryption"))
+    except mse.MSEError as e:
+        raise ProbeFailure(Reason.ENCRYPTION_FAILED, f"encryption: {e}") from None
+    raw.write(resp.take_output())  # our VC and crypto selection, before anything of the payload stream
+    # their initial payload (normally their handshake) was inside the MSE exchange; it leads the stream
+    return raw.switched(pending=resp.ia + resp.payload, encrypt=resp.encrypt, decrypt=resp.decrypt)
+

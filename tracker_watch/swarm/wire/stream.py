@@ -1,0 +1,94 @@
+"""A peer connection's byte stream: optional RC4 both ways, a byte budget, and deadlines on every read.
+
+Reads return what arrived (never wait for a length the peer chose), so a huge announced length cannot
+make us buffer or block; the codec rejects it first. Every wait is bounded by the phase deadline and by
+the idle timeout, whichever comes first, so a slowloris peer ends at the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tracker_watch.domain.mse import RC4
+from tracker_watch.swarm.wire.errors import DeadlinePassed, ProbeFailure, Reason
+
+CHUNK = 64 * 1024
+
+
+class WireStream:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, max_bytes: int,
+                 idle: float, encrypt: RC4 | None = None, decrypt: RC4 | None = None, pending: bytes = b"",
+                 bytes_in: int = 0) -> None:
+        self.reader, self.writer = reader, writer
+        self.max_bytes, self.idle = max_bytes, idle
+        self.encrypt, self.decrypt = encrypt, decrypt
+        self._buf = bytearray(pending)  # already decrypted
+        self.bytes_in = bytes_in        # raw bytes read from the socket, handshakes included
+        self.bytes_out = 0
+
+    def switched(self, *, pending: bytes, encrypt: RC4 | None = None, decrypt: RC4 | None = None) -> WireStream:
+        """The same connection after an encryption handshake: new ciphers, `pending` (clear) read first."""
+        stream = WireStream(self.reader, self.writer, max_bytes=self.max_bytes, idle=self.idle, encrypt=encrypt,
+                            decrypt=decrypt, pending=pending, bytes_in=self.bytes_in)
+        stream.bytes_out = self.bytes_out
+        return stream
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encrypt is not None
+
+    async def read_raw(self, deadline: float, phase: str) -> bytes:
+        """Whatever the socket has (up to 64 KiB), before the deadline; EOF raises CLOSED."""
+        loop = asyncio.get_running_loop()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise DeadlinePassed(Reason.TIMEOUT, f"{phase}: deadline passed")
+        wait = min(remaining, self.idle)
+        try:
+            # never read more than one byte past the budget
+            data = await asyncio.wait_for(self.reader.read(min(CHUNK, self.max_bytes - self.bytes_in + 1)), wait)
+        except TimeoutError:
+            if wait == remaining:
+                raise DeadlinePassed(Reason.TIMEOUT, f"{phase}: deadline passed") from None
+            raise ProbeFailure(Reason.TIMEOUT, f"{phase}: peer silent for {self.idle:g} s") from None
+        except ConnectionError as e:
+            raise ProbeFailure(Reason.CLOSED, f"{phase}: {e.__class__.__name__}") from None
+        if not data:
+            raise ProbeFailure(Reason.CLOSED, f"{phase}: peer closed the connection")
+        self.bytes_in += len(data)
+        if self.bytes_in > self.max_bytes:
+            raise ProbeFailure(Reason.TOO_MUCH_DATA, f"{phase}: more than {self.max_bytes} bytes received")
+        return data
+
+    async def read_some(self, deadline: float, phase: str) -> bytes:
+        if self._buf:
+            data, self._buf = bytes(self._buf), bytearray()
+            return data
+        data = await self.read_raw(deadline, phase)
+        return self.decrypt.update(data) if self.decrypt is not None else data
+
+    async def read_exactly(self, n: int, deadline: float, phase: str) -> bytes:
+        while len(self._buf) < n:
+            self._buf += await self.read_some(deadline, phase)
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def write(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        self.writer.write(self.encrypt.update(data) if self.encrypt is not None else data)
+
+    async def drain(self, deadline: float, phase: str) -> None:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(self.writer.drain(), max(remaining, 0.001))
+        except TimeoutError:
+            raise ProbeFailure(Reason.TIMEOUT, f"{phase}: peer does not read") from None
+        except ConnectionError as e:
+            raise ProbeFailure(Reason.CLOSED, f"{phase}: {e.__class__.__name__}") from None
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+            await asyncio.wait_for(self.writer.wait_closed(), 2.0)
