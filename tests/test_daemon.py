@@ -18,9 +18,10 @@ import pytest
 
 from tests.conftest import SettingsFactory
 from tests.helpers import wait_for, wait_for_async
-from tests.swarm.test_zero_upload import LEECHER_IP, interested_peer, leech_only_from
+from tests.swarm.test_zero_upload import LEECHER_IP, connected_peer, leech_only_from
 from tracker_watch.config import Settings
 from tracker_watch.daemon import Daemon
+from tracker_watch.demo.run import PROBE_IP
 from tracker_watch.demo.swarm import DECOY_IP, DECOY_PORT, LocalSwarm
 from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger.observations import ObservationStore
@@ -75,13 +76,14 @@ async def test_magnet_to_evidence(daemon: Daemon, local_swarm: LocalSwarm) -> No
     obs = await daemon.db.pool.fetch("SELECT * FROM observations WHERE host(ip) = $1", local_swarm.peers[0].ip)
     assert all(o["node"] == "demo" and o["version"].startswith("tracker-watch/") for o in obs)
     assert all(o["infohash_v1"] == local_swarm.content.v1 for o in obs)
-    assert any(o["peer_id"] and str(o["our_ip"]) == "127.0.0.2" for o in obs)
+    assert any(o["peer_id"] and str(o["our_ip"]) in ("127.0.0.2", PROBE_IP) for o in obs)
     # and the monitor uploaded nothing, also to a leecher that wants every piece from it
     assert daemon.engine is not None
     swarm = daemon.engine.swarms[(local_swarm.content.v1 or b"").hex()]
     session, leecher = await leech_only_from(("127.0.0.2", daemon.engine.listen_port()), local_swarm.content.torrent)
     try:
-        await wait_for(lambda: interested_peer(swarm.handle, LEECHER_IP), timeout=30)
+        # the session holds no payload in probe mode (nothing to be interested in), so wait for the connection
+        await wait_for(lambda: connected_peer(swarm.handle, LEECHER_IP), timeout=30)
         await asyncio.sleep(5)
         assert leecher.status().total_payload_download == 0
     finally:

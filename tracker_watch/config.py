@@ -133,8 +133,29 @@ class TrackerSettings:
 
 @dataclass(frozen=True)
 class VerifySettings:
+    method: Literal["probe", "session"] = field(default="probe", metadata=_doc(
+        "probe: each candidate peer is asked for a piece over a connection of our own to that peer alone (see "
+        "docs/verification.md); session: libtorrent's session downloads wanted pieces from whoever it picks "
+        "(kept for comparison; real distributors may go unproven)."))
+    probe_interface: str = field(default="", metadata=_doc(
+        "Address our verification connections come from. Use a second address of this host, not the "
+        "session's own: many clients accept one connection per address and drop a second. Empty: the first "
+        "of swarm.outgoing_interfaces.", pattern=r"[0-9A-Fa-f:.]*"))
+    probe_concurrency: int = field(default=32, metadata=_doc(
+        "Verification connections open at once (all swarms together).", min=1, max=4096))
+    probe_encryption: Literal["prefer", "require", "plaintext"] = field(default="prefer", metadata=_doc(
+        "MSE/PE on verification connections: prefer (fall back to plaintext), require, or plaintext."))
+    probe_timeout_s: float = field(default=120.0, metadata=_doc(
+        "Longest one verification connection may take, handshakes to hash check.", min=5.0, max=600.0))
+    retry_base_s: float = field(default=15.0, metadata=_doc(
+        "A candidate that could not be verified is tried again after this long, doubling each time …",
+        min=1.0, max=3600.0))
+    retry_max_s: float = field(default=600.0, metadata=_doc("… up to this long between tries.", min=1.0,
+                                                            max=86400.0))
+    probes_per_peer_per_day: int = field(default=24, metadata=_doc(
+        "Most verification connections to one IP per target per day.", min=1, max=1000))
     pieces_per_peer: int = field(default=1, metadata=_doc(
-        "Pieces to verify from each peer (IP and port) per target per day.", min=1, max=64))
+        "Pieces to verify from each peer (IP) per target per day.", min=1, max=64))
     bytes_per_peer_per_day: int = field(default=64 * 2**20, metadata=_doc(
         "Most payload bytes taken from one IP address per target per day.", min=16384, max=2**40))
     bytes_per_swarm_per_day: int = field(default=512 * 2**20, metadata=_doc(
@@ -350,6 +371,14 @@ def _build_section(section: str, cls: type[Any], values: Mapping[str, Any]) -> A
 
 
 def _cross_checks(s: Settings) -> None:
+    if s.verify.probe_interface:
+        try:
+            ipaddress.ip_address(s.verify.probe_interface)
+        except ValueError:
+            text = show(s.verify.probe_interface)
+            raise ConfigError(f"verify.probe_interface: {text} is not an IP address") from None
+    if s.verify.retry_base_s > s.verify.retry_max_s:
+        raise ConfigError("verify.retry_base_s: must not exceed verify.retry_max_s")
     if s.database.pool_min_size > s.database.pool_max_size:
         raise ConfigError("database.pool_min_size: must not exceed database.pool_max_size")
     if s.trackers.min_interval_s > s.trackers.max_interval_s:

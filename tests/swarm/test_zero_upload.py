@@ -44,13 +44,17 @@ async def leech_only_from(target: tuple[str, int], content_torrent: bytes, ip: s
     return session, handle
 
 
+def connected_peer(handle: Any, ip: str) -> bool:
+    return any(str(p.ip[0]) == ip for p in handle.get_peer_info())
+
+
 def interested_peer(handle: Any, ip: str) -> bool:
     return any(str(p.ip[0]) == ip and int(p.flags) & REMOTE_INTERESTED for p in handle.get_peer_info())
 
 
 @pytest.fixture
 async def monitor(make_settings: SettingsFactory, local_swarm: LocalSwarm) -> AsyncIterator[EngineUnderTest]:
-    eut = EngineUnderTest(make_settings())
+    eut = EngineUnderTest(make_settings(verify={"method": "session"}))  # the session holds payload only so
     await eut.engine.start()
     swarm = eut.watch_magnet(local_swarm)
     eut.feed_seeders(local_swarm, swarm.key)

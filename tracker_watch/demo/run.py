@@ -29,6 +29,7 @@ from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.ledger.verify import verify_ledger
 
 MONITOR_IP = "127.0.0.2"
+PROBE_IP = "127.0.0.3"  # verification connections come from a second address (docs/verification.md)
 
 
 def demo_settings(state_dir: Path, dsn: str = "", schema: str = "tracker_watch") -> Settings:
@@ -43,7 +44,7 @@ def demo_settings(state_dir: Path, dsn: str = "", schema: str = "tracker_watch")
                   "allowed_networks": list(LOOPBACK_NETWORKS)},
         "trackers": {"min_interval_s": 2.0, "max_interval_s": 5.0, "timeout_s": 5.0},
         "collector": {"flush_interval_s": 0.2, "reobserve_s": 60.0},
-        "verify": {"redial_s": 5.0},
+        "verify": {"redial_s": 5.0, "probe_interface": PROBE_IP, "retry_base_s": 2.0, "retry_max_s": 10.0},
         # loopback has no country: treat it as Kazakhstan, the jurisdiction the policy covers
         "policy": {"test_country": "KZ", "evaluate_interval_s": 1.0},
         "notices": {"delivery_interval_s": 1.0, "complainant_email": "notices@demo-studios.example"},

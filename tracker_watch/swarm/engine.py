@@ -34,6 +34,7 @@ from tracker_watch.swarm.settings import (
     session_settings,
 )
 from tracker_watch.swarm.swarm import PRIORITY_WANTED, Swarm, SwarmSpec, endpoint
+from tracker_watch.swarm.verifier import Verifier
 
 _log = log.get("tracker_watch.swarm")
 
@@ -86,6 +87,10 @@ class SwarmEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.peer_id = b"-TW0100-" + os.urandom(6).hex().encode()
+        self.verifier: Verifier | None = None
+        if v.method == "probe":  # each candidate is proven over a connection of its own (swarm/verifier.py)
+            probe_ip = v.probe_interface or (sw.outgoing_interfaces[0] if sw.outgoing_interfaces else None)
+            self.verifier = Verifier(v, sink, probe_ip, client_name=SOFTWARE, own=self.listen_endpoints)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -101,6 +106,8 @@ class SwarmEngine:
         self._pump = AlertPump(self.session, self._on_alerts)
         self._pump.start(self._loop)
         self._tasks = [asyncio.create_task(self._stats_loop(), name="swarm-stats")]
+        if self.verifier is not None:
+            self._tasks.append(asyncio.create_task(self.verifier.run(), name="swarm-verifier"))
         if self.settings.swarm.dht_enabled:
             self._tasks.append(asyncio.create_task(self._dht_loop(), name="swarm-dht"))
         _log.info("swarm_engine_started", listen=self.settings.swarm.listen_interfaces,
@@ -129,15 +136,19 @@ class SwarmEngine:
         if spec.key in self.swarms:
             return self.swarms[spec.key]
         assert self._loop is not None
-        handle = self._add(spec, spec.info, generation=0, want_first_piece=True)
+        # in probe mode libtorrent downloads nothing: it finds peers and fetches metadata, the verifier proves
+        handle = self._add(spec, spec.info, generation=0, want_first_piece=self.verifier is None)
         swarm = Swarm(spec, handle, self.sink, self.planner_factory, self.settings.swarm.peer_refresh_s, self._loop,
                       recycle=self._recycle, own_endpoints=self.listen_endpoints,
-                      max_peers=self.settings.swarm.max_peers_per_swarm, policy=self.policy, own_ips=self.own_ips)
+                      max_peers=self.settings.swarm.max_peers_per_swarm, policy=self.policy, own_ips=self.own_ips,
+                      candidate=self.verifier.offer if self.verifier is not None else None)
         self.swarms[spec.key] = swarm
         self._by_handle[handle] = swarm
         self._index_dht(swarm, spec.infohash_v1, spec.infohash_v2)
         if spec.info is not None:
             swarm.on_metadata(meta_from_info(spec.info), spec.info)
+            if self.verifier is not None:
+                self.verifier.attach(swarm)
         if self.settings.swarm.dht_enabled:
             self._dht_lookup(swarm)  # a new swarm is looked up at once, not a whole round-robin later
         _log.info("swarm_added", infohash=spec.key, metadata=spec.info is not None)
@@ -183,6 +194,8 @@ class SwarmEngine:
         if swarm is None:
             return
         swarm.close()
+        if self.verifier is not None:
+            self.verifier.detach(key)
         self._by_handle.pop(swarm.handle, None)
         self._by_dht_hash = {h: s for h, s in self._by_dht_hash.items() if s is not swarm}
         if self.session is not None:
@@ -249,6 +262,8 @@ class SwarmEngine:
         v2 = bytes(hashes.v2.to_bytes()) if hashes.has_v2() else None
         self._index_dht(swarm, v1, v2)
         swarm.on_metadata(meta, info)
+        if self.verifier is not None:
+            self.verifier.attach(swarm)
         _log.info("metadata_received", infohash=swarm.key, name=meta.name, pieces=meta.num_pieces)
         if self.on_metadata is not None:
             self.on_metadata(swarm, info, meta)

@@ -65,8 +65,13 @@ class Swarm:
                  refresh_s: float, loop: asyncio.AbstractEventLoop,
                  recycle: Callable[[Swarm], None] | None = None,
                  own_endpoints: set[Endpoint] | None = None, max_peers: int = 500,
-                 policy: AddressPolicy = STRICT, own_ips: set[str] | None = None) -> None:
+                 policy: AddressPolicy = STRICT, own_ips: set[str] | None = None,
+                 candidate: Callable[[str, Endpoint, int], None] | None = None) -> None:
         self.spec = spec
+        # probe mode (swarm/verifier.py): dialable peers go to the verifier, and libtorrent downloads nothing
+        self._candidate = candidate
+        self.info_hash_v1 = spec.infohash_v1
+        self._hashes: bytes | None = None
         self.key = spec.key
         self.handle = handle
         self._emit = emit
@@ -107,10 +112,12 @@ class Swarm:
         self.listed.add(peer)
         now = utc_now_ms()
         self._emit(PeerListed(self.key, peer, source, now, tracker_url))
+        lt_source = {Source.TRACKER: 1, Source.DHT: 2, Source.PEX: 4}.get(source, 0)
+        if self._candidate is not None:
+            self._candidate(self.key, peer, lt_source)
         if self.planner is not None and self.planner.dialling_peer(peer, now.date(), self._loop.time()):
             self._apply_plan()
             self.request_sample(self.planner.dial_grace_s + 1)  # re-plan once the dial grace is over
-        lt_source = {Source.TRACKER: 1, Source.DHT: 2, Source.PEX: 4}.get(source, 0)
         self.handle.connect_peer(peer, lt_source)
 
     def allows(self, peer: Endpoint, source: Source) -> bool:
@@ -149,6 +156,8 @@ class Swarm:
             # libtorrent only dials endpoints we gave it or that peers told it about (PEX)
             self.listed.add(peer)
             self._emit(PeerListed(self.key, peer, Source.PEX, utc_now_ms()))
+            if self._candidate is not None:
+                self._candidate(self.key, peer, 4)
         self.connected.discard(peer)
         _log.debug("peer_disconnected", infohash=self.key, peer=f"{peer[0]}:{peer[1]}", reason=alert.message())
         if self.planner is not None:
@@ -158,9 +167,13 @@ class Swarm:
     def on_metadata(self, meta: TorrentMeta, info: bytes) -> None:
         self.meta, self.info = meta, info
         self._ti = self.handle.torrent_file()  # pieces as libtorrent lays them out (pad files included)
-        self.planner = self._planner_factory(int(self._ti.num_pieces()), self.piece_size)
-        self.planner.wanted.add(INITIAL_PIECE)  # added with that piece wanted (see engine.watch)
-        self.pieces = PieceTracker(self.key, self.piece_size, v1_piece_hashes(info), self._emit, self._on_settled,
+        self._hashes = v1_piece_hashes(info)
+        hashes = self.handle.info_hashes()
+        self.info_hash_v1 = self.info_hash_v1 or (bytes(hashes.v1.to_bytes()) if hashes.has_v1() else None)
+        if self._candidate is None:  # session mode: libtorrent downloads the pieces the planner wants
+            self.planner = self._planner_factory(int(self._ti.num_pieces()), self.piece_size)
+            self.planner.wanted.add(INITIAL_PIECE)  # added with that piece wanted (see engine.watch)
+        self.pieces = PieceTracker(self.key, self.piece_size, self._hashes, self._emit, self._on_settled,
                                    self._loop, record=self.record)
         self.request_sample(0.2)
 
@@ -204,6 +217,10 @@ class Swarm:
             self.pieces.banned(peer, peer_id_or_none(alert.pid))
 
     # --- pieces ----------------------------------------------------------------------------------
+    def piece_hashes(self) -> bytes | None:
+        """The v1 piece hashes (20 bytes each), once metadata is known; None for v2-only torrents."""
+        return self._hashes
+
     def piece_size(self, piece: int) -> int:
         return int(self._ti.piece_size(piece))
 
@@ -297,6 +314,8 @@ class Swarm:
             if not self.allows(peer, Source.INCOMING if not flags & _OUTGOING else Source.PEX):
                 continue  # connected before the IP filter took effect: never recorded
             connected.add(peer)
+            if self._candidate is not None and flags & _OUTGOING:  # its listen port: we can dial it too
+                self._candidate(self.key, peer, int(pi.source))
             advertised = int(pi.num_pieces) if num_pieces is not None else None
             self._emit(PeerSnapshot(
                 swarm=self.key, peer=peer, at=now, handshake_done=True, incoming=not flags & _OUTGOING,

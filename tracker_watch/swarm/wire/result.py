@@ -54,6 +54,7 @@ class ProbeResult:
     bytes_sent: int = 0
     payload_bytes: int = 0                # bytes of the requested piece's blocks
     verified: bool | None = None          # True: hash matched; False: whole piece came and mismatched
+    sha256: bytes | None = None           # SHA-256 of the piece as received (whenever it came whole)
     reason: Reason | None = None          # None when verified
     detail: str = ""
     attempts: list[str] = field(default_factory=list)
@@ -82,6 +83,7 @@ def fill(result: ProbeResult, session: PeerSession) -> None:
     result.piece_index = session.spec.index  # an alternative piece may have replaced the first choice
     result.bytes_received, result.bytes_sent = stream.bytes_in, stream.bytes_out
     result.payload_bytes, result.verified, result.timeline = r.payload_bytes, r.verified, dict(r.timeline)
+    result.sha256 = r.sha256
     result.pieces_advertised, result.has_piece, result.unchoked = r.pieces_advertised, r.has_piece, r.unchoked
     if r.handshake is not None:
         result.handshake_ok = True

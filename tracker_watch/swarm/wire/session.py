@@ -63,6 +63,7 @@ class SessionReport:
     unchoked: bool = False
     payload_bytes: int = 0     # bytes of our piece's blocks received
     verified: bool | None = None
+    sha256: bytes | None = None  # of the piece as received: a content fingerprint beside the v1 check
     notes: list[str] = field(default_factory=list)
     # seconds from the session's start to each milestone: handshake, has_piece, requested, piece
     timeline: dict[str, float] = field(default_factory=dict)
@@ -260,4 +261,5 @@ async def verify_on(session: PeerSession) -> bool:
     data = await session.fetch_piece()
     ok = hashlib.sha1(data).digest() == session.spec.sha1
     session.report.verified = ok
+    session.report.sha256 = hashlib.sha256(data).digest()
     return ok

@@ -1,0 +1,253 @@
+"""Targeted verification: every candidate peer is asked for a piece over a connection of our own to it alone.
+
+libtorrent's piece picker decides whom *it* asks, so in a swarm of fast seeds most peers are never asked and
+stay unproven (docs/verification.md). Here the engine offers every dialable peer it learns of (tracker, DHT,
+PEX, connected outgoing); for each (swarm, IP) not yet proven today we dial that peer ourselves
+(swarm/wire), ask it for one piece, and hash what it alone sent against the info dictionary. The verdict
+leaves as the same events the collector already reads: a PeerSnapshot (handshake, client, what it
+advertises, our address) and a PieceSettled with that peer as the only contributor — verified, or, if the
+whole piece it sent fails the hash, corrupt.
+
+A candidate that could not be verified (refused, choked, busy) is tried again with backoff while it is still
+named in the swarm, within the day's budget: probes per IP, pieces per IP, bytes per IP and per swarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import os
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Protocol
+
+from tracker_watch import log
+from tracker_watch.config import VerifySettings
+from tracker_watch.domain.evidence import utc_now_ms
+from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerSnapshot, PieceSettled
+from tracker_watch.swarm.wire import ProbeResult, Reason, Timeouts, probe
+
+_log = log.get("tracker_watch.verify")
+ALTERNATIVES = 64  # other pieces a partial seeder may serve instead of the first choice
+PRESENCE_S = 1800.0  # a peer not named again for this long has left: no more retries on its behalf
+_GIVE_UP = {Reason.WRONG_INFOHASH, Reason.SELF}  # never worth another connection today
+
+
+class SwarmView(Protocol):
+    """What the verifier needs of a swarm (swarm/swarm.py's Swarm has it once metadata is known)."""
+
+    key: str
+    info_hash_v1: bytes | None
+
+    def piece_hashes(self) -> bytes | None: ...
+
+    def piece_size(self, piece: int) -> int: ...
+
+
+ProbeFn = Callable[..., Awaitable[ProbeResult]]
+
+
+@dataclass
+class _Candidate:
+    key: str
+    ip: str
+    day: date
+    ports: dict[int, int] = field(default_factory=dict)  # port → source bits (tracker 1, DHT 2, PEX 4)
+    seen_at: float = 0.0
+    probes: int = 0
+    failures: int = 0
+    pieces: int = 0
+    bytes: int = 0
+    busy: bool = False
+    done: bool = False  # verified enough, or proven corrupt, today
+    due: float | None = None
+
+
+class Verifier:
+    def __init__(self, settings: VerifySettings, emit: Callable[[PeerEvent], None], local_ip: str | None,
+                 probe_fn: ProbeFn = probe, client_name: str = "tracker-watch",
+                 own: set[Endpoint] | None = None) -> None:
+        self.settings = settings
+        self.own = own if own is not None else set()  # our own listen sockets: a peer may name them (PEX)
+        self._emit = emit
+        self.local_ip = local_ip or None
+        self._probe = probe_fn
+        self.client_name = client_name
+        self.swarms: dict[str, SwarmView] = {}
+        self.candidates: dict[tuple[str, str], _Candidate] = {}
+        self.swarm_bytes: dict[tuple[str, date], int] = {}
+        self._heap: list[tuple[float, int, tuple[str, str]]] = []
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.probe_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0}
+
+    # --- what the engine tells us ----------------------------------------------------------------
+    def attach(self, swarm: SwarmView) -> None:
+        """The swarm's metadata is known: its pending candidates can be probed."""
+        self.swarms[swarm.key] = swarm
+        for cand in self.candidates.values():
+            if cand.key == swarm.key and not cand.done:
+                self._schedule(cand, 0.0)
+
+    def detach(self, key: str) -> None:
+        self.swarms.pop(key, None)
+        self.candidates = {k: c for k, c in self.candidates.items() if c.key != key}
+
+    def offer(self, key: str, peer: Endpoint, source_bits: int = 0) -> None:
+        """A dialable address of this swarm (named by a tracker, the DHT or PEX, or connected outgoing)."""
+        if peer in self.own:
+            return
+        loop = asyncio.get_running_loop()
+        today = utc_now_ms().date()
+        cand = self.candidates.get((key, peer[0]))
+        if cand is None or cand.day != today:  # a new day: a fresh budget, and a fresh verdict
+            cand = self.candidates[(key, peer[0])] = _Candidate(key, peer[0], today)
+        cand.ports[peer[1]] = cand.ports.get(peer[1], 0) | source_bits
+        cand.seen_at = loop.time()
+        if not (cand.done or cand.busy) and cand.due is None and key in self.swarms:
+            self._schedule(cand, 0.0)
+
+    # --- scheduling ------------------------------------------------------------------------------
+    def _schedule(self, cand: _Candidate, delay: float) -> None:
+        due = asyncio.get_running_loop().time() + delay
+        if cand.due is not None and cand.due <= due:
+            return
+        cand.due = due
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, (cand.key, cand.ip)))
+        self._wake.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while self._heap and self._heap[0][0] <= loop.time():
+                    due, _, ident = heapq.heappop(self._heap)
+                    cand = self.candidates.get(ident)
+                    if cand is None or cand.due != due:
+                        continue  # superseded by an earlier schedule, or forgotten
+                    cand.due = None
+                    await self._slots.acquire()  # backpressure: at most probe_concurrency at once
+                    self._start(cand)
+                self._wake.clear()
+                timeout = self._heap[0][0] - loop.time() if self._heap else None
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _start(self, cand: _Candidate) -> None:
+        job = self._job(cand)
+        if job is None:
+            self._slots.release()
+            return
+        cand.busy = True
+        task = asyncio.create_task(self._verify(cand, *job), name=f"verify-{cand.key[:8]}-{cand.ip}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _job(self, cand: _Candidate) -> tuple[SwarmView, int, bytes, int, list[tuple[int, int, bytes]]] | None:
+        """(swarm, port, v1 infohash, first piece, alternatives), or None if nothing may be done now."""
+        swarm = self.swarms.get(cand.key)
+        s = self.settings
+        loop_time = asyncio.get_running_loop().time()
+        if (swarm is None or cand.done or cand.day != utc_now_ms().date() or not cand.ports
+                or loop_time - cand.seen_at > PRESENCE_S or cand.probes >= s.probes_per_peer_per_day):
+            return None
+        hashes = swarm.piece_hashes()
+        if swarm.info_hash_v1 is None or not hashes:
+            return None  # v2-only: its pieces need Merkle proofs; the session path covers those
+        count = len(hashes) // 20
+        picks = random.sample(range(count), min(count, ALTERNATIVES + 1))
+        pieces = [(i, swarm.piece_size(i), hashes[i * 20:i * 20 + 20]) for i in picks]
+        biggest = max(size for _, size, _ in pieces)
+        spent = self.swarm_bytes.get((cand.key, cand.day), 0)
+        if cand.bytes + biggest > s.bytes_per_peer_per_day or spent + biggest > s.bytes_per_swarm_per_day:
+            _log.info("verify_budget_spent", infohash=cand.key, peer=cand.ip)
+            cand.done = True
+            return None
+        port = max(cand.ports, key=lambda p: (cand.ports[p], p))  # prefer a port a tracker or the DHT named
+        first, *others = pieces
+        return swarm, port, swarm.info_hash_v1, first[0], others
+
+    async def _verify(self, cand: _Candidate, swarm: SwarmView, port: int, info_hash: bytes, piece: int,
+                      others: list[tuple[int, int, bytes]]) -> None:
+        try:
+            cand.probes += 1
+            self.stats["probes"] += 1
+            hashes = swarm.piece_hashes() or b""
+            expected = hashes[piece * 20:piece * 20 + 20]
+            result = await self._probe(
+                cand.ip, port, info_hash, _peer_id(), piece, swarm.piece_size(piece), expected,
+                num_pieces=len(hashes) // 20, local_ip=self.local_ip, encryption=self.settings.probe_encryption,
+                timeouts=Timeouts(total=self.settings.probe_timeout_s), client_name=self.client_name,
+                alternatives=others)
+            self._record(cand, (cand.ip, port), result, cand.ports.get(port, 0))
+        except Exception as exc:  # a bug here must not stop verification of everyone else
+            _log.exception("verify_failed", infohash=cand.key, peer=cand.ip, error=str(exc)[:300])
+            cand.failures += 1
+        finally:
+            cand.busy = False
+            self._slots.release()
+            if not cand.done and cand.key in self.swarms:
+                delay = min(self.settings.retry_base_s * 2 ** max(0, cand.failures - 1), self.settings.retry_max_s)
+                self._schedule(cand, delay if cand.failures else 0.0)
+
+    def _record(self, cand: _Candidate, peer: Endpoint, r: ProbeResult, source_bits: int) -> None:
+        at = utc_now_ms()
+        if r.handshake_ok:
+            self._emit(PeerSnapshot(swarm=cand.key, peer=peer, at=at, handshake_done=True, incoming=False,
+                                    source_bits=source_bits, peer_id=r.peer_id, client=r.client,
+                                    pieces_advertised=r.pieces_advertised, num_pieces=_num_pieces(self, cand.key),
+                                    local=r.local))
+        if r.verified is None:
+            cand.failures += 1
+            self.stats["failed"] += 1
+            if r.reason in _GIVE_UP:
+                cand.done = True
+            _log.info("verify_unfinished", infohash=cand.key, peer=f"{peer[0]}:{peer[1]}", reason=str(r.reason),
+                      detail=r.detail[:200], probes=cand.probes)
+            return
+        nbytes = r.payload_bytes
+        cand.bytes += nbytes
+        key = (cand.key, cand.day)
+        self.swarm_bytes[key] = self.swarm_bytes.get(key, 0) + nbytes
+        hashes = self.swarms[cand.key].piece_hashes() if cand.key in self.swarms else None
+        digest = hashes[r.piece_index * 20:r.piece_index * 20 + 20] if hashes and r.verified else None
+        self._emit(PieceSettled(swarm=cand.key, piece=r.piece_index, passed=r.verified, at=at,
+                                contributions=((peer, r.peer_id, nbytes),), sha1=digest,
+                                sha256=r.sha256 if r.verified else None))
+        if r.verified:
+            cand.pieces += 1
+            cand.failures = 0
+            cand.done = cand.pieces >= self.settings.pieces_per_peer
+            self.stats["verified"] += 1
+        else:
+            cand.done = True  # proven: the whole piece it alone sent is not the work
+            self.stats["corrupt"] += 1
+        _log.info("verify_done", infohash=cand.key, peer=f"{peer[0]}:{peer[1]}", piece=r.piece_index,
+                  verified=r.verified, bytes=nbytes, client=r.client, encrypted=r.encrypted)
+
+    def pending(self) -> int:
+        return sum(1 for c in self.candidates.values() if not c.done)
+
+
+def _num_pieces(verifier: Verifier, key: str) -> int | None:
+    swarm = verifier.swarms.get(key)
+    hashes = swarm.piece_hashes() if swarm else None
+    return len(hashes) // 20 if hashes else None
+
+
+def _peer_id() -> bytes:
+    """A fresh peer id per connection: clients drop a second connection that reuses one (docs/verification.md)."""
+    return b"-TW0100-" + os.urandom(6).hex().encode()
+
