@@ -235,7 +235,7 @@ def _time(n: int, field: str, text: str) -> tuple[str, int]:
     try:
         if len(text) > 40 or not text.isascii():
             raise ValueError
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text)  # 3.11: any ISO-8601 form, "Z" included
     except ValueError:
         raise LeaseError(n, f"{field} {text[:40]!r} is not an ISO-8601 time") from None
     value = value if value.tzinfo else value.replace(tzinfo=UTC)
