@@ -13,7 +13,6 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 Key = tuple[int, int, int]  # (IP version, network as an integer, prefix length)
 
@@ -41,28 +40,44 @@ class Columns:
         return r[o + VERSION], r[o + NET_HI] << 64 | r[o + NET_LO], r[o + PREFIXLEN]
 
 
-@dataclass
+ALL_PORTS = (0, 65535)
+
+
 class PortRanges:
     """A multiset of inclusive port ranges; counts the ranges meeting [lo, hi] in O(log n).
 
     A range [a, b] misses [lo, hi] exactly when a > hi or b < lo, and never both (a <= b, lo <= hi).
+    Ranges of every port (most leases) are only counted: they meet everything, and a prefix enclosing
+    a million active /32 leases then costs no sorted-list insertions.
     """
 
-    starts: list[int] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)
-    members: dict[int, tuple[int, int]] = field(default_factory=dict)  # lease index -> its range
+    __slots__ = ("ends", "every_port", "members", "starts")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.members: dict[int, tuple[int, int]] = {}  # lease index -> its range
+        self.every_port = 0
 
     def add(self, i: int, lo: int, hi: int) -> None:
+        self.members[i] = (lo, hi)
+        if (lo, hi) == ALL_PORTS:
+            self.every_port += 1
+            return
         insort(self.starts, lo)
         insort(self.ends, hi)
-        self.members[i] = (lo, hi)
 
     def remove(self, i: int) -> None:
         lo, hi = self.members.pop(i)
+        if (lo, hi) == ALL_PORTS:
+            self.every_port -= 1
+            return
         del self.starts[bisect_left(self.starts, lo)]
         del self.ends[bisect_left(self.ends, hi)]
 
     def meets(self, lo: int, hi: int) -> bool:
+        if self.every_port:
+            return True
         missed = len(self.starts) - bisect_right(self.starts, hi) + bisect_left(self.ends, lo)
         return len(self.starts) > missed
 
@@ -122,33 +137,38 @@ def _trees(cols: Columns) -> list[tuple[list[int], dict[Key, tuple[Key, ...]]]]:
 def _sweep(cols: Columns, tree: list[int], ancestors: dict[Key, tuple[Key, ...]],
            limit: int) -> list[tuple[int, int]]:
     """Overlapping pairs within one tree: leases enter in order of start and leave at their end."""
-    exact: dict[Key, PortRanges] = {k: PortRanges() for k in ancestors}  # active leases of that prefix
-    inside: dict[Key, PortRanges] = {k: PortRanges() for k in ancestors}  # active leases strictly inside
+    exact: dict[Key, PortRanges] = {}  # per prefix: the active leases of exactly that prefix
+    inside: dict[Key, PortRanges] = {}  # per prefix: the active leases strictly inside it
     ending: list[tuple[int, int]] = []
     found: list[tuple[int, int]] = []
     for i in sorted(tree, key=lambda i: cols.get(i, VALID_FROM)):
         start, key, lo, hi = cols.get(i, VALID_FROM), cols.key(i), cols.get(i, PORT_FROM), cols.get(i, PORT_TO)
         while ending and ending[0][0] <= start:  # valid_to is exclusive: a lease ending now is gone
             j = heapq.heappop(ending)[1]
-            exact[cols.key(j)].remove(j)
-            for a in ancestors[cols.key(j)]:
-                inside[a].remove(j)
+            other_key = cols.key(j)
+            for table, k in ((exact, other_key), *((inside, a) for a in ancestors[other_key])):
+                table[k].remove(j)
+                if not table[k].members:
+                    del table[k]  # the tables hold active leases only: small and cache-friendly
         other = _clash(exact, inside, ancestors[key], key, lo, hi)
         if other is not None:
             found.append((cols.get(i, LINE), cols.get(other, LINE)))
             if len(found) >= limit:
                 break
             continue  # a clashing lease is left out, so each later clash is reported against a sound set
-        exact[key].add(i, lo, hi)
-        for a in ancestors[key]:
-            inside[a].add(i, lo, hi)
+        for table, k in ((exact, key), *((inside, a) for a in ancestors[key])):
+            ranges = table.get(k)
+            if ranges is None:
+                ranges = table[k] = PortRanges()
+            ranges.add(i, lo, hi)
         heapq.heappush(ending, (cols.get(i, VALID_TO), i))
     return found
 
 
 def _clash(exact: dict[Key, PortRanges], inside: dict[Key, PortRanges], enclosing: tuple[Key, ...],
            key: Key, lo: int, hi: int) -> int | None:
-    for ranges in (exact[key], inside[key], *(exact[a] for a in enclosing)):
-        if ranges.meets(lo, hi):
+    """An active lease meeting the ports [lo, hi] of prefix `key`: same prefix, inside it, or enclosing it."""
+    for ranges in (exact.get(key), inside.get(key), *(exact.get(a) for a in enclosing)):
+        if ranges is not None and ranges.meets(lo, hi):
             return ranges.one_meeting(lo, hi)
     return None
