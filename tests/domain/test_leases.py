@@ -74,6 +74,7 @@ def test_adjacent_leases_do_not_overlap() -> None:
     (HEAD + "10.0.0.1,,,2026-01-01,,S\x00\n", "line 2: contains a NUL character"),
     (HEAD + "10.0.0.1,,,2026-01-01,," + "S" * 1100 + "\n", "line 2: longer than 1024 bytes"),
     ("\ufeffprefix;port_from\n", "line 1: the first line must be the header"),
+    ('"prefix,port_from\n', "line 1: the first line must be the header"),
 ])
 def test_hostile_rows_are_one_line_errors(body: str, message: str) -> None:
     with pytest.raises(LeaseErrors, match=message) as caught:
@@ -87,6 +88,8 @@ def test_non_utf8_names_the_line() -> None:
 
 
 def test_bom_crlf_quotes_and_mapped_addresses_are_accepted() -> None:
+    quoted_head = ",".join(f'"{name}"' for name in HEAD.strip().split(",")) + "\n"
+    assert len(parse(quoted_head + "10.0.0.1,,,2026-01-01,,S\n")) == 1
     leases = parse(b"\xef\xbb\xbf" + HEAD.encode().replace(b"\n", b"\r\n")
                    + b'::ffff:198.51.100.7,,,2026-01-01T05:00:00+05:00,,"SUB, \\ 1"\r\n'
                    + b"::ffff:198.51.100.0/120,,,2025-01-01,2025-06-01,SUB-2\r\n"

@@ -124,10 +124,8 @@ def parse_lines(lines: Iterable[bytes]) -> LeaseFile:
     """Parse raw lines (without or with their b"\\n"); raise LeaseErrors naming every bad line."""
     out, rows, errors = LeaseFile(), array("Q"), []
     lines = iter(lines)
-    header = _decode(1, next(lines, b"").removeprefix(_BOM))
-    if not isinstance(header, str) or [c.strip().lower() for c in header.split(",")] != HEADER:
-        raise LeaseErrors([LeaseError(1, f"the first line must be the header {','.join(HEADER)}"
-                                         + (" (UTF-8 text)" if not isinstance(header, str) else ""))])
+    if _header(next(lines, b"")) != HEADER:
+        raise LeaseErrors([LeaseError(1, f"the first line must be the header {','.join(HEADER)} (UTF-8)")])
     for n, raw in enumerate(lines, start=2):
         try:
             _row(out, rows, n, raw)
@@ -146,6 +144,14 @@ def parse_lines(lines: Iterable[bytes]) -> LeaseFile:
     return out
 
 
+def _header(raw: bytes) -> list[str] | None:
+    text = _decode(1, raw.removeprefix(_BOM))  # a byte-order mark is no part of the first name
+    try:
+        return None if isinstance(text, LeaseError) else [c.strip().lower() for c in _fields(1, text)]
+    except LeaseError:
+        return None
+
+
 def _decode(n: int, raw: bytes) -> str | LeaseError:
     raw = raw.removesuffix(b"\n").removesuffix(b"\r")
     if len(raw) > MAX_LINE_BYTES:
@@ -159,18 +165,20 @@ def _decode(n: int, raw: bytes) -> str | LeaseError:
     return text
 
 
+def _fields(n: int, text: str) -> list[str]:
+    if '"' not in text:
+        return text.split(",")
+    try:
+        return next(csv.reader([text], strict=True))
+    except csv.Error as exc:  # e.g. an unterminated quote: never merged with the next line
+        raise LeaseError(n, f"malformed quoting ({exc})") from None
+
+
 def _row(out: LeaseFile, rows: array[int], n: int, raw: bytes) -> None:
     text = _decode(n, raw)
     if isinstance(text, LeaseError):
         raise text
-    if '"' in text:
-        try:
-            fields = next(csv.reader([text], strict=True))
-        except csv.Error as exc:  # e.g. an unterminated quote: never merge it with the next line
-            raise LeaseError(n, f"malformed quoting ({exc})") from None
-    else:
-        fields = text.split(",")
-    fields = [f.strip() for f in fields]
+    fields = [f.strip() for f in _fields(n, text)]
     if not any(fields):
         return
     if len(fields) != len(HEADER):
