@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("ingestion", "ledger", "capacity", "latency")
+BENCHMARKS = ("ingestion", "ledger", "capacity", "latency", "leases")
 
 
 def main() -> int:

@@ -116,13 +116,30 @@ def test_purge_dry_run(env: dict[str, str]) -> None:
     assert result.stdout.startswith("would redact: 0 incidents, 0 observations")
 
 
+def test_isp_import_reports_every_bad_line_and_imports_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    leases = tmp_path / "leases.csv"
+    leases.write_bytes(b"\xef\xbb\xbfprefix,port_from,port_to,valid_from,valid_to,subscriber\r\n"
+                       b'203.0.113.7,,,2026-01-01,,"S1\n203.0.113.8,,,2026-01-01,,S2\n0.0.0.0/0,,,2026-01-01,,S3\n'
+                       b"203.0.113.9,1,\xd9\xa3,2026-01-01,,S4\n203.0.113.10,,,2026-01-01,,S\xff\n")
+    bad = tw("isp", "import", str(leases), "--isp", "Kaz Telecom", env=env)
+    assert bad.returncode == 2
+    assert [line.split(": ", 3)[-1] for line in bad.stderr.splitlines()] == [
+        "line 2: malformed quoting (unexpected end of data)",
+        "line 4: prefix '0.0.0.0/0' is shorter than /8 (IPv4): a lease names one subscriber's addresses",
+        "line 5: port '\u0663' is not a number from 0 to 65535",
+        "line 6: not UTF-8 text (byte 29)",
+        "nothing imported (4 errors)"]
+    assert "Traceback" not in bad.stderr
+
+
 def test_isp_strikes_and_notices_commands(env: dict[str, str], tmp_path: Path) -> None:
     leases = tmp_path / "leases.csv"
     leases.write_text("prefix,port_from,port_to,valid_from,valid_to,subscriber\n"
                       "203.0.113.0/24,,,2026-01-01,,S1\n203.0.113.7,,,2026-01-01,,S2\n")
     bad = tw("isp", "import", str(leases), "--isp", "Kaz Telecom", env=env)
     assert bad.returncode == 2
-    assert "line 3: overlaps the lease on line 2 (same addresses, ports and time) (nothing imported)" in bad.stderr
+    assert f"error: {leases}: line 3: overlaps the lease on line 2 (same addresses, ports and time)\n" in bad.stderr
+    assert f"error: {leases}: nothing imported (1 error)" in bad.stderr
     leases.write_text("prefix,port_from,port_to,valid_from,valid_to,subscriber\n203.0.113.0/24,,,2026-01-01,,S1\n")
     ok = tw("isp", "import", str(leases), "--isp", "Kaz Telecom", env=env)
     assert ok.returncode == 0, ok.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -56,20 +57,20 @@ async def isp_set(db: Any, settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def isp_import(db: Any, settings: Settings, args: argparse.Namespace) -> int:
-    from tracker_watch.domain.leases import LeaseError, parse
-    from tracker_watch.ledger.leases import import_leases
+    from tracker_watch.domain.leases import LeaseError
+    from tracker_watch.ledger.leases import import_leases, read_lease_file
 
     try:
-        leases = parse(args.file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        return usage(f"cannot read {args.file}: {exc.strerror}")
-    except LeaseError as exc:
-        return usage(f"{args.file}: {exc} (nothing imported)")
-    try:
+        leases = read_lease_file(args.file)
         async with db.pool.acquire() as conn:
             count = await import_leases(conn, args.isp, leases)
-    except LeaseError as exc:
-        return usage(f"{args.file}: {exc} (nothing imported)")
+    except OSError as exc:
+        return usage(f"cannot read {args.file}: {exc.strerror or exc}")
+    except LeaseError as exc:  # one line per error, each naming its line, then what happened
+        errors = str(exc).splitlines()
+        for error in errors:
+            print(f"tracker-watch: error: {args.file}: {error}", file=sys.stderr)
+        return usage(f"{args.file}: nothing imported ({len(errors)} error{'s' * (len(errors) > 1)})")
     print(f"imported {count} leases for ISP {args.isp}")
     return EXIT_OK
 
