@@ -5,7 +5,7 @@ Operators see every holder's targets here too. Visibility is the API's own rule 
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -72,7 +72,8 @@ async def register_one(request: web.Request) -> web.StreamResponse:
                 raise TargetParseError("paste a magnet link or an infohash")
             spec = parse_target(text)
     except TargetParseError as exc:
-        return await targets_page(request, single_error=str(exc), status=400)
+        return await targets_page(request, single_error=str(exc), one_work=work,
+                                  one_target=str(form.get("target") or ""), status=400)
     row, created = await TargetStore(request.app[POOL]).register(spec, me.holder or "", work[:500], actor=me.actor)
     what = row.name or row.display_name or row.key
     flash(request, f"Registered target {row.id} ({what}) for “{row.work}”." if created
@@ -96,7 +97,8 @@ async def register_bulk(request: web.Request) -> web.StreamResponse:
     items, errors = parse_lines(text, str(form.get("work") or "").strip())
     if errors:
         return await targets_page(request, bulk_errors=[(e.line, e.text, e.detail) for e in errors[:1000]],
-                                  bulk_total=len(items) + len(errors), bulk_text=text[:200_000], status=400)
+                                  bulk_total=len(items) + len(errors), bulk_text=text[:200_000],
+                                  bulk_work=str(form.get("work") or ""), status=400)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         ids, created = await register_many(conn, [(spec, me.holder or "", work) for spec, work in items])
         await audit(conn, me, "target.bulk_register", f"targets:{len(ids)}", created=created, via="console")
@@ -137,7 +139,7 @@ async def target_page(request: web.Request) -> web.Response:
     rows = await pool.fetch(queries.DETECTIONS, row.id, step, origin)
     data = chart.buckets([(r["b"], r["grade"], r["n"]) for r in rows], origin, step, count)
     svg = chart.render(data, step, f"Peer addresses detected per {'hour' if step.days == 0 else 'day'}, by grade")
-    recent = {r["grade"]: r["n"] for r in await pool.fetch(queries.RECENT_BY_GRADE, row.id, "15 minutes")}
+    recent = {r["grade"]: r["n"] for r in await pool.fetch(queries.RECENT_BY_GRADE, row.id, timedelta(minutes=15))}
     peers = await pool.fetch(queries.PEERS, row.id)
     return render(request, "target.html", {
         "t": row, "live": (await live_status(request, [row]))[row.id], "chart": svg, "recent": recent,
