@@ -15,6 +15,7 @@ from tracker_watch.console.core import SESSIONS, ConsoleError, guard, size, when
 from tracker_watch.console.session import SessionStore
 
 HERE = Path(__file__).parent
+CONSOLE = web.AppKey("console", web.Application)  # on the API's application: the mounted console
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
@@ -42,5 +43,6 @@ def create_console(parent: web.Application, sessions: SessionStore | None = None
 
 def mount(parent: web.Application) -> None:
     """Serve the console under /console/ (and send / there)."""
-    parent.add_subapp("/console", create_console(parent))
+    parent[CONSOLE] = create_console(parent)
+    parent.add_subapp("/console", parent[CONSOLE])
     parent.router.add_get("/", _to_console)
