@@ -42,7 +42,7 @@ class Console:
             nonce = CSRF.findall(await r.text())[0]
         async with http.post("/console/login", data={"csrf": nonce, "token": self.tokens[who]}) as r:
             assert r.status == 200, await r.text()
-            return CSRF.findall(await r.text())[0]
+            return str(CSRF.findall(await r.text())[0])
 
 
 @pytest.fixture
