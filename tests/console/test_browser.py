@@ -36,7 +36,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def shot(driver: Any, folder: Path, name: str) -> None:
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(700, int(height)), 1800))
+    driver.set_window_size(1280, min(int(height) + 140, 1600))  # the whole page (the window has some chrome)
     assert driver.save_screenshot(str(folder / f"{name}.png"))
     driver.set_window_size(1280, 900)
 
