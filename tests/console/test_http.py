@@ -166,6 +166,12 @@ async def test_a_bulk_list_of_ten_thousand_lines(console: Console) -> None:
         async with http.post("/console/targets/bulk", data=form) as r:
             assert r.status == 200
             assert "Registered 10000 new target(s) from 10000 line(s)" in await r.text()
+        async with http.get("/console/targets") as r:  # a page at a time
+            page = await r.text()
+        assert page.count('<tr id="target-') == 200
+        assert 'href="/console/targets?after=200"' in page
+        async with http.get("/console/targets?after=9900") as r:
+            assert (await r.text()).count('<tr id="target-') == 100
     assert await console.db.pool.fetchval("SELECT count(*) FROM targets") == 10_000
 
 
@@ -194,3 +200,17 @@ async def test_an_acknowledgement_is_recorded_once(console: Console) -> None:
         async with http.get(f"/console/notices/{case['notice']}/xml") as r:
             assert r.content_type == "application/xml"
     assert await console.db.pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'notice.acknowledge'") == 1
+
+
+async def test_strikes_of_one_work(console: Console) -> None:
+    one = await seed_case(console.db, "Studio A", "Film One", "10.0.0.5", "SUB-1")
+    await seed_case(console.db, "Studio A", "Film Two", "10.0.0.6", "SUB-2")
+    work = await console.db.pool.fetchval("SELECT work_id FROM targets WHERE id = $1", one["target"])
+    async with console.client() as http:
+        await console.sign_in(http, "a")
+        async with http.get(f"/console/targets/{one['target']}") as r:
+            assert f'href="/console/strikes?work={work}"' in await r.text()
+        async with http.get(f"/console/strikes?work={work}") as r:
+            page = await r.text()
+    assert "SUB-1" in page
+    assert "SUB-2" not in page

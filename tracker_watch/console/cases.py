@@ -31,9 +31,12 @@ def _id(request: web.Request, what: str) -> int:
 
 async def strikes_page(request: web.Request) -> web.Response:
     me = require(request, "rightsholder", "operator")
-    rows = await queries.strikes(request.app[POOL], me.holder_id)
+    work_text = request.query.get("work", "")
+    work = int(work_text) if work_text.isdigit() and int(work_text) <= 2**62 else None
+    rows = await queries.strikes(request.app[POOL], me.holder_id, work=work)
     subjects = [(key, list(group)) for key, group in groupby(rows, key=lambda r: r["subject_id"])]
-    return render(request, "strikes.html", {"subjects": subjects, "levels": LEVEL_NAMES})
+    return render(request, "strikes.html", {"subjects": subjects, "levels": LEVEL_NAMES,
+                                            "work": rows[0]["title"] if work and rows else None})
 
 
 async def void(request: web.Request) -> web.StreamResponse:

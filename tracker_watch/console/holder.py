@@ -22,6 +22,7 @@ from tracker_watch.ledger.package import PackageError, SegmentInvalid, Selection
 from tracker_watch.ledger.targets import TargetStore
 
 RH_OP = ("rightsholder", "operator")
+PAGE = 200  # targets per page
 GRADE_WORDS = {
     "verified": "It sent us pieces of this work that passed the hash check: it was distributing the work. "
                 "This is the grade that counts toward a strike.",
@@ -46,11 +47,15 @@ def _target_id(request: web.Request) -> int:
 async def targets_page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:
     me = require(request, *RH_OP)
     pool = request.app[POOL]
-    rows = [r for r in await TargetStore(pool).page(me.holder_id, None, 0, 2000) if r.status != "deleted"]
+    after_text = request.query.get("after", "")
+    after = int(after_text) if after_text.isdigit() and int(after_text) <= 2**62 else 0
+    rows = [r for r in await TargetStore(pool).page(me.holder_id, None, after, PAGE + 1) if r.status != "deleted"]
+    more = rows[PAGE - 1].id if len(rows) > PAGE else None
+    rows = rows[:PAGE]
     works = await pool.fetch("SELECT w.id, w.title FROM works w WHERE ($1::bigint IS NULL OR w.holder_id = $1) "
                              "ORDER BY w.title", me.holder_id)
     return render(request, "targets.html", {"targets": rows, "live": await live_status(request, rows),
-                                            "works": works, **extra}, status=status)
+                                            "works": works, "more": more, "after": after, **extra}, status=status)
 
 
 async def register_one(request: web.Request) -> web.StreamResponse:

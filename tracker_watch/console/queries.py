@@ -57,10 +57,11 @@ RECENT_BY_GRADE = """
 """
 
 
-async def strikes(pool: Any, holder_id: int | None, subject: int | None = None, limit: int = 500) -> list[Any]:
+async def strikes(pool: Any, holder_id: int | None, subject: int | None = None, work: int | None = None,
+                  limit: int = 500) -> list[Any]:
     rows: list[Any] = await pool.fetch(
-        STRIKES + " AND ($2::bigint IS NULL OR s.subject_id = $2) ORDER BY s.subject_id, s.issued_at, s.id LIMIT $3",
-        holder_id, subject, limit)
+        STRIKES + " AND ($2::bigint IS NULL OR s.subject_id = $2) AND ($3::bigint IS NULL OR s.work_id = $3) "
+        "ORDER BY s.subject_id, s.issued_at, s.id LIMIT $4", holder_id, subject, work, limit)
     return rows
 
 
