@@ -18,10 +18,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.api.conftest import make_tokens
+from tests.helpers import wait_for_async
 from tests.ledger.package_forge import PIECE, make_torrent
 from tests.ledger.test_observations import _obs
-from tracker_watch.api.app import ApiServer
 from tracker_watch.config import Settings, settings_from_mapping
+from tracker_watch.daemon import Daemon
 from tracker_watch.demo.run import demo_settings
 from tracker_watch.domain import bencode
 from tracker_watch.domain.evidence import Grade
@@ -38,14 +39,15 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 
 
 class Served:
-    """The daemon's HTTP application and its database on a private loop; `run` executes a coroutine there."""
+    """The real daemon (swarm engine, leases, API with the console) on a private loop; `run` executes a
+    coroutine there."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="console-server", daemon=True)
-        self.db = Database(settings)
-        self.server: ApiServer | None = None
+        self.daemon = Daemon(settings)
+        self.db = self.daemon.db
         self.tokens: dict[str, str] = {}
         self.url = ""
 
@@ -57,18 +59,12 @@ class Served:
         self.run(self._start())
 
     async def _start(self) -> None:
-        await self.db.start()
-        self.server = ApiServer(self.db.pool, self.settings)
-        await self.server.start()
-        self.url = f"http://127.0.0.1:{self.server.port}"
+        await self.daemon.start()
+        self.url = f"http://127.0.0.1:{self.daemon.api.port}"
         self.tokens = await make_tokens(self.db)
 
     def stop(self) -> None:
-        async def _stop() -> None:
-            if self.server is not None:
-                await self.server.stop()
-            await self.db.stop()
-        self.run(_stop())
+        self.run(self.daemon.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
@@ -80,6 +76,7 @@ def served(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     raw = {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()}
            for k, v in dataclasses.asdict(base).items()}
     raw["api"].update({"listen": "127.0.0.1:0", "rate_per_s": 1000.0, "burst": 1000})
+    raw["node"]["name"] = "console-test"
     served = Served(settings_from_mapping(raw))
     served.start()
     yield served
@@ -122,10 +119,17 @@ async def seed_case(db: Database, holder: str, work: str, ip: str, subscriber: s
     await writer.checkpoint()
     settings = settings_from_mapping({"policy": {"test_country": "KZ"}, "database": {"schema": db.schema}})
     await StrikeLedger(db.pool, settings).tick()
-    strike = await db.pool.fetchval("SELECT s.id FROM strikes s JOIN works w ON w.id = s.work_id "
-                                    "WHERE w.title = $1", work)
-    notice = await db.pool.fetchval("SELECT id FROM notices WHERE strike_id = $1", strike)
+    # a daemon's own tick may have taken these rows first and still be evaluating them: wait for its commit
+    notice_sql = ("SELECT n.id FROM notices n JOIN strikes s ON s.id = n.strike_id JOIN works w ON w.id = s.work_id "
+                  "WHERE w.title = $1")
+    await wait_for_async(lambda: _exists(db, notice_sql, work))
+    notice = await db.pool.fetchval(notice_sql, work)
+    strike = await db.pool.fetchval("SELECT strike_id FROM notices WHERE id = $1", notice)
     return {"target": row.id, "strike": strike, "notice": notice, "hash": infohash}
+
+
+async def _exists(db: Database, sql: str, *args: Any) -> bool:
+    return await db.pool.fetchval(sql, *args) is not None
 
 
 def _driver_paths() -> tuple[str, str] | None:

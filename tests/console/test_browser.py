@@ -62,6 +62,7 @@ def wait(driver: Any) -> Wait:
 
 def go(driver: Any, served: Served, path: str) -> None:
     driver.get(served.url + path)
+    assert "Something went wrong" not in driver.title, text(driver)
 
 
 def sign_in(driver: Any, served: Served, who: str) -> None:
@@ -69,6 +70,7 @@ def sign_in(driver: Any, served: Served, who: str) -> None:
     driver.find_element(By.ID, "token").send_keys(served.tokens[who])
     driver.find_element(By.ID, "sign-in").click()
     wait(driver).until(ec.presence_of_element_located((By.ID, "sign-out")))
+    assert "Something went wrong" not in driver.title, text(driver)
 
 
 def sign_out(driver: Any) -> None:
@@ -230,6 +232,8 @@ def test_operator_voids_a_strike(browser: Any, served: Served, cases: dict[str, 
     strike = cases["b"]["strike"]
     sign_in(browser, served, "op")
     assert browser.current_url.endswith("/console/ops")
+    assert "2 active" in browser.find_element(By.TAG_NAME, "main").text  # strikes, before the void
+    assert browser.find_element(By.ID, "nodes")
     shot(browser, shots, "operator-nodes")
     go(browser, served, "/console/strikes")
     browser.find_element(By.ID, f"reason-{strike}").send_keys("dispute upheld: shared connection")

@@ -43,9 +43,9 @@ async def ops_page(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     engine = request.app.get(ENGINE)
     counts: dict[str, Any] = {
-        "targets": await pool.fetch("SELECT status, count(*) AS n FROM targets GROUP BY status ORDER BY status"),
-        "strikes": await pool.fetch("SELECT status, count(*) AS n FROM strikes GROUP BY status ORDER BY status"),
-        "notices": await pool.fetch("SELECT state, count(*) AS n FROM notices GROUP BY state ORDER BY state"),
+        "targets": await pool.fetch("SELECT status AS k, count(*) AS n FROM targets GROUP BY 1 ORDER BY 1"),
+        "strikes": await pool.fetch("SELECT status AS k, count(*) AS n FROM strikes GROUP BY 1 ORDER BY 1"),
+        "notices": await pool.fetch("SELECT state AS k, count(*) AS n FROM notices GROUP BY 1 ORDER BY 1"),
     }
     return render(request, "ops.html", {
         "nodes": await pool.fetch(NODES, request.app[SETTINGS].node.lease_ttl_s),
