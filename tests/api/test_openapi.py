@@ -13,7 +13,6 @@ from tests.helpers import run_process
 from tracker_watch.api.app import create_app
 from tracker_watch.config import settings_from_mapping
 
-
 CONSOLE = re.compile(r"^/$|^/console(/|$)")
 
 

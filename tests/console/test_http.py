@@ -143,6 +143,10 @@ async def test_each_role_sees_its_pages_only(console: Console) -> None:
 
 async def test_errors_are_pages_not_tracebacks(console: Console) -> None:
     async with console.client() as http:
+        for path in ("/", "/console"):
+            async with http.get(path, allow_redirects=False) as r:
+                assert r.status in (301, 302, 303, 307, 308), path
+                assert r.headers["Location"].startswith("/console/")
         csrf = await console.sign_in(http, "a")
         for path, status in (("/console/nope", 404), ("/console/targets/abc", 404), ("/console/targets/999", 404),
                              ("/console/notices/1", 404), ("/console/notices?state=bogus", 400),
@@ -199,6 +203,10 @@ async def test_an_acknowledgement_is_recorded_once(console: Console) -> None:
                 assert r.status == 200
         async with http.get(f"/console/notices/{case['notice']}/xml") as r:
             assert r.content_type == "application/xml"
+        for query, shown in (("state=held", True), ("state=delivered", False), ("from=2000-01-01&to=2000-01-02",
+                             False), ("from=2000-01-01", True)):
+            async with http.get(f"/console/notices?{query}") as r:
+                assert (f'id="notice-{case["notice"]}"' in await r.text()) is shown, query
     assert await console.db.pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'notice.acknowledge'") == 1
 
 
