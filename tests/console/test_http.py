@@ -222,3 +222,22 @@ async def test_strikes_of_one_work(console: Console) -> None:
             page = await r.text()
     assert "SUB-1" in page
     assert "SUB-2" not in page
+
+
+async def test_writes_on_anothers_objects_are_refused(console: Console) -> None:
+    case = await seed_case(console.db, "Studio A", "Film A", "10.0.0.5", "SUB-A")
+    target, strike, notice = case["target"], case["strike"], case["notice"]
+    async with console.client() as http:
+        csrf = await console.sign_in(http, "b")  # another rights holder, with a valid form token of its own
+        for action in ("pause", "resume", "delete"):
+            async with http.post(f"/console/targets/{target}/{action}", data={"csrf": csrf}) as r:
+                assert r.status == 404, action
+        async with http.post(f"/console/strikes/{strike}/void", data={"csrf": csrf, "reason": "x"}) as r:
+            assert r.status == 403  # operators only
+    async with console.client() as http:
+        csrf = await console.sign_in(http, "isp2")  # not the notice's ISP
+        async with http.post(f"/console/notices/{notice}/acknowledge", data={"csrf": csrf}) as r:
+            assert r.status == 404
+    assert await console.db.pool.fetchval("SELECT status FROM targets WHERE id = $1", target) == "active"
+    assert await console.db.pool.fetchval("SELECT status FROM strikes WHERE id = $1", strike) == "active"
+    assert await console.db.pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'notice.acknowledge'") == 0
