@@ -241,3 +241,21 @@ async def test_writes_on_anothers_objects_are_refused(console: Console) -> None:
     assert await console.db.pool.fetchval("SELECT status FROM targets WHERE id = $1", target) == "active"
     assert await console.db.pool.fetchval("SELECT status FROM strikes WHERE id = $1", strike) == "active"
     assert await console.db.pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'notice.acknowledge'") == 0
+
+
+async def test_pause_resume_delete(console: Console) -> None:
+    async with console.client() as http:
+        csrf = await console.sign_in(http, "a")
+        async with http.post("/console/targets", data={"work": "W", "target": "ab" * 20, "csrf": csrf}) as r:
+            assert r.url.path == "/console/targets/1"
+        for action, status, lands in (("pause", "paused", "/console/targets/1"),
+                                      ("resume", "active", "/console/targets/1"),
+                                      ("delete", "deleted", "/console/targets")):
+            async with http.post(f"/console/targets/1/{action}", data={"csrf": csrf}) as r:
+                assert (r.status, r.url.path) == (200, lands)
+            assert await console.db.pool.fetchval("SELECT status FROM targets WHERE id = 1") == status
+        async with http.get("/console/targets/1") as r:
+            assert r.status == 404  # deleted: gone from the console, its evidence kept
+    actions = [r["action"] for r in await console.db.pool.fetch(
+        "SELECT action FROM audit_log WHERE object = 'target:1' ORDER BY id")]
+    assert actions == ["target.register", "target.paused", "target.active", "target.deleted"]
