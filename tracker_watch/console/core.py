@@ -124,7 +124,9 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         raise redirect("/console/login?expired=1" if sess.COOKIE in request.cookies else "/console/login")
     try:
         principal = await authenticate(request.config_dict[POOL], f"Bearer {s.token}")
-    except Problem:
+    except Problem as p:
+        if p.status != 401:  # not about the token (e.g. the database): no reason to end the session
+            raise
         store.close(s.sid)
         raise redirect("/console/login?revoked=1") from None
     request.config_dict[LIMITER].take(principal.token_id)

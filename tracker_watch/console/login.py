@@ -10,7 +10,7 @@ from tracker_watch.api.auth import authenticate
 from tracker_watch.api.errors import Problem
 from tracker_watch.api.keys import POOL
 from tracker_watch.console import session as sess
-from tracker_watch.console.core import SESSIONS, ConsoleError, check_csrf, redirect, render
+from tracker_watch.console.core import SESSIONS, ConsoleError, check_csrf, redirect, render, who
 
 HOME = {"rightsholder": "/console/targets", "isp": "/console/notices", "operator": "/console/ops"}
 
@@ -61,8 +61,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def home(request: web.Request) -> web.StreamResponse:
-    from tracker_watch.console.core import who
-
     raise redirect(HOME[who(request).role])
 
 
