@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from tests.api.conftest import make_tokens
 from tests.conftest import SettingsFactory
@@ -78,8 +79,10 @@ async def test_expired_or_revoked_sessions_go_back_to_sign_in(console: Console) 
         await console.sign_in(http, "a")
         sid = next(c.value for c in http.cookie_jar if c.key == "tw_console")
         console.sessions.expire(sid)
-        async with http.get("/console/targets", allow_redirects=False) as r:
-            assert (r.status, r.headers["Location"]) == (303, "/console/login?expired=1")
+        async with http.get("/console/targets?x=1", allow_redirects=False) as r:
+            where = URL(r.headers["Location"])
+            assert (r.status, where.path, dict(where.query)) == (
+                303, "/console/login", {"next": "/console/targets?x=1", "expired": "1"})
         await console.sign_in(http, "a")
         await console.db.pool.execute("UPDATE api_tokens SET revoked_at = now() WHERE name = 'Studio A'")
         async with http.get("/console/targets", allow_redirects=False) as r:
@@ -259,3 +262,21 @@ async def test_pause_resume_delete(console: Console) -> None:
     actions = [r["action"] for r in await console.db.pool.fetch(
         "SELECT action FROM audit_log WHERE object = 'target:1' ORDER BY id")]
     assert actions == ["target.register", "target.paused", "target.active", "target.deleted"]
+
+
+async def test_signing_in_returns_to_the_page_asked_for_and_nowhere_else(console: Console) -> None:
+    async with console.client() as http:
+        async with http.get("/console/strikes") as r:  # not signed in: the sign-in form remembers the page
+            nonce = CSRF.findall(page := await r.text())[0]
+        assert 'name="next" value="/console/strikes"' in page
+        async with http.post("/console/login", data={"csrf": nonce, "token": console.tokens["a"],
+                                                      "next": "/console/strikes"}, allow_redirects=False) as r:
+            assert r.headers["Location"] == "/console/strikes"
+    for elsewhere in ("//evil.example/x", "https://evil.example/", "/console//evil.example", "/api/v1/targets",
+                      "/console/\\evil", "/console/logout"):
+        async with console.client() as http:
+            async with http.get("/console/login") as r:
+                nonce = CSRF.findall(await r.text())[0]
+            async with http.post("/console/login", data={"csrf": nonce, "token": console.tokens["a"],
+                                                          "next": elsewhere}, allow_redirects=False) as r:
+                assert r.headers["Location"] == "/console/targets", elsewhere

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -76,6 +76,15 @@ def render(request: web.Request, template: str, context: dict[str, Any], status:
     return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
 
 
+def safe_next(value: object) -> str | None:
+    """A page of this console to return to after signing in; nothing that could lead elsewhere."""
+    if not isinstance(value, str) or not value.startswith("/console/") or "//" in value or "\\" in value:
+        return None
+    if any(ord(c) < 0x21 for c in value) or value.startswith(("/console/login", "/console/logout")):
+        return None
+    return value
+
+
 def _same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:  # older browsers omit it on same-origin POSTs; SameSite=Strict and the token still apply
@@ -121,7 +130,10 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     if s is None:
         if request.method == "POST":
             raise ConsoleError(403, "your session has expired or you are signed out; sign in and try again")
-        raise redirect("/console/login?expired=1" if sess.COOKIE in request.cookies else "/console/login")
+        query = {"next": request.path_qs} if request.path not in ("/console", "/console/") else {}
+        if sess.COOKIE in request.cookies:
+            query["expired"] = "1"
+        raise redirect(f"/console/login?{urlencode(query)}" if query else "/console/login")
     try:
         principal = await authenticate(request.config_dict[POOL], f"Bearer {s.token}")
     except Problem as p:

@@ -10,7 +10,7 @@ from tracker_watch.api.auth import authenticate
 from tracker_watch.api.errors import Problem
 from tracker_watch.api.keys import POOL
 from tracker_watch.console import session as sess
-from tracker_watch.console.core import SESSIONS, ConsoleError, check_csrf, redirect, render, who
+from tracker_watch.console.core import SESSIONS, ConsoleError, check_csrf, redirect, render, safe_next, who
 
 HOME = {"rightsholder": "/console/targets", "isp": "/console/notices", "operator": "/console/ops"}
 
@@ -24,7 +24,10 @@ async def login_form(request: web.Request, error: str | None = None, status: int
              "revoked": "Your token has been revoked or is no longer valid; please sign in with a current one.",
              "out": "You have signed out."}
     note = next((text for key, text in notes.items() if key in request.query), None)
-    response = render(request, "login.html", {"login_csrf": nonce, "error": error, "note": note}, status=status)
+    after = safe_next(request.query.get("next")) or safe_next((await request.post()).get("next")
+                                                              if request.method == "POST" else None)
+    response = render(request, "login.html", {"login_csrf": nonce, "error": error, "note": note, "next": after},
+                      status=status)
     sess.set_cookie(request, response, sess.LOGIN_COOKIE, nonce)
     return response
 
@@ -47,7 +50,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     store = request.app[SESSIONS]
     store.close(request.cookies.get(sess.COOKIE))  # a new session id at every sign-in (no fixation)
     s = store.open(token.strip())
-    response = redirect(HOME[principal.role])
+    response = redirect(safe_next(form.get("next")) or HOME[principal.role])
     sess.set_cookie(request, response, sess.COOKIE, s.sid)
     sess.clear_cookie(response, sess.LOGIN_COOKIE)
     raise response
