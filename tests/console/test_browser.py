@@ -17,7 +17,9 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.console.conftest import Served, seed_case
-from tracker_watch.demo.swarm import make_content
+from tracker_watch.demo.swarm import LocalSwarm, make_content
+from tracker_watch.domain.leases import parse
+from tracker_watch.ledger.leases import import_leases
 
 
 @pytest.fixture(scope="module")
@@ -249,3 +251,49 @@ def test_operator_voids_a_strike(browser: Any, served: Served, cases: dict[str, 
     assert "notice.acknowledge" in text(browser)
     shot(browser, shots, "audit-log")
     sign_out(browser)
+
+
+def test_from_a_magnet_link_to_a_strike_and_its_notice(browser: Any, served: Served, shots: Path,
+                                                        tmp_path: Path) -> None:
+    """What a first-time user does: paste a magnet link, watch the evidence come in, follow it to the strike
+    and the notice — against a local swarm and the real daemon's engine, strike evaluator and outbox."""
+    swarm = served.run(LocalSwarm(seeders=1, decoy=False, base=tmp_path / "swarm").start())
+    try:
+        seeder = swarm.seeder_ips[0]
+        served.run(_lease(served, seeder))
+        sign_in(browser, served, "a")
+        browser.find_element(By.ID, "one-work").send_keys("Demo Film")
+        browser.find_element(By.ID, "one-target").send_keys(swarm.content.magnet([swarm.tracker.url]))
+        browser.find_element(By.ID, "register-one").click()
+        wait(browser).until(ec.presence_of_element_located((By.ID, "live")))
+        refresh_until(browser, lambda: "verified" in browser.find_element(By.ID, "peers").text)
+        assert seeder in browser.find_element(By.ID, "peers").text
+        shot(browser, shots, "magnet-target")
+        browser.find_element(By.ID, "work-strikes").click()
+        refresh_until(browser, lambda: "SUB-SWARM" in text(browser))
+        browser.find_element(By.PARTIAL_LINK_TEXT, "notice").click()
+        assert f"<IP_Address>{seeder}</IP_Address>" in browser.find_element(By.ID, "xml").text
+        sign_out(browser)
+    finally:
+        served.run(swarm.stop())
+
+
+async def _lease(served: Served, ip: str) -> None:
+    async with served.db.pool.acquire() as conn:
+        await import_leases(conn, "Kaz Telecom", parse("prefix,port_from,port_to,valid_from,valid_to,subscriber\n"
+                                                        f"{ip}/32,,,2020-01-01,,SUB-SWARM\n"))
+
+
+def refresh_until(driver: Any, condition: Any, timeout: float = 90) -> None:
+    """Reload the page until the condition holds (the console is server-rendered: new evidence needs a reload)."""
+    def check(_: Any) -> bool:
+        if condition():
+            return True
+        driver.refresh()
+        return False
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        WebDriverWait(driver, timeout, poll_frequency=1.0).until(check)
+    except TimeoutException:
+        raise AssertionError(f"gave up waiting on {driver.current_url}:\n{text(driver)[:3000]}") from None

@@ -34,3 +34,10 @@ def test_bucket_size_hours_then_days() -> None:
     assert chart.bucket_size(None, now) == HOUR
     assert chart.bucket_size(now - timedelta(hours=5), now) == HOUR
     assert chart.bucket_size(ORIGIN, now) == timedelta(days=1)
+
+
+def test_axis_labels_are_distinct_whole_numbers() -> None:
+    for peak, labels in ((1, ["0", "1"]), (2, ["0", "1", "2"]), (7, ["0", "5", "10"])):
+        svg = str(chart.render(chart.buckets([(ORIGIN, "verified", peak)], ORIGIN, HOUR, 2), HOUR, "t"))
+        found = [part.split(">", 1)[1].split("<", 1)[0] for part in svg.split('text-anchor="end"')[1:]]
+        assert sorted(found, key=int) == labels, (peak, found)

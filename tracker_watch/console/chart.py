@@ -53,10 +53,10 @@ def render(data: list[Bucket], step: timedelta, title: str) -> Markup:
     bar_w = plot_w / max(1, len(data))
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title" '
              f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title">{escape(title)}</title>']
-    for frac in (0, 0.5, 1):
-        y = TOP + plot_h * (1 - frac)
+    for tick in sorted({0, top // 2, top}):  # whole numbers of addresses only (top is 1, 2, 5, 10, …)
+        y = TOP + plot_h * (1 - tick / top)
         parts.append(f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - 8}" y2="{y:.1f}"/>'
-                     f'<text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{round(top * frac)}</text>')
+                     f'<text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}</text>')
     fmt = "%H:%M" if step < timedelta(days=1) else "%m-%d"
     label_every = max(1, len(data) // 8)
     for i, b in enumerate(data):
