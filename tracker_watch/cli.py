@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_strikes.add_parsers(sub)
     demo = sub.add_parser("demo", help="end-to-end demo on a local swarm and an embedded PostgreSQL")
     demo.add_argument("--seconds", type=float, default=40.0, help="longest to observe the swarm")
+    demo.add_argument("--serve", type=float, nargs="?", const=3600.0, default=None, metavar="SECONDS",
+                      help="keep serving the web console after the demo (default: an hour; Ctrl-C stops)")
     return p
 
 
@@ -65,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from tracker_watch.demo.run import run_demo
 
-            return asyncio.run(run_demo(observe_s=args.seconds))
+            return asyncio.run(run_demo(observe_s=args.seconds, serve_s=args.serve))
         settings = load_settings(args.config)
         if args.command == "run":
             logmod.configure(settings.log, node=settings.node.name)

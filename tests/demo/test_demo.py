@@ -34,6 +34,8 @@ def test_demo_prints_the_table_and_cleans_up() -> None:
     assert "payload uploaded by the monitor: 0 bytes" in out
     assert "result: OK" in out
     assert "cleaned up" in out
+    assert "• web console: http://127.0.0.1:" in out  # and a token per role to sign in with
+    assert sum(line.split()[-1].startswith("tw_") for line in out.splitlines() if line.startswith("    ")) >= 3
     workdir = next(line.split()[3] for line in out.splitlines() if line.startswith("• working directory"))
     assert not os.path.exists(workdir)  # database, payload, content: all gone
     still_running = subprocess.run(["pgrep", "-f", workdir], capture_output=True, text=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tracker_watch import log, metrics
+from tracker_watch import console, log, metrics
 from tracker_watch.api import evidence, ledger, targets  # noqa: F401 - importing registers their routes
 from tracker_watch.api.auth import RateLimiter, authenticate
 from tracker_watch.api.common import reply
@@ -58,6 +58,7 @@ def create_app(pool: Any, settings: Settings, engine: Any = None) -> web.Applica
     app[OPENAPI] = document(ROUTES)
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
+    console.mount(app)  # the web console under /console/ (tracker_watch/console/)
     return app
 
 

@@ -54,7 +54,7 @@ def demo_settings(state_dir: Path, dsn: str = "", schema: str = "tracker_watch")
     })
 
 
-async def run_demo(observe_s: float = 40.0) -> int:
+async def run_demo(observe_s: float = 40.0, serve_s: float | None = None) -> int:
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="tracker-watch-demo-"))
     settings = demo_settings(tmp / "state")
@@ -74,6 +74,7 @@ async def run_demo(observe_s: float = 40.0) -> int:
         row, _ = await TargetStore(daemon.db.pool).register(
             parse_target(magnet), holder="Demo Studios", work="Demo Film", actor="demo")
         print(f"• registered by magnet as 'Demo Studios': target {row.id}, {row.key}")
+        await _console_tokens(daemon, serve_s)
         print(f"• observing for up to {observe_s:.0f} s …")
         expected = {*swarm.seeder_ips}
         rows = await _observe(daemon, expected, observe_s)
@@ -86,12 +87,40 @@ async def run_demo(observe_s: float = 40.0) -> int:
         print()
         chain_ok = await _chain(daemon)
         ok = _verdict(rows, expected, uploaded) and chain_ok and struck
+        if serve_s:
+            await _serve(daemon, row.id, serve_s)
     finally:
         await daemon.stop()
         await swarm.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"• cleaned up; demo took {time.monotonic() - started:.0f} s")
     return 0 if ok else 1
+
+
+async def _console_tokens(daemon: Daemon, serve_s: float | None) -> None:
+    """The web console's address and a token per role, to sign in with while the demo runs (or is served)."""
+    from tracker_watch.api.auth import create_token
+
+    if daemon.api is None:
+        return
+    async with daemon.db.pool.acquire() as conn:
+        tokens = [(role, name, (await create_token(conn, role, name, "demo"))[1]) for role, name in
+                  (("rightsholder", "Demo Studios"), ("isp", ISP), ("operator", "demo operator"))]
+    print(f"• web console: http://127.0.0.1:{daemon.api.port}/console/ "
+          f"({'served after the demo' if serve_s else 'while the demo runs; add --serve to keep it'}); sign in with")
+    for role, name, token in tokens:
+        print(f"    {role:<12} {name:<14} {token}")
+
+
+async def _serve(daemon: Daemon, target_id: int, serve_s: float) -> None:
+    """Keep the daemon (and its console) up after the demo. The demo target is paused first: the evidence
+    writer has been sealed and closed by now, so nothing new should be observed."""
+    await TargetStore(daemon.db.pool).set_status(target_id, "paused", actor="demo")
+    port = daemon.api.port if daemon.api is not None else 0
+    print(f"\n• serving the web console at http://127.0.0.1:{port}/console/ for {serve_s:.0f} s "
+          "(Ctrl-C to stop; sign in with a token printed above); the demo target is paused, its evidence, "
+          "strikes and notices are all there")
+    await asyncio.sleep(serve_s)  # Ctrl-C cancels it; run_demo's finally stops everything
 
 
 async def _observe(daemon: Daemon, expected: set[str], observe_s: float) -> list[Any]:
