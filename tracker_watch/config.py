@@ -193,6 +193,11 @@ class ApiSettings:
         "Largest accepted request body (a .torrent upload, a bulk registration).", min=1024))
     rate_per_s: float = field(default=50.0, metadata=_doc("Requests per second per token (sustained).", min=0.01))
     burst: int = field(default=200, metadata=_doc("Requests a token may make in a burst.", min=1))
+    auth_failures_per_s: float = field(default=0.2, metadata=_doc(
+        "Failed authentications allowed per second per client address (IPv6: per /64) once its burst is spent; "
+        "then every attempt from it is answered 429 until the bucket refills.", min=0.001))
+    auth_failure_burst: int = field(default=20, metadata=_doc(
+        "Failed authentications a client address may make in a burst.", min=1))
 
 
 @dataclass(frozen=True)

@@ -71,9 +71,13 @@ async def test_bulk_is_all_or_nothing(api: Api) -> None:
     items[3] = {"work": "Catalogue", "infohash": "a" * 39}
     items[7] = {"work": "Catalogue", "magnet": "magnet:?dn=x"}
     status, body, _ = await api.call("a", "POST", "/api/v1/targets/bulk", json={"targets": items})
-    assert status == 422
+    assert status == 400  # the schema's pattern: every malformed field is listed
+    assert [e["field"] for e in body["errors"]] == ["targets/3/infohash"]
+    items[3] = {"work": "Catalogue", "magnet": "magnet:?xt=urn:btih:" + "c" * 40 + "&tr=gopher://x"}
+    status, body, _ = await api.call("a", "POST", "/api/v1/targets/bulk", json={"targets": items})
+    assert status == 422  # well-formed, but not targets
     assert [e["index"] for e in body["errors"]] == [3, 7]
-    assert "got 39" in body["errors"][0]["detail"]
+    assert "tracker" in body["errors"][0]["detail"]
     assert await api.db.pool.fetchval("SELECT count(*) FROM targets") == 0
     items[3] = {"work": "Catalogue", "infohash": "b" * 40}
     items[7] = {"work": "Catalogue", "infohash": f"{1:040x}"}  # a duplicate of item 0

@@ -1,0 +1,73 @@
+"""What every response carries, and problem+json for the errors aiohttp answers before the application runs.
+
+A request aiohttp cannot parse (a 20 KB URL, a header too long, a broken request line, a bad chunk) never
+reaches the routes or their middlewares: aiohttp's connection handler answers it itself, in text/plain that
+repeats part of the input. Our handler answers those in problem+json too, repeating nothing, with the same
+headers as every other response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+
+from tracker_watch import log
+from tracker_watch.api.errors import problem_response
+
+_log = log.get("tracker_watch.api")
+SERVER = "tracker-watch"  # never the versions of Python and aiohttp
+HEADERS = {
+    "Server": SERVER,
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+PUBLIC = frozenset({"/api/v1/openapi.json"})  # the only response a cache may keep: no token, nobody's data
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: runs for every response the application sends, errors included."""
+    response.headers.update(HEADERS)
+    if request.path not in PUBLIC:
+        response.headers["Cache-Control"] = "no-store"
+
+
+class _ProblemHandler(RequestHandler):
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # part of a response went out: only closing is left (as aiohttp)
+            raise ConnectionError("response already started")
+        status, detail = _classify(status, exc)
+        _log.info("api_unparsable_request", status=status, error=type(exc).__name__ if exc else None,
+                  remote=request.remote)
+        response = problem_response(None, status, detail, {**HEADERS, "Cache-Control": "no-store"})
+        response.force_close()
+        return response
+
+
+def _classify(status: int, exc: BaseException | None) -> tuple[int, str]:
+    if isinstance(exc, LineTooLong):
+        text = str(exc).lower()
+        if "status line" in text or "request line" in text or "url" in text:
+            return 414, "the request line (method and URL) is too long"
+        return 431, "a request header is too long"
+    if isinstance(exc, BadHttpMessage) or 400 <= status < 500:
+        return (status if 400 <= status < 500 else 400), "malformed HTTP request"
+    return 500, "an internal error occurred; it has been logged"
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ProblemHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProblemRunner(web.AppRunner):
+    """An AppRunner whose connections answer unparsable requests in problem+json."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ProblemServer  # the same server, only the connection handler it makes differs
+        return server
