@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from tracker_watch import log
 
@@ -64,6 +66,8 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return problem_response(request, exc.status, TITLES.get(exc.status, "Error"))
+    except (HttpProcessingError, RequestPayloadError):  # the body broke as it was read: chunking, gzip
+        return problem_response(request, 400, "malformed HTTP request body")
     except Exception:
         _log.exception("api_error", method=request.method, path=request.path)
         return problem_response(request, 500, "an internal error occurred; it has been logged")

@@ -50,10 +50,10 @@ class _ProblemHandler(RequestHandler):
 
 def _classify(status: int, exc: BaseException | None) -> tuple[int, str]:
     if isinstance(exc, LineTooLong):
-        text = str(exc).lower()
-        if "status line" in text or "request line" in text or "url" in text:
-            return 414, "the request line (method and URL) is too long"
-        return 431, "a request header is too long"
+        # aiohttp's C parser quotes the URL it was reading as a bytearray, a header line as bytes
+        if "bytearray(" in str(exc):
+            return 414, "the URL is too long"
+        return 431, "the request line or a header is too long"
     if isinstance(exc, BadHttpMessage) or 400 <= status < 500:
         return (status if 400 <= status < 500 else 400), "malformed HTTP request"
     return 500, "an internal error occurred; it has been logged"
