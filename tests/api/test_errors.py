@@ -17,7 +17,7 @@ from tracker_watch.config import settings_from_mapping
     (b'{"work": "F", "infohash": 5}', "application/json", 400, "infohash: 5 is not of type 'string'"),
     (b'{"work": "F", "infohash": "' + b"a" * 40 + b'", "colour": "red"}', "application/json", 400, "colour"),
     (b'{"work": "F", "infohash": "' + b"a" * 39 + b'"}', "application/json", 400, "40 (v1) or 64 (v2) hex digits"),
-    (b'{"work": "F", "magnet": "magnet:?dn=film"}', "application/json", 400, "no xt=urn:btih"),
+    (b'{"work": "F", "magnet": "magnet:?dn=film"}', "application/json", 400, "expected a magnet link"),
     (b'{"work": "F", "torrent_base64": "ZDQ6aW5mbw=="}', "application/json", 400, "not a valid .torrent file"),
     (b'{"work": "F", "torrent_base64": "%%%"}', "application/json", 400, "base64-encoded"),
     (b'{"work": "F", "infohash": "' + b"a" * 40 + b'", "magnet": "magnet:?"}', "application/json", 400,

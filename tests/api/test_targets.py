@@ -71,9 +71,10 @@ async def test_bulk_is_all_or_nothing(api: Api) -> None:
     items[3] = {"work": "Catalogue", "infohash": "a" * 39}
     items[7] = {"work": "Catalogue", "magnet": "magnet:?dn=x"}
     status, body, _ = await api.call("a", "POST", "/api/v1/targets/bulk", json={"targets": items})
-    assert status == 400  # the schema's pattern: every malformed field is listed
-    assert [e["field"] for e in body["errors"]] == ["targets/3/infohash"]
+    assert status == 400  # the schema's patterns: every malformed field is listed
+    assert [e["field"] for e in body["errors"]] == ["targets/3/infohash", "targets/7/magnet"]
     items[3] = {"work": "Catalogue", "magnet": "magnet:?xt=urn:btih:" + "c" * 40 + "&tr=gopher://x"}
+    items[7] = {"work": "Catalogue", "magnet": "magnet:?xt=urn:btih:" + "d" * 40 + "&tr=file:///etc"}
     status, body, _ = await api.call("a", "POST", "/api/v1/targets/bulk", json={"targets": items})
     assert status == 422  # well-formed, but not targets
     assert [e["index"] for e in body["errors"]] == [3, 7]

@@ -62,7 +62,8 @@ def parse_json(raw: bytes) -> Any:
 def validate(doc: Any, schema: dict[str, Any]) -> None:
     """A 400 naming the first field that breaks the schema, and listing (up to 100 of) all of them."""
     validator = _validators.setdefault(id(schema), Draft202012Validator(schema))
-    found = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+    found = sorted(validator.iter_errors(doc), key=lambda e: [(0, p, "") if isinstance(p, int) else (1, 0, p)
+                                                              for p in e.absolute_path])
     if found:
         errors = [{"field": "/".join(str(p) for p in e.absolute_path) or "(the body)", "detail": _message(e)}
                   for e in found[:100]]
