@@ -43,6 +43,8 @@ async def raw(api: Api, request: bytes) -> tuple[int, dict[str, str], bytes]:
     (b"G\x01T /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
     (b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: AAAA\r\n\r\n", 417),  # raised early
+    (b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: AAAA\r\n\r\n", 417),
 ])
 async def test_what_aiohttp_refuses_is_problem_json_too(api: Api, request_bytes: bytes, status: int) -> None:
     got, headers, body = await raw(api, request_bytes)

@@ -8,6 +8,7 @@ headers as every other response.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from tracker_watch import log
-from tracker_watch.api.errors import problem_response
+from tracker_watch.api.errors import TITLES, problem_response
 
 _log = log.get("tracker_watch.api")
 SERVER = "tracker-watch"  # never the versions of Python and aiohttp
@@ -64,10 +65,24 @@ class _ProblemServer(web.Server):
         return _ProblemHandler(self, loop=self._loop, **self._kwargs)
 
 
+def _outside_the_middlewares(handle: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+    """What the application raises before its middlewares run (an Expect header other than 100-continue:
+    aiohttp's 417 repeats it in text/plain) is answered in problem+json too."""
+    async def handler(request: Any) -> Any:
+        try:
+            return await handle(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return problem_response(request, exc.status, TITLES.get(exc.status, "Error"))
+    return handler
+
+
 class ProblemRunner(web.AppRunner):
     """An AppRunner whose connections answer unparsable requests in problem+json."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = _ProblemServer  # the same server, only the connection handler it makes differs
+        server.request_handler = _outside_the_middlewares(server.request_handler)
         return server
