@@ -29,12 +29,14 @@ EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
 
 # the OpenAPI schemas of the parameters below: exact, so a schema-valid value is always accepted
-ID_CURSOR = {"type": "string", "pattern": "^[1-9][0-9]{0,17}$", "description": "next_cursor of the previous page"}
+ID_CURSOR = {"type": "string", "pattern": "^[1-9][0-9]{0,18}$", "description": "next_cursor of the previous page"}
 TIME_CURSOR = {"type": "string", "pattern": "^[0-9]{1,17}-[0-9a-f]{32}$",
                "description": "next_cursor of the previous page"}
 IP = {"type": "string", "maxLength": 45, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
       "description": "an IPv4 or IPv6 address (no zone id)"}
-TIME = {"type": "string", "format": "date-time", "maxLength": 64}
+TIME = {"type": "string", "format": "date-time", "maxLength": 64,
+        "description": "RFC 3339 (a date alone, or no offset, is taken as UTC)"}
+_LEAP_SECOND = re.compile(r"(?<=[0-9]{2}:[0-9]{2}):60(\.[0-9]+)?")  # RFC 3339 allows it, Python does not
 _ID_CURSOR = re.compile(ID_CURSOR["pattern"])
 _TIME_CURSOR = re.compile(TIME_CURSOR["pattern"])
 
@@ -70,7 +72,8 @@ def parse_time(text: str) -> datetime | None:
     if len(text) > 64 or not text.isascii():
         return None
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        value = datetime.fromisoformat(_LEAP_SECOND.sub(":59.999999", text).replace("Z", "+00:00")
+                                       .replace("z", "+00:00"))
     except ValueError:
         return None
     if value.tzinfo is None:
@@ -122,12 +125,12 @@ def query_id_cursor(request: web.Request) -> int | None:
         return None
     if not _ID_CURSOR.fullmatch(text):
         raise Problem(400, "query parameter cursor: not a cursor this API returned")
-    return int(text)
+    return min(int(text), ID_MAX)  # past the largest id every position is the same
 
 
 def time_cursor(at: datetime, row_id: Any) -> str:
     micros = (at - _EPOCH) // timedelta(microseconds=1)
-    return f"{max(micros, 0)}-{uuid.UUID(str(row_id)).hex}"
+    return f"{min(max(micros, 0), 10**17 - 1)}-{uuid.UUID(str(row_id)).hex}"  # the pattern's range (to 5138)
 
 
 def query_time_cursor(request: web.Request) -> tuple[datetime, uuid.UUID] | None:
