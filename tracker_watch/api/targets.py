@@ -136,10 +136,19 @@ async def bulk_targets(request: web.Request) -> web.Response:
     who = require(request, *RH_OP)
     doc = await json_body(request, s.BULK)
     items, errors = [], []
+    works: dict[tuple[Any, ...], tuple[str, str] | Problem] = {}  # a catalogue names few works: look up once
     for i, item in enumerate(doc["targets"]):
         try:
-            holder, work = await resolve_work(request.app[POOL], who, item)
-            items.append((spec_of(item), holder, work))
+            key = (item.get("holder"), item.get("work_id"), item.get("work"))
+            if key not in works:
+                try:
+                    works[key] = await resolve_work(request.app[POOL], who, item)
+                except Problem as p:
+                    works[key] = p
+            found = works[key]
+            if isinstance(found, Problem):
+                raise found
+            items.append((spec_of(item), *found))
         except Problem as p:
             errors.append({"index": i, "detail": p.detail})
     if errors:
