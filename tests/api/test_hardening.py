@@ -201,3 +201,14 @@ async def serve(api: Api, engine: Any = None, watchlist: Any = None,
 
 def _settings() -> Any:
     return settings_from_mapping({})
+
+
+def test_low_level_errors_keep_their_class() -> None:
+    from aiohttp.http_exceptions import BadStatusLine, LineTooLong
+
+    from tracker_watch.api.hardening import _classify
+
+    assert _classify(400, LineTooLong(b"x", 8190))[0] == 431
+    assert _classify(400, BadStatusLine("x"))[0] == 400
+    assert _classify(500, RuntimeError("boom")) == (500, "an internal error occurred; it has been logged")
+    assert _classify(504, None) == (504, "Gateway timeout")

@@ -17,7 +17,8 @@ TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not f
           406: "Not acceptable", 409: "Conflict", 413: "Request body too large", 414: "URI too long",
           415: "Unsupported media type", 417: "Expectation failed", 422: "Unprocessable content",
           429: "Too many requests", 431: "Request header fields too large", 500: "Internal server error",
-          501: "Not implemented", 503: "Service unavailable", 505: "HTTP version not supported"}
+          501: "Not implemented", 503: "Service unavailable", 504: "Gateway timeout",
+          505: "HTTP version not supported"}
 MAX_INSTANCE = 256  # a longer path is not repeated back
 
 

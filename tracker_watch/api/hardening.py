@@ -42,8 +42,11 @@ class _ProblemHandler(RequestHandler):
         if request.writer.output_size > 0:  # part of a response went out: only closing is left (as aiohttp)
             raise ConnectionError("response already started")
         status, detail = _classify(status, exc)
-        _log.info("api_unparsable_request", status=status, error=type(exc).__name__ if exc else None,
-                  remote=request.remote)
+        if status >= 500:  # our fault, not the request's: aiohttp would have logged it with its traceback
+            _log.error("api_error", status=status, error=repr(exc)[:300] if exc else None)
+        else:
+            _log.info("api_unparsable_request", status=status, error=type(exc).__name__ if exc else None,
+                      remote=request.remote)
         response = problem_response(None, status, detail, {**HEADERS, "Cache-Control": "no-store"})
         response.force_close()
         return response
@@ -57,7 +60,9 @@ def _classify(status: int, exc: BaseException | None) -> tuple[int, str]:
         return 431, "the request line or a header is too long"
     if isinstance(exc, BadHttpMessage) or 400 <= status < 500:
         return (status if 400 <= status < 500 else 400), "malformed HTTP request"
-    return 500, "an internal error occurred; it has been logged"
+    if status == 500:
+        return 500, "an internal error occurred; it has been logged"
+    return status, TITLES.get(status, "Error")  # 504: a handler that took too long
 
 
 class _ProblemServer(web.Server):
