@@ -231,6 +231,11 @@ class ApiSettings:
     rate_per_s: float = field(default=50.0, metadata=_doc(
         "Requests per second per token (sustained).", min=0.01, max=1_000_000.0))
     burst: int = field(default=200, metadata=_doc("Requests a token may make in a burst.", min=1, max=1_000_000))
+    auth_failures_per_s: float = field(default=0.2, metadata=_doc(
+        "Failed authentications allowed per second per client address (IPv6: per /64) once its burst is spent; "
+        "then every attempt from it is answered 429 until the bucket refills.", min=0.001, max=1_000_000.0))
+    auth_failure_burst: int = field(default=20, metadata=_doc(
+        "Failed authentications a client address may make in a burst.", min=1, max=1_000_000))
 
 
 @dataclass(frozen=True)

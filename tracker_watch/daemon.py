@@ -106,7 +106,7 @@ class Daemon:
         if s.api.enabled:
             from tracker_watch.api.app import ApiServer
 
-            self.api = ApiServer(self.db.pool, s, self.engine)
+            self.api = ApiServer(self.db.pool, s, self.engine, self.watchlist)
             await self.api.start()
         self.strikes = StrikeLedger(self.db.pool, s)
         self.outbox = Outbox(self.db.pool, s.notices)

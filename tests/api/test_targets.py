@@ -71,9 +71,14 @@ async def test_bulk_is_all_or_nothing(api: Api) -> None:
     items[3] = {"work": "Catalogue", "infohash": "a" * 39}
     items[7] = {"work": "Catalogue", "magnet": "magnet:?dn=x"}
     status, body, _ = await api.call("a", "POST", "/api/v1/targets/bulk", json={"targets": items})
-    assert status == 422
+    assert status == 400  # the schema's patterns: every malformed field is listed
+    assert [e["field"] for e in body["errors"]] == ["targets/3/infohash", "targets/7/magnet"]
+    items[3] = {"work": "Catalogue", "magnet": "magnet:?xt=urn:btih:" + "c" * 40 + "&tr=gopher://x"}
+    items[7] = {"work": "Catalogue", "magnet": "magnet:?xt=urn:btih:" + "d" * 40 + "&tr=file:///etc"}
+    status, body, _ = await api.call("a", "POST", "/api/v1/targets/bulk", json={"targets": items})
+    assert status == 422  # well-formed, but not targets
     assert [e["index"] for e in body["errors"]] == [3, 7]
-    assert "got 39" in body["errors"][0]["detail"]
+    assert "tracker" in body["errors"][0]["detail"]
     assert await api.db.pool.fetchval("SELECT count(*) FROM targets") == 0
     items[3] = {"work": "Catalogue", "infohash": "b" * 40}
     items[7] = {"work": "Catalogue", "infohash": f"{1:040x}"}  # a duplicate of item 0
@@ -81,3 +86,14 @@ async def test_bulk_is_all_or_nothing(api: Api) -> None:
     assert status == 201, body
     assert (body["created"], body["existing"]) == (9, 1)
     assert body["target_ids"][7] == body["target_ids"][0]
+
+
+async def test_bulk_looks_each_work_up_once_and_reports_every_item(api: Api) -> None:
+    _, t, _ = await api.call("a", "POST", "/api/v1/targets", json={"work": "Film", "infohash": V1})
+    items = [{"work_id": t["work_id"], "infohash": f"{i:040x}"} for i in range(1, 4)]
+    items += [{"work_id": 999, "infohash": f"{i:040x}"} for i in range(4, 6)]
+    status, body, _ = await api.call("a", "POST", "/api/v1/targets/bulk", json={"targets": items})
+    assert status == 422
+    assert [(e["index"], "work 999" in e["detail"]) for e in body["errors"]] == [(3, True), (4, True)]
+    status, body, _ = await api.call("a", "POST", "/api/v1/targets/bulk", json={"targets": items[:3]})
+    assert (status, body["created"]) == (201, 3)

@@ -9,12 +9,24 @@ from aiohttp import web
 
 from tracker_watch import console, log, metrics
 from tracker_watch.api import evidence, ledger, targets  # noqa: F401 - importing registers their routes
-from tracker_watch.api.auth import RateLimiter, authenticate
+from tracker_watch.api.auth import FailureLimiter, RateLimiter, authenticate, client_key
 from tracker_watch.api.common import reply
-from tracker_watch.api.errors import problems
-from tracker_watch.api.keys import ENGINE, LIMITER, MAX_BODY, OPENAPI, POOL, PRINCIPAL, ROUTE_TABLE, SETTINGS
+from tracker_watch.api.errors import Problem, problems
+from tracker_watch.api.hardening import ProblemRunner, security_headers
+from tracker_watch.api.keys import (
+    AUTH_FAILURES,
+    ENGINE,
+    LIMITER,
+    MAX_BODY,
+    OPENAPI,
+    POOL,
+    PRINCIPAL,
+    ROUTE_TABLE,
+    SETTINGS,
+    WATCHLIST,
+)
 from tracker_watch.api.openapi import document
-from tracker_watch.api.registry import ROUTES, Route, route
+from tracker_watch.api.registry import ROUTES, Route, route, router_path
 from tracker_watch.config import Settings, parse_endpoint
 
 _log = log.get("tracker_watch.api")
@@ -42,36 +54,47 @@ async def measure(request: web.Request, handler: Any) -> web.StreamResponse:
 async def authorize(request: web.Request, handler: Any) -> web.StreamResponse:
     declared: Route | None = request.app[ROUTE_TABLE].get(getattr(request.match_info.route, "handler", None))
     if declared is not None and declared.roles is not None:
-        who = await authenticate(request.app[POOL], request.headers.get("Authorization"))
+        header = request.headers.get("Authorization")
+        client = client_key(request.remote)
+        failures = request.app[AUTH_FAILURES]
+        failures.check(client)
+        try:
+            who = await authenticate(request.app[POOL], header)
+        except Problem:
+            if header is not None:  # a wrong token, not a missing one: the guesses are what is limited
+                failures.failed(client)
+            raise
         request.app[LIMITER].take(who.token_id)
         request[PRINCIPAL] = who
     response: web.StreamResponse = await handler(request)
     return response
 
 
-def create_app(pool: Any, settings: Settings, engine: Any = None) -> web.Application:
+def create_app(pool: Any, settings: Settings, engine: Any = None, watchlist: Any = None) -> web.Application:
     app = web.Application(client_max_size=settings.api.max_body_bytes, middlewares=[measure, problems, authorize])
-    app[POOL], app[SETTINGS], app[ENGINE] = pool, settings, engine
+    app[POOL], app[SETTINGS], app[ENGINE], app[WATCHLIST] = pool, settings, engine, watchlist
     app[MAX_BODY] = settings.api.max_body_bytes
     app[LIMITER] = RateLimiter(settings.api.rate_per_s, settings.api.burst)
+    app[AUTH_FAILURES] = FailureLimiter(settings.api.auth_failures_per_s, settings.api.auth_failure_burst)
     app[ROUTE_TABLE] = {r.handler: r for r in ROUTES}
     app[OPENAPI] = document(ROUTES)
     for r in ROUTES:
-        app.router.add_route(r.method, r.path, r.handler)
+        app.router.add_route(r.method, router_path(r.path), r.handler)
+    app.on_response_prepare.append(security_headers)
     console.mount(app)  # the web console under /console/ (tracker_watch/console/)
     return app
 
 
 class ApiServer:
-    def __init__(self, pool: Any, settings: Settings, engine: Any = None) -> None:
-        self.app = create_app(pool, settings, engine)
+    def __init__(self, pool: Any, settings: Settings, engine: Any = None, watchlist: Any = None) -> None:
+        self.app = create_app(pool, settings, engine, watchlist)
         self.settings = settings
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def start(self) -> None:
         host, port = parse_endpoint("api.listen", self.settings.api.listen)
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = ProblemRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

@@ -1,9 +1,11 @@
 """Bearer tokens: created once, shown once, stored as SHA-256; looked up on every request, so a revocation
-takes effect at the next request. Per-token rate limiting with a token bucket."""
+takes effect at the next request. Per-token rate limiting with a token bucket, and a second bucket per client
+address that only failed authentications drain."""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import secrets
 import time
@@ -13,6 +15,8 @@ from typing import Any
 from tracker_watch.api.errors import Problem
 
 PREFIX = "tw_"
+MAX_TOKEN = 200  # ours are 46 characters; a longer one is not worth hashing
+_CHALLENGE = 'Bearer realm="tracker-watch"'
 
 
 @dataclass(frozen=True)
@@ -37,18 +41,25 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def bearer_token(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive (RFC 9110 11.1)."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "send the API token as 'Authorization: Bearer <token>'", {"WWW-Authenticate": _CHALLENGE})
+    return token.strip()
+
+
 async def authenticate(pool: Any, header: str | None) -> Principal:
-    if not header or not header.startswith("Bearer "):
-        raise Problem(401, "send the API token as 'Authorization: Bearer <token>'",
-                      {"WWW-Authenticate": 'Bearer realm="tracker-watch"'})
-    token = header[len("Bearer "):].strip()
-    row = await pool.fetchrow(
-        "SELECT t.id, t.name, t.role, t.holder_id, h.name AS holder, t.isp FROM api_tokens t "
-        "LEFT JOIN rights_holders h ON h.id = t.holder_id WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
-        token_hash(token))
+    token = bearer_token(header)
+    row = None
+    if len(token) <= MAX_TOKEN and token.isascii():
+        row = await pool.fetchrow(
+            "SELECT t.id, t.name, t.role, t.holder_id, h.name AS holder, t.isp FROM api_tokens t "
+            "LEFT JOIN rights_holders h ON h.id = t.holder_id WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+            token_hash(token))
     if row is None:
         raise Problem(401, "the token is unknown or has been revoked",
-                      {"WWW-Authenticate": 'Bearer realm="tracker-watch", error="invalid_token"'})
+                      {"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'})
     return Principal(row["id"], row["name"], row["role"], row["holder_id"], row["holder"], row["isp"])
 
 
@@ -90,3 +101,56 @@ class RateLimiter:
             raise Problem(429, f"rate limit of {self.rate:g} requests per second (burst {self.burst}) exceeded",
                           {"Retry-After": str(retry)})
         self._buckets[key] = (tokens - 1, now)
+
+
+def client_key(remote: str | None) -> str:
+    """Whom failed authentications are counted against: the address, or its /64 for IPv6 (one subscriber's
+    usual allocation, so cycling through it gains nothing)."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return remote or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class FailureLimiter:
+    """Failed authentications per client: `burst` of them, then `rate` per second; while a client's bucket is
+    empty every authentication it attempts is answered 429 without looking at the token. Full buckets are
+    forgotten, so the table holds only clients that failed recently."""
+
+    def __init__(self, rate: float, burst: int, max_clients: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}  # client → (failures still allowed, last refill)
+
+    def _level(self, key: str, now: float) -> float:
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - last) * self.rate)
+
+    def check(self, key: str) -> None:
+        if key not in self._buckets:
+            return
+        now = time.monotonic()
+        tokens = self._level(key, now)
+        if tokens < 1:
+            retry = math.ceil((1 - tokens) / self.rate)
+            raise Problem(429, "too many failed authentications from this address; try again later",
+                          {"Retry-After": str(retry)})
+
+    def failed(self, key: str) -> None:
+        now = time.monotonic()
+        if len(self._buckets) >= self.max_clients:
+            self._forget_full(now)
+        self._buckets[key] = (self._level(key, now) - 1, now)
+
+    def _forget_full(self, now: float) -> None:
+        for key in [k for k in self._buckets if self._level(k, now) >= self.burst]:
+            del self._buckets[key]
+        if len(self._buckets) >= self.max_clients:  # all recently failing: forget the oldest half
+            for key in sorted(self._buckets, key=lambda k: self._buckets[k][1])[: self.max_clients // 2]:
+                del self._buckets[key]

@@ -3,8 +3,6 @@ query parameters with precise errors, opaque cursors, and JSON output (UTC times
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import json
 from datetime import UTC, datetime
@@ -18,6 +16,7 @@ from tracker_watch.api.errors import Problem
 from tracker_watch.api.keys import PRINCIPAL
 
 _validators: dict[int, Draft202012Validator] = {}
+MAX_DEPTH = 32  # the deepest request schema nests 4; json.loads recurses and 2,000 levels overflow it
 
 
 def principal(request: web.Request) -> Principal:
@@ -34,25 +33,79 @@ def require(request: web.Request, *roles: str) -> Principal:
 
 async def json_body(request: web.Request, schema: dict[str, Any]) -> Any:
     if request.content_type != "application/json":
-        raise Problem(415, f"send the body as application/json, not {request.content_type or 'nothing'}")
-    raw = await request.read()
+        raise Problem(415, f"send the body as application/json, not {request.content_type[:100] or 'nothing'}")
+    doc = parse_json(await request.read())
+    validate(doc, schema)
+    return doc
+
+
+def parse_json(raw: bytes) -> Any:
+    """JSON as the schemas understand it: no NaN or Infinity, integers of at most 20 digits, nesting at most
+    MAX_DEPTH deep, text PostgreSQL can store."""
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw, parse_constant=_no_constant, parse_int=_bounded_int)
     except UnicodeDecodeError:
         raise Problem(400, "the body is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise Problem(400, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    if _bad_text(doc):
+    except ValueError as exc:  # from the hooks below
+        raise Problem(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise Problem(400, f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(doc) > MAX_DEPTH:
+        raise Problem(400, f"JSON nested deeper than {MAX_DEPTH} levels")
+    if bad_text(doc):
         raise Problem(400, "text must be valid Unicode without NUL characters (\\u0000) or unpaired surrogates")
-    validator = _validators.setdefault(id(schema), Draft202012Validator(schema))
-    error = next(iter(sorted(validator.iter_errors(doc), key=lambda e: list(e.path))), None)
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(the body)"
-        raise Problem(400, f"{where}: {error.message[:300]}", errors=[{"field": where, "detail": error.message[:300]}])
     return doc
 
 
-def _bad_text(value: Any) -> bool:
+def validate(doc: Any, schema: dict[str, Any]) -> None:
+    """A 400 naming the first field that breaks the schema, and listing (up to 100 of) all of them."""
+    validator = _validators.setdefault(id(schema), Draft202012Validator(schema))
+    found = sorted(validator.iter_errors(doc), key=lambda e: [(0, p, "") if isinstance(p, int) else (1, 0, p)
+                                                              for p in e.absolute_path])
+    if found:
+        errors = [{"field": "/".join(str(p) for p in e.absolute_path) or "(the body)", "detail": _message(e)}
+                  for e in found[:100]]
+        raise Problem(400, f"{errors[0]['field']}: {errors[0]['detail']}", errors=errors)
+
+
+def _message(error: Any) -> str:
+    """jsonschema's messages quote the offending value: for long values say what was expected instead (a
+    20 MB string must not come back)."""
+    if error.validator in ("maxLength", "minLength", "pattern", "format", "oneOf", "anyOf", "maxItems"):
+        described = error.schema.get("description") if isinstance(error.schema, dict) else None
+        if described:
+            return f"expected {described}"
+        value = error.validator_value if isinstance(error.validator_value, (int, str)) else ""
+        return f"does not satisfy {error.validator} {value}".rstrip()
+    return str(error.message[:300])
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20:
+        raise ValueError(f"an integer of {len(text)} digits is out of range")
+    return int(text)
+
+
+def _depth(doc: Any) -> int:
+    """How deeply the document nests (iteratively: a recursive walk could itself overflow)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def bad_text(value: Any) -> bool:
     """Text PostgreSQL cannot store: NUL, or unpaired surrogates (JSON allows both)."""
     if isinstance(value, str):
         if "\x00" in value:
@@ -63,71 +116,10 @@ def _bad_text(value: Any) -> bool:
             return True
         return False
     if isinstance(value, dict):
-        return any(_bad_text(k) or _bad_text(v) for k, v in value.items())
+        return any(bad_text(k) or bad_text(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_bad_text(v) for v in value)
+        return any(bad_text(v) for v in value)
     return False
-
-
-def query_int(request: web.Request, name: str, default: int | None = None, lo: int = 1, hi: int = 2**62) -> int | None:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    if not text.isdigit() or not lo <= int(text) <= hi:
-        raise Problem(400, f"query parameter {name}: expected an integer from {lo} to {hi}, got {text[:40]!r}")
-    return int(text)
-
-
-def query_time(request: web.Request, name: str) -> datetime | None:
-    text = request.query.get(name)
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise Problem(400, f"query parameter {name}: {text[:40]!r} is not an ISO-8601 time") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def query_ip(request: web.Request, name: str = "ip") -> str | None:
-    text = request.query.get(name)
-    if text is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise Problem(400, f"query parameter {name}: {text[:60]!r} is not an IP address") from None
-
-
-def query_choice(request: web.Request, name: str, choices: list[str]) -> str | None:
-    text = request.query.get(name)
-    if text is not None and text not in choices:
-        raise Problem(400, f"query parameter {name}: must be one of {', '.join(choices)}, got {text[:40]!r}")
-    return text
-
-
-def path_id(request: web.Request, name: str = "id") -> int:
-    text = request.match_info[name]
-    if not text.isdigit() or not 1 <= int(text) <= 2**62:
-        raise Problem(404, f"no such {name}: {text[:40]!r}")
-    return int(text)
-
-
-def encode_cursor(*values: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps([plain(v) for v in values]).encode()).decode().rstrip("=")
-
-
-def decode_cursor(request: web.Request, arity: int) -> list[Any] | None:
-    text = request.query.get("cursor")
-    if text is None:
-        return None
-    try:
-        values = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(400, "query parameter cursor: not a cursor this API returned") from None
-    if not isinstance(values, list) or len(values) != arity:
-        raise Problem(400, "query parameter cursor: not a cursor this API returned")
-    return values
 
 
 def plain(value: Any) -> Any:

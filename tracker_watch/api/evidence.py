@@ -2,38 +2,38 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from tracker_watch.api import schemas as s
-from tracker_watch.api.common import (
-    decode_cursor,
-    encode_cursor,
+from tracker_watch.api.common import reply, require
+from tracker_watch.api.errors import Problem
+from tracker_watch.api.keys import POOL
+from tracker_watch.api.params import (
+    ID_CURSOR,
+    IP,
+    TIME,
+    TIME_CURSOR,
+    id_cursor,
     query_choice,
+    query_id_cursor,
     query_int,
     query_ip,
     query_time,
-    reply,
-    require,
+    query_time_cursor,
+    time_cursor,
 )
-from tracker_watch.api.errors import Problem
-from tracker_watch.api.keys import POOL
 from tracker_watch.api.registry import ROLES, Param, route
 from tracker_watch.api.targets import RH_OP, visible_target
 from tracker_watch.ledger import signing
 from tracker_watch.ledger.package import PackageError, SegmentInvalid, Selection, build
 
 JSON = "application/json"
-FILTERS = (Param("target", "query", {"type": "integer", "minimum": 1}, "target id"),
-           Param("ip", "query", {"type": "string"}, "peer IP address"),
-           Param("grade", "query", {"enum": s.GRADES}),
-           Param("since", "query", {"type": "string", "format": "date-time"}),
-           Param("until", "query", {"type": "string", "format": "date-time"}),
-           Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-           Param("cursor", "query", {"type": "string"}))
+TARGET = Param("target", "query", s.ID, "target id")
+FILTERS = (TARGET, Param("ip", "query", IP, "peer IP address"), Param("grade", "query", {"enum": s.GRADES}),
+           Param("since", "query", TIME), Param("until", "query", TIME),
+           Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}))
 # rows of the caller's own targets only (operators: all)
 _SCOPE = "JOIN targets t ON t.id = {a}.target_id JOIN works w ON w.id = t.work_id WHERE ($1::bigint IS NULL OR " \
          "w.holder_id = $1) AND ($2::bigint IS NULL OR {a}.target_id = $2) AND ($3::inet IS NULL OR {a}.ip = $3)"
@@ -49,49 +49,49 @@ async def _filters(request: web.Request) -> tuple[Any, ...]:
             query_int(request, "limit", 100, 1, 1000) or 100)
 
 
-@route("GET", "/api/v1/observations", "Observations, oldest first", roles=RH_OP, params=FILTERS, tag="evidence",
-       responses={200: (JSON, s.page(s.OBSERVATION), "a page of observations")})
+@route("GET", "/api/v1/observations", "Observations, oldest first", roles=RH_OP, tag="evidence",
+       params=(*FILTERS, Param("cursor", "query", TIME_CURSOR)),
+       responses={200: (JSON, s.page(s.OBSERVATION, TIME_CURSOR), "a page of observations")})
 async def list_observations(request: web.Request) -> web.Response:
     holder, target, ip, grade, since, until, limit = await _filters(request)
-    cursor = decode_cursor(request, 2)
-    after_t, after_id = (cursor[0], _uuid(cursor[1])) if cursor else (None, None)
+    after_t, after_id = query_time_cursor(request) or (None, None)
     rows = await request.app[POOL].fetch(
         "SELECT o.* FROM observations o " + _SCOPE.format(a="o") + " AND ($4::text IS NULL OR o.grade = $4) "
         "AND ($5::timestamptz IS NULL OR o.observed_at >= $5) AND ($6::timestamptz IS NULL OR o.observed_at < $6) "
         "AND ($7::timestamptz IS NULL OR (o.observed_at, o.id) > ($7, $8)) ORDER BY o.observed_at, o.id LIMIT $9",
-        holder, target, ip, grade, since, until, _time(after_t), after_id, limit + 1)
+        holder, target, ip, grade, since, until, after_t, after_id, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     items = [{**{k: r[k] for k in s.OBSERVATION["properties"] if k in r and k != "redacted"},
               "redacted": r["redacted_at"] is not None} for r in rows]
-    return reply({"items": items, "next_cursor": encode_cursor(rows[-1]["observed_at"], str(rows[-1]["id"]))
+    return reply({"items": items, "next_cursor": time_cursor(rows[-1]["observed_at"], rows[-1]["id"])
                   if more else None})
 
 
-@route("GET", "/api/v1/incidents", "Incidents: one per (target, IP, day)", roles=RH_OP, params=FILTERS,
-       tag="evidence", responses={200: (JSON, s.page(s.INCIDENT), "a page of incidents")})
+@route("GET", "/api/v1/incidents", "Incidents: one per (target, IP, day)", roles=RH_OP,
+       params=(*FILTERS, Param("cursor", "query", ID_CURSOR)), tag="evidence",
+       responses={200: (JSON, s.page(s.INCIDENT, ID_CURSOR), "a page of incidents")})
 async def list_incidents(request: web.Request) -> web.Response:
     holder, target, ip, grade, since, until, limit = await _filters(request)
     # 'corrupt' is a flag on incidents, the other grades are their best grade
     grade_sql = "AND CASE WHEN $4::text IS NULL THEN true WHEN $4 = 'corrupt' THEN i.corrupt ELSE i.best_grade = $4 END"
-    cursor = decode_cursor(request, 1)
+    after = query_id_cursor(request) or 0
     rows = await request.app[POOL].fetch(
         "SELECT i.* FROM incidents i " + _SCOPE.format(a="i") + f" {grade_sql} "
         "AND ($5::timestamptz IS NULL OR i.last_seen >= $5) AND ($6::timestamptz IS NULL OR i.first_seen < $6) "
         "AND i.id > $7 ORDER BY i.id LIMIT $8",
         holder, target, ip, grade, since, until,
-        int(cursor[0]) if cursor and isinstance(cursor[0], int) else 0, limit + 1)
+        after, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return reply({"items": [{k: r[k] for k in s.INCIDENT["properties"]} for r in rows],
-                  "next_cursor": encode_cursor(rows[-1]["id"]) if more else None})
+                  "next_cursor": id_cursor(rows[-1]["id"]) if more else None})
 
 
 @route("GET", "/api/v1/evidence", "An evidence package (zip) for one peer IP in one target", roles=RH_OP,
-       tag="evidence", params=(Param("target", "query", {"type": "integer", "minimum": 1}, "target id", True),
-                               Param("ip", "query", {"type": "string"}, "peer IP address", True),
-                               Param("since", "query", {"type": "string", "format": "date-time"}),
-                               Param("until", "query", {"type": "string", "format": "date-time"})),
+       tag="evidence", params=(Param("target", "query", s.ID, "target id", True),
+                               Param("ip", "query", IP, "peer IP address", True),
+                               Param("since", "query", TIME), Param("until", "query", TIME)),
        responses={200: ("application/zip", {"type": "string", "format": "binary"}, "the package; verify.py inside"),
                   409: ("application/problem+json", s.PROBLEM, "the ledger rows it would carry do not verify")})
 async def evidence_package(request: web.Request) -> web.Response:
@@ -128,19 +128,3 @@ async def signing_keys(request: web.Request) -> web.Response:
     return reply({"items": [{"node": r["node"], "key_id": r["key_id"], "public_key": bytes(r["public_key"]).hex(),
                              "fingerprint": signing.fingerprint(bytes(r["public_key"])), "created_at": r["created_at"]}
                             for r in rows]})
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise Problem(400, "query parameter cursor: not a cursor this API returned") from None
-
-
-def _time(value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise Problem(400, "query parameter cursor: not a cursor this API returned") from None

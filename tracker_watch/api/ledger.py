@@ -7,27 +7,19 @@ from typing import Any
 
 from aiohttp import web
 
+from tracker_watch import log
 from tracker_watch.api import schemas as s
 from tracker_watch.api.auth import create_token
-from tracker_watch.api.common import (
-    audit,
-    decode_cursor,
-    encode_cursor,
-    json_body,
-    path_id,
-    principal,
-    query_choice,
-    query_int,
-    reply,
-    require,
-)
+from tracker_watch.api.common import audit, json_body, principal, reply, require
 from tracker_watch.api.errors import Problem, not_found
 from tracker_watch.api.keys import ENGINE, POOL, SETTINGS
+from tracker_watch.api.params import ID_CURSOR, id_cursor, path_id, query_choice, query_id_cursor, query_int
 from tracker_watch.api.registry import Param, path_param, route
 from tracker_watch.domain.policy import LEVEL_NAMES
 from tracker_watch.ledger.strikes import StrikeLedger
 
 JSON = "application/json"
+_log = log.get("tracker_watch.api")
 _STRIKES = """
     SELECT s.id, s.level, s.status, s.issued_at, s.cycle_start, s.reason, s.subject_id, sub.kind, sub.isp,
            sub.subscriber_ref, host(sub.ip) AS ip, w.id AS work_id, w.title, n.id AS notice_id, n.state AS notice_state
@@ -54,21 +46,20 @@ def _strike_json(r: Any) -> dict[str, Any]:
 
 
 @route("GET", "/api/v1/strikes", "Strikes, newest first", roles=("rightsholder", "operator"), tag="ledger",
-       params=(Param("subject", "query", {"type": "integer", "minimum": 1}, "subject id"),
+       params=(Param("subject", "query", s.ID, "subject id"),
                Param("status", "query", {"enum": ["active", "voided", "superseded"]}),
-               Param("cursor", "query", {"type": "string"})),
-       responses={200: (JSON, s.page(s.STRIKE), "a page of strikes")})
+               Param("cursor", "query", ID_CURSOR)),
+       responses={200: (JSON, s.page(s.STRIKE, ID_CURSOR), "a page of strikes")})
 async def list_strikes(request: web.Request) -> web.Response:
     who = require(request, "rightsholder", "operator")
     subject, status = query_int(request, "subject"), query_choice(request, "status", ["active", "voided", "superseded"])
-    cursor = decode_cursor(request, 1)
-    before = int(cursor[0]) if cursor and isinstance(cursor[0], int) else 2**62
+    before = query_id_cursor(request) or 2**62
     rows = await request.app[POOL].fetch(
         _STRIKES + " AND ($2::bigint IS NULL OR s.subject_id = $2) AND ($3::text IS NULL OR s.status = $3) "
         "AND s.id < $4 ORDER BY s.id DESC LIMIT 201", who.holder_id, subject, status, before)
     more = len(rows) > 200
     rows = rows[:200]
-    return reply({"items": [_strike_json(r) for r in rows], "next_cursor": encode_cursor(rows[-1]["id"]) if more
+    return reply({"items": [_strike_json(r) for r in rows], "next_cursor": id_cursor(rows[-1]["id"]) if more
                   else None})
 
 
@@ -105,25 +96,26 @@ def _notice_scope(request: web.Request) -> tuple[int | None, str | None]:
 
 @route("GET", "/api/v1/notices", "Notices and their delivery state (ISPs: those addressed to them)", tag="ledger",
        params=(Param("state", "query", {"enum": ["pending", "delivered", "failed", "held", "cancelled"]}),
-               Param("cursor", "query", {"type": "string"})),
-       responses={200: (JSON, s.page(s.NOTICE), "a page of notices")})
+               Param("cursor", "query", ID_CURSOR)),
+       responses={200: (JSON, s.page(s.NOTICE, ID_CURSOR), "a page of notices")})
 async def list_notices(request: web.Request) -> web.Response:
     holder, isp = _notice_scope(request)
     state = query_choice(request, "state", ["pending", "delivered", "failed", "held", "cancelled"])
-    cursor = decode_cursor(request, 1)
-    before = int(cursor[0]) if cursor and isinstance(cursor[0], int) else 2**62
+    before = query_id_cursor(request) or 2**62
     rows = await request.app[POOL].fetch(
         _NOTICES + " AND ($3::text IS NULL OR n.state = $3) AND n.id < $4 ORDER BY n.id DESC LIMIT 201",
         holder, isp, state, before)
     more = len(rows) > 200
     rows = rows[:200]
     return reply({"items": [{k: r[k] for k in s.NOTICE["properties"]} for r in rows],
-                  "next_cursor": encode_cursor(rows[-1]["id"]) if more else None})
+                  "next_cursor": id_cursor(rows[-1]["id"]) if more else None})
 
 
 @route("GET", "/api/v1/notices/{id}", "A notice: its delivery state, or (format=xml|json) the notice as sent",
        tag="ledger", params=(path_param("id", "notice id"), NOTICE_FORMAT),
-       responses={200: (JSON, s.NOTICE, "the notice's state (format=json gives the JSON notice, format=xml ACNS)")})
+       responses={200: {JSON: ({"oneOf": [s.NOTICE, s.NOTICE_DOCUMENT]},
+                                "the notice's state; with format=json the JSON notice as sent"),
+                        "application/xml": ({"type": "string"}, "with format=xml: the ACNS 2.0 notice as sent")}})
 async def get_notice(request: web.Request) -> web.Response:
     holder, isp = _notice_scope(request)
     notice_id = path_id(request)
@@ -181,12 +173,16 @@ async def healthz(request: web.Request) -> web.Response:
 @route("GET", "/readyz", "Readiness: database reachable and swarm engine running", roles=None, tag="health",
        responses={200: (JSON, s.HEALTH, "ready"), 503: ("application/problem+json", s.PROBLEM, "not ready")})
 async def readyz(request: web.Request) -> web.Response:
+    """Anyone may ask, so the answer is only ready or not; why not goes to the log."""
+    reason = None
     try:
         await request.app[POOL].fetchval("SELECT 1")
     except Exception as exc:
-        raise Problem(503, f"database unreachable: {type(exc).__name__}") from None
+        reason = f"database unreachable: {type(exc).__name__}"
     engine = request.app.get(ENGINE)
-    if engine is not None and engine.session is None:
-        raise Problem(503, "swarm engine not running")
-    return reply({"status": "ready", "database": "ok", "swarm_engine": "ok" if engine is not None else "not here",
-                  "swarms": len(engine.swarms) if engine is not None else 0})
+    if reason is None and engine is not None and engine.session is None:
+        reason = "swarm engine not running"
+    if reason is not None:
+        _log.warning("api_not_ready", reason=reason)
+        raise Problem(503, "not ready")
+    return reply({"status": "ready"})

@@ -6,9 +6,10 @@ from typing import Any
 
 from tracker_watch import __version__
 from tracker_watch.api import schemas as s
-from tracker_watch.api.registry import Route, openapi_path
+from tracker_watch.api.registry import ResponseSpec, Route, openapi_path
 
 PROBLEM_JSON = "application/problem+json"
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 COMMON_ERRORS = {400: "bad input (the detail says which field and why)", 401: "no token, or revoked",
                  403: "this token's role may not do this", 404: "no such object visible to this token",
                  406: "not acceptable", 413: "request body too large", 415: "unsupported media type",
@@ -33,8 +34,7 @@ def document(routes: list[Route]) -> dict[str, Any]:
 
 def _operation(r: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": r.operation_id, "summary": r.summary, "tags": [r.tag],
-                          "responses": {str(code): _response(media, schema, text)
-                                        for code, (media, schema, text) in sorted(r.responses.items())}}
+                          "responses": {str(code): _response(spec) for code, spec in sorted(r.responses.items())}}
     if r.params:
         op["parameters"] = [{"name": p.name, "in": p.where, "required": p.required or p.where == "path",
                              "schema": p.schema, **({"description": p.description} if p.description else {})}
@@ -50,12 +50,18 @@ def _operation(r: Route) -> dict[str, Any]:
         op["security"] = [{"bearer": []}]
         op["description"] = f"Roles: {', '.join(r.roles)}."
         for code, text in COMMON_ERRORS.items():
-            op["responses"].setdefault(str(code), _response(PROBLEM_JSON, {"$ref": "#/components/schemas/Problem"},
-                                                            text))
+            op["responses"].setdefault(str(code), _response((PROBLEM_JSON, PROBLEM_REF, text)))
+        op["responses"]["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}}
+        op["responses"]["429"]["headers"] = {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"},
+                                                             "required": True}}
     return op
 
 
-def _response(media: str, schema: dict[str, Any] | None, text: str) -> dict[str, Any]:
+def _response(spec: ResponseSpec) -> dict[str, Any]:
+    if isinstance(spec, dict):
+        return {"description": "; ".join(text for _, text in spec.values()),
+                "content": {media: {"schema": schema} for media, (schema, _) in spec.items()}}
+    media, schema, text = spec
     if schema is None:
         return {"description": text}
     return {"description": text, "content": {media: {"schema": schema}}}

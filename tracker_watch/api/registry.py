@@ -16,6 +16,9 @@ from typing import Any
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# status → (media type, schema, description), or, for a status served in several media types,
+# status → {media type: (schema, description)}
+ResponseSpec = tuple[str, dict[str, Any] | None, str] | dict[str, tuple[dict[str, Any], str]]
 ROLES = ("rightsholder", "operator", "isp")
 
 
@@ -38,8 +41,7 @@ class Route:
     params: tuple[Param, ...] = ()
     body: dict[str, Any] | None = None  # JSON request body schema
     multipart: dict[str, Any] | None = None  # multipart/form-data schema (alternative to body)
-    # status → (media type, schema, description)
-    responses: dict[int, tuple[str, dict[str, Any] | None, str]] = field(default_factory=dict)
+    responses: dict[int, ResponseSpec] = field(default_factory=dict)
     tag: str = "api"
 
     @property
@@ -52,7 +54,7 @@ ROUTES: list[Route] = []
 
 def route(method: str, path: str, summary: str, roles: tuple[str, ...] | None = ROLES, params: tuple[Param, ...] = (),
           body: dict[str, Any] | None = None, multipart: dict[str, Any] | None = None,
-          responses: Mapping[int, tuple[str, dict[str, Any] | None, str]] | None = None,
+          responses: Mapping[int, ResponseSpec] | None = None,
           tag: str = "api") -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         ROUTES.append(Route(method, path, handler, summary, roles, params, body, multipart, dict(responses or {}), tag))
@@ -62,6 +64,12 @@ def route(method: str, path: str, summary: str, roles: tuple[str, ...] | None = 
 
 def path_param(name: str, description: str = "") -> Param:
     return Param(name, "path", {"type": "integer", "minimum": 1, "maximum": 2**62}, description, required=True)
+
+
+def router_path(path: str) -> str:
+    """Ids in paths are ASCII digits to the router, so /targets/bulk never also matches /targets/{id} (its
+    405 would otherwise advertise that route's methods) and non-numbers are simply no such endpoint."""
+    return re.sub(r"\{(id)\}", r"{\1:[0-9]+}", path)
 
 
 def openapi_path(path: str) -> str:

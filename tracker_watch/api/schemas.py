@@ -10,8 +10,10 @@ TS: Schema = {"type": "string", "format": "date-time"}
 HEX40: Schema = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
 HEX64: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 ID: Schema = {"type": "integer", "minimum": 1, "maximum": 2**62}
-TITLE: Schema = {"type": "string", "minLength": 1, "maxLength": 500, "pattern": r"\S"}
-NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"}
+# text bound for a text column: not blank, no NUL (PostgreSQL cannot store it), bounded
+TEXT_PATTERN = "^[^\\u0000]*[^\\u0000\\s][^\\u0000]*$"
+TITLE: Schema = {"type": "string", "minLength": 1, "maxLength": 500, "pattern": TEXT_PATTERN}
+NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": TEXT_PATTERN}
 GRADES = ["listed", "handshake", "advertised", "verified", "corrupt"]
 
 
@@ -24,8 +26,8 @@ def obj(properties: dict[str, Schema], required: list[str] | None = None) -> Sch
             else list(properties), "additionalProperties": False}
 
 
-def page(item: Schema) -> Schema:
-    return obj({"items": {"type": "array", "items": item}, "next_cursor": nullable({"type": "string"})})
+def page(item: Schema, cursor: Schema | None = None) -> Schema:
+    return obj({"items": {"type": "array", "items": item}, "next_cursor": nullable(cursor or {"type": "string"})})
 
 
 PROBLEM: Schema = {"type": "object", "required": ["type", "title", "status", "detail"],
@@ -36,16 +38,32 @@ PROBLEM: Schema = {"type": "object", "required": ["type", "title", "status", "de
 WORK = obj({"id": ID, "title": {"type": "string"}, "holder": {"type": "string"}, "created_at": TS})
 WORK_CREATE = obj({"title": TITLE, "holder": NAME}, required=["title"])
 
-TARGET_INPUT = {"infohash": {"type": "string", "maxLength": 64, "description": "40 (v1) or 64 (v2) hex digits"},
-                "magnet": {"type": "string", "maxLength": 65536, "description": "magnet link (btih and/or btmh)"},
-                "torrent_base64": {"type": "string", "maxLength": 20_000_000,
-                                   "description": ".torrent file, base64-encoded"}}
+# exact: a value of this shape is either registered or answered 400 for what no schema can say (a magnet's
+# tracker URLs, whether the bytes of a .torrent are one)
+INFOHASH: Schema = {"type": "string", "pattern": "^([0-9a-fA-F]{40}|[0-9a-fA-F]{64})$",
+                    "description": "40 (v1) or 64 (v2) hex digits"}
+MAGNET: Schema = {"type": "string", "maxLength": 65536,
+                  "pattern": "^[Mm][Aa][Gg][Nn][Ee][Tt]:[?]([^\\u0000]*&)?xt=urn:bt(ih:([0-9a-fA-F]{40}|[A-Z2-7]{32})"
+                             "|mh:1220[0-9a-fA-F]{64})(&[^\\u0000]*)?$",
+                  "description": "a magnet link (magnet:?xt=urn:btih:<40 hex or 32 base32> and/or "
+                                 "xt=urn:btmh:1220<64 hex>)"}
+BASE64: Schema = {"type": "string", "maxLength": 20_000_000, "contentEncoding": "base64",
+                  "contentMediaType": "application/x-bittorrent",
+                  "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+                  "description": "a .torrent file, base64-encoded (RFC 4648, padded)"}
+TARGET_INPUT = {"infohash": INFOHASH, "magnet": MAGNET, "torrent_base64": BASE64}
 TARGET_CREATE: Schema = obj({"work": TITLE, "work_id": ID, "holder": {**NAME, "description": "operators only"},
                              **TARGET_INPUT}, required=[])
-TARGET_CREATE["minProperties"] = 2
-TARGET_UPLOAD: Schema = {"type": "object", "required": ["torrent"], "properties": {
+TARGET_CREATE["oneOf"] = [{"required": [k]} for k in TARGET_INPUT]
+TARGET_CREATE["anyOf"] = [{"required": ["work"]}, {"required": ["work_id"]}]
+TARGET_CREATE["description"] = "exactly one of infohash, magnet, torrent_base64; and work (a title) or work_id"
+UPLOAD_FIELDS: Schema = obj({"work": TITLE, "work_id": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+                             "holder": NAME}, required=[])
+UPLOAD_FIELDS["anyOf"] = TARGET_CREATE["anyOf"]
+UPLOAD_FIELDS["description"] = "work (a title) or work_id"
+TARGET_UPLOAD: Schema = {**UPLOAD_FIELDS, "required": ["torrent"], "properties": {
     "torrent": {"type": "string", "format": "binary", "contentMediaType": "application/x-bittorrent"},
-    "work": TITLE, "work_id": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}, "holder": NAME}}
+    **UPLOAD_FIELDS["properties"]}}
 TARGET: Schema = obj({
     "id": ID, "work_id": ID, "work": {"type": "string"}, "holder": {"type": "string"},
     "infohash_v1": nullable(HEX40), "infohash_v2": nullable(HEX64),
@@ -86,7 +104,7 @@ STRIKE = obj({
     "status": {"enum": ["active", "voided", "superseded"]}, "issued_at": TS, "cycle_start": TS,
     "subject": SUBJECT, "work": obj({"id": ID, "title": {"type": "string"}}),
     "notice": nullable(obj({"id": ID, "state": {"type": "string"}})), "reason": nullable({"type": "string"})})
-VOID = obj({"reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S"}})
+VOID = obj({"reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": TEXT_PATTERN}})
 VOID_RESULT = obj({"voided": ID, "created": {"type": "integer"}, "superseded": {"type": "integer"},
                    "withdrawals": {"type": "integer"}})
 NOTICE = obj({
@@ -98,5 +116,20 @@ TOKEN = obj({"id": ID, "name": {"type": "string"}, "role": {"enum": ["rightshold
              "created_at": TS, "revoked_at": nullable(TS)})
 TOKEN_CREATE = obj({"role": {"enum": ["rightsholder", "operator", "isp"]}, "name": NAME})
 TOKEN_CREATED = obj({**TOKEN["properties"], "token": {"type": "string"}})
-HEALTH = obj({"status": {"type": "string"}}, required=["status"])
-HEALTH["additionalProperties"] = True
+HEALTH = obj({"status": {"enum": ["ok", "ready"]}})
+
+_PARTY = obj({"entity": {"type": "string"}, "email": {"type": "string"}, "contact": nullable({"type": "string"}),
+              "address": nullable({"type": "string"}), "phone": nullable({"type": "string"}),
+              "url": nullable({"type": "string"})})
+# the JSON twin of the ACNS notice (domain/notices.py render_json), as stored and sent
+NOTICE_DOCUMENT = obj({
+    "notice_id": {"type": "string"}, "level": {"type": "integer", "minimum": 1, "maximum": 3},
+    "level_name": {"enum": ["notification", "warning", "referral"]}, "level_text": {"type": "string"},
+    "issued_at": TS, "complainant": _PARTY, "service_provider": _PARTY, "ip": {"type": "string"},
+    "port": nullable({"type": "integer"}), "seen_at": TS, "title": {"type": "string"},
+    "file_name": {"type": "string"}, "file_size": {"type": "integer"}, "infohash_v1": nullable(HEX40),
+    "infohash_v2": nullable(HEX64), "client": nullable({"type": "string"}),
+    "subscriber_ref": nullable({"type": "string"}),
+    "also_seen": {"type": "array", "items": {"type": "array", "items": TS, "minItems": 2, "maxItems": 2}},
+    "pieces_verified": {"type": "integer"}, "bytes_verified": {"type": "integer"}, "software": {"type": "string"},
+    "evidence": {"type": "object"}, "text": {"type": "string"}})

@@ -13,43 +13,25 @@ from aiohttp import web
 
 from tracker_watch.api import schemas as s
 from tracker_watch.api.auth import Principal
-from tracker_watch.api.common import (
-    audit,
-    decode_cursor,
-    encode_cursor,
-    json_body,
-    path_id,
-    principal,
-    query_choice,
-    query_int,
-    reply,
-    require,
-)
+from tracker_watch.api.common import audit, bad_text, json_body, principal, reply, require, validate
 from tracker_watch.api.errors import Problem, not_found
-from tracker_watch.api.keys import ENGINE, POOL
+from tracker_watch.api.keys import ENGINE, POOL, WATCHLIST
+from tracker_watch.api.params import (
+    ID_CURSOR,
+    id_cursor,
+    path_id,
+    query_choice,
+    query_id_cursor,
+    query_int,
+)
 from tracker_watch.api.registry import Param, path_param, route
-from tracker_watch.domain.targets import TargetParseError, TargetSpec, parse_target
+from tracker_watch.api.specs import spec_of
 from tracker_watch.ledger.bulk import register_many
 from tracker_watch.ledger.targets import TargetRow, TargetStore
 
 JSON = "application/json"
 RH_OP = ("rightsholder", "operator")
 TARGET_REPLY = {201: (JSON, s.TARGET, "registered"), 200: (JSON, s.TARGET, "already registered for this work")}
-
-
-def spec_of(item: dict[str, Any]) -> TargetSpec:
-    given = [k for k in ("infohash", "magnet", "torrent_base64") if k in item]
-    if len(given) != 1:
-        raise Problem(400, "give exactly one of infohash, magnet, torrent_base64"
-                      + (f" (got {', '.join(given)})" if given else ""))
-    try:
-        if "torrent_base64" in item:
-            return parse_target(base64.b64decode(item["torrent_base64"], validate=True))
-        return parse_target(item[given[0]])
-    except ValueError as exc:  # binascii.Error, or non-ASCII text
-        if isinstance(exc, TargetParseError):
-            raise Problem(400, f"{given[0]}: {exc}") from None
-        raise Problem(400, "torrent_base64: not valid base64") from None
 
 
 async def resolve_work(pool: Any, who: Principal, item: dict[str, Any]) -> tuple[str, str]:
@@ -90,10 +72,13 @@ async def live_status(request: web.Request, rows: list[TargetRow]) -> dict[int, 
     seen = {r["target_id"]: r["last"] for r in await request.app[POOL].fetch(
         "SELECT target_id, max(observed_at) AS last FROM observations WHERE target_id = ANY($1::bigint[]) "
         "GROUP BY target_id", [r.id for r in rows])}
-    engine = request.app.get(ENGINE)
+    engine, watchlist = request.app.get(ENGINE), request.app.get(WATCHLIST)
     out = {}
     for r in rows:
-        swarm = engine.swarms.get(r.key) if engine is not None and r.status == "active" else None
+        # this target's own membership, never the swarm's: another holder may watch the same infohash, and
+        # its swarm running must not tell this one so
+        mine = watchlist is not None and r.status == "active" and r.id in watchlist.rows
+        swarm = engine.swarms.get(r.key) if engine is not None and mine else None
         out[r.id] = {"watched": swarm is not None, "peers_connected": len(swarm.connected) if swarm else 0,
                      "last_seen": seen.get(r.id)}
     return out
@@ -122,28 +107,25 @@ async def create_target(request: web.Request) -> web.Response:
 
 
 async def _multipart_item(request: web.Request) -> dict[str, Any]:
+    """The upload as the JSON item it stands for, its text fields checked by the same schema rules."""
     try:
         form = await request.post()
     except web.HTTPRequestEntityTooLarge:
         raise
-    except Exception as exc:  # no boundary, broken parts, invalid part headers: the client's body, not our bug
-        raise Problem(400, f"malformed multipart/form-data body: {str(exc)[:200] or type(exc).__name__}") from None
-    unknown = set(form) - {"torrent", "work", "work_id", "holder"}
-    if unknown:
-        raise Problem(400, f"unknown form field(s): {', '.join(sorted(unknown))}")
+    except Exception:  # no boundary, broken parts, invalid part headers: the client's body, not our bug
+        raise Problem(400, "malformed multipart/form-data body") from None
+    fields = {k: v for k, v in form.items() if k != "torrent"}
+    if any(not isinstance(v, str) for v in fields.values()):
+        raise Problem(400, "only the part named 'torrent' may be a file")
+    if bad_text(fields):
+        raise Problem(400, "text must be valid Unicode without NUL characters")
+    validate(fields, s.UPLOAD_FIELDS)
     upload = form.get("torrent")
     if not isinstance(upload, web.FileField):
         raise Problem(400, "torrent: attach the .torrent file as a file part named 'torrent'")
-    item: dict[str, Any] = {"torrent_base64": base64.b64encode(upload.file.read()).decode()}
-    for key in ("work", "holder"):
-        value = form.get(key)
-        if isinstance(value, str) and value.strip():
-            item[key] = value
-    work_id = form.get("work_id")
-    if work_id is not None:
-        if not isinstance(work_id, str) or not work_id.isdigit():
-            raise Problem(400, "work_id: expected an integer")
-        item["work_id"] = int(work_id)
+    item: dict[str, Any] = {"torrent_base64": base64.b64encode(upload.file.read()).decode(), **fields}
+    if "work_id" in item:
+        item["work_id"] = int(item["work_id"])  # the schema's pattern: 1 to 18 ASCII digits
     return item
 
 
@@ -155,10 +137,19 @@ async def bulk_targets(request: web.Request) -> web.Response:
     who = require(request, *RH_OP)
     doc = await json_body(request, s.BULK)
     items, errors = [], []
+    works: dict[tuple[Any, ...], tuple[str, str] | Problem] = {}  # a catalogue names few works: look up once
     for i, item in enumerate(doc["targets"]):
         try:
-            holder, work = await resolve_work(request.app[POOL], who, item)
-            items.append((spec_of(item), holder, work))
+            key = (item.get("holder"), item.get("work_id"), item.get("work"))
+            if key not in works:
+                try:
+                    works[key] = await resolve_work(request.app[POOL], who, item)
+                except Problem as p:
+                    works[key] = p
+            found = works[key]
+            if isinstance(found, Problem):
+                raise found
+            items.append((spec_of(item), *found))
         except Problem as p:
             errors.append({"index": i, "detail": p.detail})
     if errors:
@@ -173,21 +164,20 @@ async def bulk_targets(request: web.Request) -> web.Response:
 @route("GET", "/api/v1/targets", "List targets with their live status", roles=RH_OP, tag="targets",
        params=(Param("status", "query", {"enum": ["active", "paused", "error"]}),
                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-               Param("cursor", "query", {"type": "string"})),
-       responses={200: (JSON, s.page(s.TARGET), "a page of targets")})
+               Param("cursor", "query", ID_CURSOR)),
+       responses={200: (JSON, s.page(s.TARGET, ID_CURSOR), "a page of targets")})
 async def list_targets(request: web.Request) -> web.Response:
     who = require(request, *RH_OP)
     status = query_choice(request, "status", ["active", "paused", "error"])
     limit = query_int(request, "limit", 100, 1, 1000) or 100
-    cursor = decode_cursor(request, 1)
-    after = int(cursor[0]) if cursor and isinstance(cursor[0], int) else 0
+    after = query_id_cursor(request) or 0
     rows = [r for r in await TargetStore(request.app[POOL]).page(who.holder_id, status, after, limit + 1)
             if r.status != "deleted"]
     more = len(rows) > limit
     rows = rows[:limit]
     live = await live_status(request, rows)
     return reply({"items": [target_json(r, live) for r in rows],
-                  "next_cursor": encode_cursor(rows[-1].id) if more else None})
+                  "next_cursor": id_cursor(rows[-1].id) if more else None})
 
 
 TARGET_ID = (path_param("id", "target id"),)
@@ -254,18 +244,17 @@ async def create_work(request: web.Request) -> web.Response:
                  201 if created else 200)
 
 
-@route("GET", "/api/v1/works", "List works", roles=RH_OP, responses={200: (JSON, s.page(s.WORK), "works")},
-       params=(Param("cursor", "query", {"type": "string"}),), tag="targets")
+@route("GET", "/api/v1/works", "List works", roles=RH_OP, tag="targets",
+       responses={200: (JSON, s.page(s.WORK, ID_CURSOR), "works")}, params=(Param("cursor", "query", ID_CURSOR),))
 async def list_works(request: web.Request) -> web.Response:
     who = require(request, *RH_OP)
-    cursor = decode_cursor(request, 1)
-    after = int(cursor[0]) if cursor and isinstance(cursor[0], int) else 0
+    after = query_id_cursor(request) or 0
     rows = await request.app[POOL].fetch(
         "SELECT w.id, w.title, h.name AS holder, w.created_at FROM works w JOIN rights_holders h ON h.id = w.holder_id "
         "WHERE w.id > $1 AND ($2::bigint IS NULL OR h.id = $2) ORDER BY w.id LIMIT 501", after, who.holder_id)
     more = len(rows) > 500
     rows = rows[:500]
-    return reply({"items": [dict(r) for r in rows], "next_cursor": encode_cursor(rows[-1]["id"]) if more else None})
+    return reply({"items": [dict(r) for r in rows], "next_cursor": id_cursor(rows[-1]["id"]) if more else None})
 
 
 @route("GET", "/api/v1/works/{id}", "A work", roles=RH_OP, params=(path_param("id", "work id"),),
