@@ -32,8 +32,8 @@ PUBLIC = frozenset({"/api/v1/openapi.json"})  # the only response a cache may ke
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: runs for every response the application sends, errors included."""
     for name, value in HEADERS.items():
-        if name == "Content-Security-Policy" and name in response.headers:
-            continue  # the console's pages set their own (they load its CSS and script)
+        if name in ("Content-Security-Policy", "Referrer-Policy") and name in response.headers:
+            continue  # the console's pages set their own (its CSS and script; same-origin Origin for CSRF checks)
         response.headers[name] = value
     if request.path not in PUBLIC:
         response.headers["Cache-Control"] = "no-store"

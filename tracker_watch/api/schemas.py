@@ -132,4 +132,11 @@ NOTICE_DOCUMENT = obj({
     "subscriber_ref": nullable({"type": "string"}),
     "also_seen": {"type": "array", "items": {"type": "array", "items": TS, "minItems": 2, "maxItems": 2}},
     "pieces_verified": {"type": "integer"}, "bytes_verified": {"type": "integer"}, "software": {"type": "string"},
-    "evidence": {"type": "object"}, "text": {"type": "string"}})
+    "evidence": {"type": "object"}, "text": {"type": "string"},
+    "signing_keys": {"type": "array", "description": "(node, key fingerprint) of the chains holding the evidence",
+                     "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}},
+    # a withdrawal (domain/withdrawals.py) is the notice it withdraws plus these
+    "kind": {"enum": ["withdrawal"]}, "withdraws": {"type": "string"}, "retraction": {"const": True},
+    "withdrawn_at": TS, "withdrawal_reason": {"type": "string"}})
+NOTICE_DOCUMENT["required"] = [k for k in NOTICE_DOCUMENT["required"]
+                               if k not in ("kind", "withdraws", "retraction", "withdrawn_at", "withdrawal_reason")]
