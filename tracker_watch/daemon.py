@@ -131,7 +131,21 @@ class Daemon:
         self.started.set()
         systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
         _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows),
-                  swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2))
+                  swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2), **self.listening())
+        warn_placeholders(s)
+
+    def listening(self) -> dict[str, Any]:
+        """The addresses actually bound (a configured port 0 becomes the port the OS chose)."""
+        s = self.settings
+        out: dict[str, Any] = {}
+        if self.engine is not None:
+            port = self.engine.listen_port()
+            out["peers_listen"] = [f"{item.rpartition(':')[0]}:{port}" for item in s.swarm.listen_interfaces]
+        if self.api is not None:
+            out["api_listen"] = f"{s.api.listen.rpartition(':')[0]}:{self.api.port}"
+        if self.metrics_server is not None:
+            out["metrics_listen"] = f"{s.metrics.listen.rpartition(':')[0]}:{self.metrics_server.port}"
+        return out
 
     async def run(self) -> None:
         """Start, wait for SIGTERM/SIGINT (or `request_stop`), stop."""
@@ -217,6 +231,9 @@ class Daemon:
         async with self._beat_lock:
             beat = await self.ownership.beat()
             await self.watchlist.set_owned(beat.owned)
+            log.TARGETS_BY_INFOHASH.clear()
+            log.TARGETS_BY_INFOHASH.update({key: [r.target_id for r in group.refs]
+                                            for key, group in self.watchlist.groups.items()})
 
     async def _new_targets(self) -> None:
         """Beat early when targets were added or changed, so new ones start within daemon.target_poll_s."""
@@ -247,6 +264,12 @@ class Daemon:
         if report.created or report.superseded:
             _log.info("strikes_evaluated", subjects=report.subjects, created=report.created,
                       superseded=report.superseded, out_of_jurisdiction=report.out_of_jurisdiction)
+        if report.out_of_jurisdiction:
+            _log.info("evidence_out_of_jurisdiction", observations=report.out_of_jurisdiction,
+                      jurisdictions=self.settings.policy.jurisdictions,
+                      test_country=self.settings.policy.test_country or None,
+                      note="kept, but starts no strike; loopback and private addresses have a country only "
+                           "through policy.test_country")
 
     async def _deliver_notices(self) -> None:
         assert self.outbox is not None
@@ -258,6 +281,15 @@ class Daemon:
             report = await retention.purge(conn, cutoff, self.settings.evidence.incident_window_s, dry_run=False)
         if report.incidents:
             _log.info("evidence_redacted", incidents=report.incidents, observations=report.observations)
+
+
+def warn_placeholders(s: Settings) -> None:
+    """Loudly: a notice naming a reserved-domain reply address reaches nobody who can answer."""
+    from tracker_watch.domain.contacts import is_placeholder
+
+    if is_placeholder(s.notices.complainant_email):
+        _log.warning("placeholder_contact", setting="notices.complainant_email", value=s.notices.complainant_email,
+                     note="every notice names this reply address; set a real one before notices reach an ISP")
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
