@@ -230,10 +230,19 @@ class Daemon:
         assert self.watchlist is not None
         async with self._beat_lock:
             beat = await self.ownership.beat()
+            await self._name_new_targets(beat.owned)  # before their swarms log their first line
             await self.watchlist.set_owned(beat.owned)
             log.TARGETS_BY_INFOHASH.clear()
             log.TARGETS_BY_INFOHASH.update({key: [r.target_id for r in group.refs]
                                             for key, group in self.watchlist.groups.items()})
+
+    async def _name_new_targets(self, owned: frozenset[int]) -> None:
+        known = {i for ids in log.TARGETS_BY_INFOHASH.values() for i in ids}
+        if not (new := owned - known):
+            return
+        for r in await self.db.pool.fetch("SELECT id, coalesce(infohash_v1, infohash_v2) AS ih FROM targets "
+                                          "WHERE id = ANY($1::bigint[])", list(new)):
+            log.TARGETS_BY_INFOHASH.setdefault(bytes(r["ih"]).hex(), []).append(r["id"])
 
     async def _new_targets(self) -> None:
         """Beat early when targets were added or changed, so new ones start within daemon.target_poll_s."""
