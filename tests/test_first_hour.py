@@ -83,7 +83,8 @@ def wait_output(path: Path, proc: subprocess.Popen[bytes], want: re.Pattern[str]
         text = path.read_text(errors="replace")
         if want.search(text):
             return text
-        assert proc.poll() is None, f"exited with {proc.returncode}:\n{text[-3000:]}"
+        assert proc.poll() is None, f"exited with {proc.returncode}:\n{text[-3000:]}\n" + \
+            path.with_suffix(".err").read_text(errors="replace")[-3000:]
         time.sleep(0.2)
     raise AssertionError(f"never showed {want.pattern!r}:\n{path.read_text(errors='replace')[-3000:]}")
 
@@ -112,9 +113,9 @@ def test_readme_first_hour(workdir: tuple[Path, dict[str, str]]) -> None:
             want = expectation(command)
             if re.search(r"tracker-watch lab\b| run$", command):  # long-running: its own "terminal"
                 out = cwd / f"background-{i}.log"
-                with out.open("wb") as f:
+                with out.open("wb") as f, out.with_suffix(".err").open("wb") as err:
                     proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=f,
-                                            stderr=subprocess.STDOUT)
+                                            stderr=err)
                 background.append((command, proc, out))
                 assert want is not None
                 wait_output(out, proc, want)
