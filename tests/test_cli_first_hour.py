@@ -4,6 +4,7 @@ database, one-line errors with exit 2 for bad input and unknown ids, exports whe
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,28 @@ def test_export_path() -> None:
     assert named.suffix == ".zip"
     assert export_path(Path("/tmp"), 3, "1.2.3.4").parent == Path("/tmp")
     assert export_path(Path("x.zip"), 3, "1.2.3.4") == Path("x.zip")
+
+
+@pytest.mark.parametrize("args", [["peers", "--target"], ["strikes", "void", "abc", "--reason", "x"], ["bogus"],
+                                  ["isp", "set"], ["token", "create", "--role", "x", "--name", "y"]])
+def test_usage_errors_are_one_line(args: list[str], tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "tracker_watch", *args], env=_bare_env(tmp_path),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "error:" in result.stderr
+
+
+def test_every_readme_command_names_the_configuration() -> None:
+    """A README command without --config (or an exported TRACKER_WATCH_CONFIG) would act on another database."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = {path for path, _ in cli_help.subcommands(build_parser()) if " " not in path} - {"demo", "lab"}
+    missing = []
+    for block in text.split("```sh\n")[1:]:
+        exported = False
+        for line in block.split("```", 1)[0].replace("\\\n", " ").splitlines():
+            exported = exported or line.startswith("export TRACKER_WATCH_CONFIG=")
+            command = re.search(r"tracker-watch (\w+)", line.split("#", 1)[0])
+            if command and command.group(1) in commands and "--config" not in line and not exported:
+                missing.append(line)
+    assert missing == []

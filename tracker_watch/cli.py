@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import sys
+import typing
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,15 @@ class UsageError(Exception):
     """Bad input: reported on one line, exit code 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors on one line (argparse would print the whole usage first); subcommands inherit this."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tracker-watch", description="Monitor BitTorrent swarms for registered works.")
+    p = Parser(prog="tracker-watch", description="Monitor BitTorrent swarms for registered works.")
     cli_help.add_common_options(p, top=True)
     p.add_argument("--version", action="version", version=SOFTWARE)
     sub = p.add_subparsers(dest="command", required=True)
