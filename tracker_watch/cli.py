@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import sys
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -18,14 +17,11 @@ from typing import Any
 
 from tracker_watch import SOFTWARE, cli_help, cli_ledger, cli_strikes
 from tracker_watch import log as logmod
+from tracker_watch.cli_checks import UsageError, check_database_meant, check_isp_set
 from tracker_watch.config import ConfigError, LogSettings, Settings, load_settings
 from tracker_watch.domain.targets import TargetParseError, TargetSpec, parse_target
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input: reported on one line, exit code 2."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -115,20 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAIL
 
 
-def check_database_meant(settings: Settings, config: Path | None, init: bool) -> None:
-    """Refuse to create an embedded database nobody asked for: a command run without the configuration the
-    daemon uses would otherwise start an empty database of its own and act on that (a token the daemon
-    does not know, a target it never sees)."""
-    if settings.database.dsn or init:
-        return
-    pgdata = settings.node.state_dir / "pgdata"
-    if (pgdata / "PG_VERSION").exists():
-        return
-    source = f"configuration {config}" if config else "no configuration file (--config or TRACKER_WATCH_CONFIG)"
-    raise UsageError(f"no database at {pgdata} ({source}, database.dsn empty); if that is where it should be, "
-                     "add --init to create it there, else name the daemon's configuration with --config")
-
-
 async def _run_daemon(settings: Settings) -> int:
     from tracker_watch.daemon import Daemon
     from tracker_watch.evidence.spool import SpoolError, SpoolLocked
@@ -188,30 +170,6 @@ def read_target_input(text: str) -> TargetSpec:
             raise TargetParseError(f"{text} is not a .torrent file (it does not start with a bencoded dictionary)")
         return parse_target(data)
     return parse_target(text)
-
-
-def check_isp_set(args: argparse.Namespace) -> None:
-    """What the ISP's delivery needs, checked before anything is written ('' clears a setting)."""
-    from urllib.parse import urlsplit
-
-    from tracker_watch.domain.contacts import is_placeholder
-
-    if not args.name.strip() or len(args.name) > 200:
-        raise UsageError("the ISP name must be 1 to 200 characters")
-    if args.webhook:
-        url = urlsplit(args.webhook)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise UsageError(f"--webhook {args.webhook!r} is not an http:// or https:// URL")
-    if args.drop_dir and not Path(args.drop_dir).is_dir():
-        raise UsageError(f"--drop-dir {args.drop_dir!r} is not an existing directory (create it first)")
-    if args.drop_dir:
-        args.drop_dir = str(Path(args.drop_dir).resolve())  # the daemon's working directory may differ
-    if args.abuse_email:
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+", args.abuse_email):
-            raise UsageError(f"--abuse-email {args.abuse_email!r} is not an e-mail address")
-        if is_placeholder(args.abuse_email):
-            print(f"tracker-watch: WARNING: --abuse-email {args.abuse_email} is a placeholder (reserved domain); "
-                  "notices to this ISP will name an address nobody reads", file=sys.stderr)
 
 
 def _check_target_add(args: argparse.Namespace) -> None:

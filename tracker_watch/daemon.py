@@ -132,7 +132,7 @@ class Daemon:
         systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
         _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows),
                   swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2), **self.listening())
-        warn_placeholders(s)
+        await warn_placeholders(s, self.db.pool)
 
     def listening(self) -> dict[str, Any]:
         """The addresses actually bound (a configured port 0 becomes the port the OS chose)."""
@@ -292,13 +292,17 @@ class Daemon:
             _log.info("evidence_redacted", incidents=report.incidents, observations=report.observations)
 
 
-def warn_placeholders(s: Settings) -> None:
-    """Loudly: a notice naming a reserved-domain reply address reaches nobody who can answer."""
+async def warn_placeholders(s: Settings, pool: Any) -> None:
+    """Loudly: a notice naming a reserved-domain address (reply or ISP abuse desk) reaches nobody who can answer."""
     from tracker_watch.domain.contacts import is_placeholder
 
     if is_placeholder(s.notices.complainant_email):
         _log.warning("placeholder_contact", setting="notices.complainant_email", value=s.notices.complainant_email,
                      note="every notice names this reply address; set a real one before notices reach an ISP")
+    for r in await pool.fetch("SELECT name, abuse_email FROM isps WHERE abuse_email IS NOT NULL ORDER BY name"):
+        if is_placeholder(r["abuse_email"]):
+            _log.warning("placeholder_contact", isp=r["name"], value=r["abuse_email"],
+                         note="this ISP's notices name this abuse address; `tracker-watch isp set` a real one")
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
