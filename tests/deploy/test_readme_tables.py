@@ -88,11 +88,14 @@ def test_alert_table_is_rules_yml() -> None:
 
 
 def _database_wide_summed(expr: str) -> list[str]:
-    """Aggregations other than max/min over a database-wide gauge: N nodes would show N times the truth."""
+    """Uses of a database-wide gauge not taken with max/min across nodes: a sum shows N times the truth, a
+    per-instance use raises one alert per node."""
     bad = []
-    for m in re.finditer(r"\b(sum|avg|count)\b(?:\s+by\s*\([^)]*\))?\s*\(([^()]*)", expr):
-        if any(re.search(rf"\b{name}\b(?!_)", m.group(2)) for name in DATABASE_WIDE):
-            bad.append(m.group(0))
+    for name in DATABASE_WIDE:
+        uses = len(re.findall(rf"\b{name}\b(?![_a-z])", expr))
+        taken = len(re.findall(rf"\b(?:max|min)(?:\s+by\s*\([^)]*\))?\s*\(\s*{name}\b(?![_a-z])", expr))
+        if uses != taken:
+            bad.append(name)
     return bad
 
 
@@ -103,6 +106,8 @@ def test_database_wide_gauges_are_never_summed() -> None:
         exprs += [t["expr"] for panel in doc["panels"] for t in panel["targets"]]
     assert [e for e in exprs if _database_wide_summed(e)] == []
     assert _database_wide_summed("sum by (state) (tracker_watch_targets)")
+    assert _database_wide_summed('tracker_watch_targets{state="active"} > 0')
+    assert not _database_wide_summed('max by (state) (tracker_watch_targets{state="x"})')
     assert not _database_wide_summed("sum(tracker_watch_targets_x)")
 
 
