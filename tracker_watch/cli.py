@@ -109,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAIL
+    except Exception as exc:  # never a traceback: one line naming what failed (the daemon's log has the details)
+        print(f"tracker-watch: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
+        return EXIT_FAIL
 
 
 async def _run_daemon(settings: Settings) -> int:

@@ -6,6 +6,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tracker_watch.config import Settings
 
@@ -30,16 +31,12 @@ def check_database_meant(settings: Settings, config: Path | None, init: bool) ->
 
 def check_isp_set(args: argparse.Namespace) -> None:
     """What the ISP's delivery needs, checked before anything is written ('' clears a setting)."""
-    from urllib.parse import urlsplit
-
     from tracker_watch.domain.contacts import is_placeholder
 
     if not args.name.strip() or len(args.name) > 200:
         raise UsageError("the ISP name must be 1 to 200 characters")
-    if args.webhook:
-        url = urlsplit(args.webhook)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise UsageError(f"--webhook {args.webhook!r} is not an http:// or https:// URL")
+    if args.webhook and not _http_url(args.webhook):
+        raise UsageError(f"--webhook {args.webhook!r} is not an http:// or https:// URL")
     if args.drop_dir and not Path(args.drop_dir).is_dir():
         raise UsageError(f"--drop-dir {args.drop_dir!r} is not an existing directory (create it first)")
     if args.drop_dir:
@@ -50,3 +47,12 @@ def check_isp_set(args: argparse.Namespace) -> None:
         if is_placeholder(args.abuse_email):
             print(f"tracker-watch: WARNING: --abuse-email {args.abuse_email} is a placeholder (reserved domain); "
                   "notices to this ISP will name an address nobody reads", file=sys.stderr)
+
+
+def _http_url(text: str) -> bool:
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:  # also an unbalanced [IPv6
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
