@@ -128,11 +128,11 @@ class Daemon:
         self._tasks += [asyncio.create_task(_every(every, job), name=name) for name, (every, job) in periodic.items()]
         if (interval := systemd.watchdog_interval()) is not None:
             self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
+        await warn_placeholders(s, self.db.pool)
         self.started.set()
         systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
         _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows),
                   swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2), **self.listening())
-        await warn_placeholders(s, self.db.pool)
 
     def listening(self) -> dict[str, Any]:
         """The addresses actually bound (a configured port 0 becomes the port the OS chose)."""
@@ -167,6 +167,9 @@ class Daemon:
 
     async def stop(self) -> None:
         systemd.notify("STOPPING=1\nSTATUS=stopping: writing what is pending")
+        for task in self._tasks:  # no WATCHDOG=1 after STOPPING=1 (cancelled before the next await)
+            if task.get_name() == "watchdog":
+                task.cancel()
         deadline = time.monotonic() + self.settings.daemon.shutdown_grace_s
         if self.api is not None:
             await self.api.stop()
