@@ -4,7 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint unit bench clean
+# production install (no test tools): sudo make install [PREFIX=/opt/tracker-watch]
+PREFIX     ?= /opt/tracker-watch
+SYSCONFDIR ?= /etc/tracker-watch
+UNITDIR    ?= /etc/systemd/system
+
+.PHONY: demo test lint unit bench clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +34,18 @@ test: lint unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# A venv of its own with the package and its runtime dependencies only; the configuration is installed
+# root-only (0600) once and never overwritten; the unit reads it through LoadCredential=.
+install:
+	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)/.venv
+	$(DESTDIR)$(PREFIX)/.venv/bin/python -m pip install --quiet --upgrade pip
+	$(DESTDIR)$(PREFIX)/.venv/bin/python -m pip install --quiet .
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/README.md
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)
+	test -e $(DESTDIR)$(SYSCONFDIR)/tracker-watch.toml || \
+	    install -m 0600 config/tracker-watch.example.toml $(DESTDIR)$(SYSCONFDIR)/tracker-watch.toml
+	install -D -m 0644 deploy/systemd/tracker-watch.service $(DESTDIR)$(UNITDIR)/tracker-watch.service
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,7 +1,7 @@
-"""Command line: `tracker-watch run | migrate | target add/list | peers | ledger … | evidence export | demo`.
+"""Command line: `tracker-watch run | migrate | target … | peers | ledger … | evidence export | demo | lab`.
 
 Exit codes: 0 success, 1 the operation failed at run time, 2 bad input or configuration (one line on
-stderr saying what was wrong; nothing written).
+stderr saying what was wrong; nothing written). An id that names nothing is bad input.
 """
 
 from __future__ import annotations
@@ -10,26 +10,30 @@ import argparse
 import asyncio
 import os
 import sys
+import typing
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from tracker_watch import SOFTWARE, cli_ledger, cli_strikes
+from tracker_watch import SOFTWARE, cli_help, cli_ledger, cli_strikes
 from tracker_watch import log as logmod
+from tracker_watch.cli_checks import UsageError, check_database_meant, check_isp_set
 from tracker_watch.config import ConfigError, LogSettings, Settings, load_settings
 from tracker_watch.domain.targets import TargetParseError, TargetSpec, parse_target
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-class UsageError(Exception):
-    """Bad input: reported on one line, exit code 2."""
+class Parser(argparse.ArgumentParser):
+    """Usage errors on one line (argparse would print the whole usage first); subcommands inherit this."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tracker-watch", description="Monitor BitTorrent swarms for registered works.")
-    p.add_argument("--config", type=Path, default=os.environ.get("TRACKER_WATCH_CONFIG"),
-                   help="TOML settings file (default: $TRACKER_WATCH_CONFIG; env TRACKER_WATCH_* overrides)")
+    p = Parser(prog="tracker-watch", description="Monitor BitTorrent swarms for registered works.")
+    cli_help.add_common_options(p, top=True)
     p.add_argument("--version", action="version", version=SOFTWARE)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the monitoring daemon until SIGTERM/SIGINT")
@@ -44,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "set aside as unwatchable"), ("delete", "stop watching and hide a target (evidence is kept)")):
         target.add_parser(verb, help=text).add_argument("id", type=int, help="target id (see `target list`)")
     peers = sub.add_parser("peers", help="per-peer summary of the evidence gathered")
-    peers.add_argument("--target", type=int, help="only this target id")
+    peers.add_argument("--target", help="only this target (id, or its v1/v2 infohash in hex)")
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
     create = token.add_parser("create", help="create a token (printed once; only its hash is stored)")
     create.add_argument("--role", required=True, choices=["rightsholder", "operator", "isp"])
@@ -58,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=40.0, help="longest to observe the swarm")
     demo.add_argument("--serve", type=float, nargs="?", const=3600.0, default=None, metavar="SECONDS",
                       help="keep serving the web console after the demo (default: an hour; Ctrl-C stops)")
+    lab = sub.add_parser("lab", help="a local swarm (tracker, seeders, decoy, liar) to run the daemon against")
+    lab.add_argument("--dir", type=Path, default=Path("lab"),
+                     help="where the magnet, the ISP's lease data and its drop folder are written (default: ./lab)")
+    lab.add_argument("--tracker", default="127.0.0.1:6969", help="tracker address (default: 127.0.0.1:6969)")
+    lab.add_argument("--seeders", default="127.0.0.11,127.0.0.12,127.0.0.13",
+                     help="comma-separated seeder addresses (default: 127.0.0.11,127.0.0.12,127.0.0.13)")
+    lab.add_argument("--decoy", default="127.0.0.66", help="decoy address (default: 127.0.0.66)")
+    lab.add_argument("--liar", default="127.0.0.77", help="liar address (default: 127.0.0.77)")
+    lab.add_argument("--no-decoy", action="store_true", help="no decoy")
+    lab.add_argument("--no-liar", action="store_true", help="no liar")
+    cli_help.decorate(p)
     return p
 
 
@@ -68,12 +83,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tracker_watch.demo.run import run_demo
 
             return asyncio.run(run_demo(observe_s=args.seconds, serve_s=args.serve))
-        settings = load_settings(args.config)
+        if args.command == "lab":
+            from tracker_watch.demo.lab import LabError, run_lab
+
+            try:
+                return asyncio.run(run_lab(args))
+            except LabError as exc:
+                raise UsageError(str(exc)) from None
+        config = args.config or (Path(env) if (env := os.environ.get("TRACKER_WATCH_CONFIG")) else None)
+        settings = load_settings(config)
+        key = (args.command, getattr(args, "action", None))
+        if key != ("ledger", "pubkey"):
+            check_database_meant(settings, config, args.init)
         if args.command == "run":
             logmod.configure(settings.log, node=settings.node.name)
             return asyncio.run(_run_daemon(settings))
         logmod.configure(LogSettings(format="console", level="warning"), stream=sys.stderr)
-        key = (args.command, getattr(args, "action", None))
         if key == ("ledger", "pubkey"):
             return asyncio.run(cli_ledger.pubkey(None, settings, args))
         if check := _CHECKS.get(key):
@@ -85,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tracker-watch: {prefix}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        return EXIT_FAIL
+    except Exception as exc:  # never a traceback: one line naming what failed (the daemon's log has the details)
+        print(f"tracker-watch: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
         return EXIT_FAIL
 
 
@@ -106,6 +135,8 @@ async def _run_daemon(settings: Settings) -> int:
 
 
 async def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[int]], migrate: bool = True) -> int:
+    import asyncpg
+
     from tracker_watch.ledger.db import Database
 
     db = Database(settings)
@@ -114,6 +145,14 @@ async def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[int]], migr
         return await fn(db)
     except OSError as exc:
         print(f"tracker-watch: database unreachable: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+        # input the checks above let through but the database's constraints refuse: still bad input
+        print(f"tracker-watch: error: refused by the database: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    except asyncpg.PostgresError as exc:
+        print(f"tracker-watch: database error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
         return EXIT_FAIL
     finally:
         await db.stop()
@@ -172,7 +211,13 @@ async def _target_list(db: Any, settings: Settings, args: argparse.Namespace) ->
 async def _peers(db: Any, settings: Settings, args: argparse.Namespace) -> int:
     from tracker_watch.ledger.observations import ObservationStore
 
-    print_peer_table(await ObservationStore(db.pool).latest_by_peer(args.target))
+    target = None
+    if args.target is not None:
+        async with db.pool.acquire() as conn:
+            target = await cli_ledger.target_id(conn, args.target)
+        if target is None:
+            raise UsageError(f"no target {args.target!r} (see `tracker-watch target list`)")
+    print_peer_table(await ObservationStore(db.pool).latest_by_peer(target))
     return EXIT_OK
 
 
@@ -230,6 +275,12 @@ async def _target_status(db: Any, settings: Settings, args: argparse.Namespace) 
     return EXIT_OK
 
 
+async def _strikes_list(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    if args.subject is not None and not await db.pool.fetchval("SELECT 1 FROM subjects WHERE id = $1", args.subject):
+        raise UsageError(f"no subject {args.subject}")
+    return await cli_strikes.strikes_list(db, settings, args)
+
+
 _COMMANDS: dict[tuple[str, str | None], DbCommand] = {
     ("migrate", None): _migrate,
     ("target", "add"): _target_add,
@@ -245,8 +296,10 @@ _COMMANDS: dict[tuple[str, str | None], DbCommand] = {
     ("ledger", "purge"): cli_ledger.purge,
     ("evidence", "export"): cli_ledger.export,
     **cli_strikes.COMMANDS,
+    ("strikes", "list"): _strikes_list,
 }
-_CHECKS: dict[tuple[str, str | None], Callable[[argparse.Namespace], None]] = {("target", "add"): _check_target_add}
+_CHECKS: dict[tuple[str, str | None], Callable[[argparse.Namespace], None]] = {
+    ("target", "add"): _check_target_add, ("isp", "set"): check_isp_set}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,7 +31,8 @@ def add_parsers(sub: Any) -> None:
     export.add_argument("--target", required=True, help="target id, or its v1/v2 infohash in hex")
     export.add_argument("--from", dest="since", type=_when, help="ISO-8601 start (UTC if no zone)")
     export.add_argument("--to", dest="until", type=_when, help="ISO-8601 end, exclusive")
-    export.add_argument("--out", type=Path, help="zip file to write (default: evidence-<target>-<ip>.zip)")
+    export.add_argument("--out", type=Path, help="zip file to write, or an existing directory to write it in "
+                        "(default: evidence-target<ID>-<IP>-<UTC time>.zip in the current directory)")
     export.add_argument("--seal", action="store_true",
                         help="first sign a checkpoint of this node's chain now (its unsealed rows are verified "
                              "first), instead of waiting up to evidence.checkpoint_interval_s")
@@ -94,13 +95,13 @@ async def export(db: Any, settings: Settings, args: argparse.Namespace) -> int:
     except ValueError:
         return usage(f"--ip {args.ip!r} is not an IP address")
     async with db.pool.acquire() as conn:
-        target_id = await _target_id(conn, args.target)
-        if target_id is None:
+        found = await target_id(conn, args.target)
+        if found is None:
             return usage(f"no target {args.target!r}")
         if args.seal and (refused := await _seal(conn, settings)) is not None:
             return usage(refused)
         try:
-            data = await build(conn, Selection(target_id, ip, args.since, args.until))
+            data = await build(conn, Selection(found, ip, args.since, args.until))
         except SegmentInvalid as exc:
             return usage(str(exc))
         except NotSealed as exc:
@@ -111,8 +112,11 @@ async def export(db: Any, settings: Settings, args: argparse.Namespace) -> int:
         except PackageError as exc:
             print(f"tracker-watch: {exc}", file=sys.stderr)
             return EXIT_FAIL
-    out = args.out or Path(f"evidence-{target_id}-{ip.replace(':', '_')}.zip")
-    out.write_bytes(data)
+    out = export_path(args.out, found, ip)
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        return usage(f"cannot write {out}: {exc.strerror}")
     print(f"wrote {out} ({len(data)} bytes); check it with: unzip -d pkg {out} && python3 pkg/verify.py "
           "--key FINGERPRINT pkg  (each node's FINGERPRINT: `tracker-watch ledger pubkey` on that node)")
     return EXIT_OK
@@ -134,7 +138,15 @@ async def _seal(conn: Any, settings: Settings) -> str | None:
     return None
 
 
-async def _target_id(conn: Any, text: str) -> int | None:
+def export_path(out: Path | None, target: int, ip: str) -> Path:
+    """--out as given, or a clearly named file in --out (an existing directory) or the current directory."""
+    name = f"evidence-target{target}-{ip.replace(':', '_')}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.zip"
+    if out is None:
+        return Path(name)
+    return out / name if out.is_dir() or str(out).endswith("/") else out
+
+
+async def target_id(conn: Any, text: str) -> int | None:
     if text.isdigit():
         found: int | None = await conn.fetchval("SELECT id FROM targets WHERE id = $1", int(text))
         return found

@@ -219,6 +219,9 @@ class NoticeSettings:
     max_attempts: int = field(default=12, metadata=_doc(
         "Deliveries tried before a notice is marked failed.", min=1, max=100))
     webhook_timeout_s: float = field(default=15.0, metadata=_doc("Timeout of one webhook POST.", min=0.1, max=300.0))
+    drop_file_mode: str = field(default="0640", metadata=_doc(
+        "Permissions (octal) of notice files in an ISP's drop folder; with a setgid folder owned by the pickup "
+        "process's group, 0640 lets that group read them.", pattern=r"0?[0-7]{3}"))
 
 
 @dataclass(frozen=True)

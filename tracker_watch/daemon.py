@@ -128,10 +128,24 @@ class Daemon:
         self._tasks += [asyncio.create_task(_every(every, job), name=name) for name, (every, job) in periodic.items()]
         if (interval := systemd.watchdog_interval()) is not None:
             self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
+        await warn_placeholders(s, self.db.pool)
         self.started.set()
         systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
         _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows),
-                  swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2))
+                  swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2), **self.listening())
+
+    def listening(self) -> dict[str, Any]:
+        """The addresses actually bound (a configured port 0 becomes the port the OS chose)."""
+        s = self.settings
+        out: dict[str, Any] = {}
+        if self.engine is not None:
+            port = self.engine.listen_port()
+            out["peers_listen"] = [f"{item.rpartition(':')[0]}:{port}" for item in s.swarm.listen_interfaces]
+        if self.api is not None:
+            out["api_listen"] = f"{s.api.listen.rpartition(':')[0]}:{self.api.port}"
+        if self.metrics_server is not None:
+            out["metrics_listen"] = f"{s.metrics.listen.rpartition(':')[0]}:{self.metrics_server.port}"
+        return out
 
     async def run(self) -> None:
         """Start, wait for SIGTERM/SIGINT (or `request_stop`), stop."""
@@ -153,6 +167,9 @@ class Daemon:
 
     async def stop(self) -> None:
         systemd.notify("STOPPING=1\nSTATUS=stopping: writing what is pending")
+        for task in self._tasks:  # no WATCHDOG=1 after STOPPING=1 (cancelled before the next await)
+            if task.get_name() == "watchdog":
+                task.cancel()
         deadline = time.monotonic() + self.settings.daemon.shutdown_grace_s
         if self.api is not None:
             await self.api.stop()
@@ -216,7 +233,19 @@ class Daemon:
         assert self.watchlist is not None
         async with self._beat_lock:
             beat = await self.ownership.beat()
+            await self._name_new_targets(beat.owned)  # before their swarms log their first line
             await self.watchlist.set_owned(beat.owned)
+            log.TARGETS_BY_INFOHASH.clear()
+            log.TARGETS_BY_INFOHASH.update({key: [r.target_id for r in group.refs]
+                                            for key, group in self.watchlist.groups.items()})
+
+    async def _name_new_targets(self, owned: frozenset[int]) -> None:
+        known = {i for ids in log.TARGETS_BY_INFOHASH.values() for i in ids}
+        if not (new := owned - known):
+            return
+        for r in await self.db.pool.fetch("SELECT id, coalesce(infohash_v1, infohash_v2) AS ih FROM targets "
+                                          "WHERE id = ANY($1::bigint[])", list(new)):
+            log.TARGETS_BY_INFOHASH.setdefault(bytes(r["ih"]).hex(), []).append(r["id"])
 
     async def _new_targets(self) -> None:
         """Beat early when targets were added or changed, so new ones start within daemon.target_poll_s."""
@@ -247,6 +276,12 @@ class Daemon:
         if report.created or report.superseded:
             _log.info("strikes_evaluated", subjects=report.subjects, created=report.created,
                       superseded=report.superseded, out_of_jurisdiction=report.out_of_jurisdiction)
+        if report.out_of_jurisdiction:
+            _log.info("evidence_out_of_jurisdiction", observations=report.out_of_jurisdiction,
+                      jurisdictions=self.settings.policy.jurisdictions,
+                      test_country=self.settings.policy.test_country or None,
+                      note="kept, but starts no strike; loopback and private addresses have a country only "
+                           "through policy.test_country")
 
     async def _deliver_notices(self) -> None:
         assert self.outbox is not None
@@ -258,6 +293,19 @@ class Daemon:
             report = await retention.purge(conn, cutoff, self.settings.evidence.incident_window_s, dry_run=False)
         if report.incidents:
             _log.info("evidence_redacted", incidents=report.incidents, observations=report.observations)
+
+
+async def warn_placeholders(s: Settings, pool: Any) -> None:
+    """Loudly: a notice naming a reserved-domain address (reply or ISP abuse desk) reaches nobody who can answer."""
+    from tracker_watch.domain.contacts import is_placeholder
+
+    if is_placeholder(s.notices.complainant_email):
+        _log.warning("placeholder_contact", setting="notices.complainant_email", value=s.notices.complainant_email,
+                     note="every notice names this reply address; set a real one before notices reach an ISP")
+    for r in await pool.fetch("SELECT name, abuse_email FROM isps WHERE abuse_email IS NOT NULL ORDER BY name"):
+        if is_placeholder(r["abuse_email"]):
+            _log.warning("placeholder_contact", isp=r["name"], value=r["abuse_email"],
+                         note="this ISP's notices name this abuse address; `tracker-watch isp set` a real one")
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:

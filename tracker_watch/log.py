@@ -1,8 +1,10 @@
-"""structlog set-up: JSON lines in production, readable console output on a TTY.
+"""structlog set-up: JSON lines whenever the stream is not a terminal, readable console output on a TTY.
 
-Event names are stable snake_case strings (`swarm_added`, `batch_written`, ...) and context keys are the
-same across the daemon: `node`, `target`, `infohash`, `peer`. Secrets never reach a log call: DSNs are
-logged through `redact_dsn`, tokens not at all.
+`log.format = "console"` is honoured only on a TTY: a file, a pipe or journald always gets JSON, which is
+what log shippers and `jq` expect. Event names are stable snake_case strings (`swarm_added`,
+`batch_written`, ...) and context keys are the same across the daemon: `node` (every line), `target`
+(target ids; added from `infohash` through `TARGETS_BY_INFOHASH`, which the daemon keeps current),
+`infohash`, `peer`. Secrets never reach a log call: DSNs are logged through `redact_dsn`, tokens not at all.
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ import structlog
 
 from tracker_watch.config import LogSettings
 
+# infohash (hex key of a swarm) → the ids of the targets watching it; kept current by the daemon
+TARGETS_BY_INFOHASH: dict[str, list[int]] = {}
+
+
+def add_target(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Lines about a swarm name its target(s) too, so one `target` filter finds all of a target's lines."""
+    infohash = event_dict.get("infohash")
+    if "target" not in event_dict and isinstance(infohash, str) and (ids := TARGETS_BY_INFOHASH.get(infohash)):
+        event_dict["target"] = ids[0] if len(ids) == 1 else ids
+    return event_dict
+
 
 def configure(settings: LogSettings, node: str | None = None, stream: Any = None) -> None:
     stream = stream or sys.stdout
-    use_json = settings.format == "json" or (settings.format == "auto" and not stream.isatty())
+    use_json = settings.format == "json" or not stream.isatty()
     level = getattr(logging, settings.level.upper())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_target,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -12,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
+
+# No `*_created` series: they double the series count and nothing here reads them. Must run before the
+# metrics below are made.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 OBSERVATIONS = Counter("tracker_watch_observations_total", "Observation rows written, by grade and source.",
                        ["grade", "source"])
@@ -52,7 +56,6 @@ TRACKERS_REFUSED = Counter("tracker_watch_trackers_refused_total",
                            "Tracker URLs not announced to: malformed, too many, or a host the address policy "
                            "forbids.")
 
-# Refreshed from PostgreSQL by DatabaseGauges (the numbers every node agrees on).
 OBSERVATIONS_DROPPED = Counter("tracker_watch_observations_dropped_total",
                                "Observations lost because the spool was full or failing, by reason.", ["reason"])
 SPOOL_CORRUPT = Counter("tracker_watch_spool_corrupt_records_total",
@@ -60,6 +63,8 @@ SPOOL_CORRUPT = Counter("tracker_watch_spool_corrupt_records_total",
 LEASES = Gauge("tracker_watch_leases", "Target leases this node holds.")
 LEASE_CHANGES = Counter("tracker_watch_lease_changes_total", "Target leases taken, released or lost.", ["change"])
 DATABASE_UP = Gauge("tracker_watch_database_up", "1 if the last database probe succeeded.")
+# Database-wide: refreshed from PostgreSQL, so every node exports the same figures. Aggregate them across
+# nodes with max(), never sum() (README, "Metrics"; the dashboards and alert rules do).
 TARGETS = Gauge("tracker_watch_targets", "Registered targets by state.", ["state"])
 STRIKES = Gauge("tracker_watch_strikes", "Strikes by level and status.", ["level", "status"])
 NOTICES = Gauge("tracker_watch_notices", "Notices by delivery state.", ["state"])

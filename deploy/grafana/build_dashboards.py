@@ -3,7 +3,10 @@
     python3 deploy/grafana/build_dashboards.py      (tests fail if the JSON files differ from this output)
 
 Every panel has a unit, every rate() and increase() runs over $__rate_interval, and the datasource is
-a template variable, so the dashboards can be provisioned into any Grafana without editing.
+a template variable (defaulting to the provisioned one), so the dashboards can be provisioned into any
+Grafana without editing. `$node` picks nodes (by their node.name, from tracker_watch_build_info) for the
+per-node figures; database-wide figures (targets, strikes, notices), which every node exports alike, are
+taken with max() over the fleet, never summed.
 """
 
 from __future__ import annotations
@@ -15,66 +18,72 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RI = "$__rate_interval"
+# keeps a per-node series only for the nodes picked in $node (series carry `instance`; node names come from
+# the build info)
+N = 'and on(instance) tracker_watch_build_info{node=~"$node"}'
+PROVISIONED = {"text": "Prometheus (tracker-watch)", "value": "tracker-watch-prometheus"}
 
 # (title, kind, unit, [(expr, legend)], width, extra field config)
 Panel = tuple[str, str, str, list[tuple[str, str]], int, dict[str, Any]]
 ZERO_IS_GOOD = {"thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None},
                                                               {"color": "red", "value": 1}]}}
 OVERVIEW: list[Panel] = [
-    ("Swarms joined", "stat", "short", [("sum(tracker_watch_swarms)", "swarms")], 4, {}),
-    ("Peers connected", "stat", "short", [("sum(tracker_watch_peers_connected)", "peers")], 4, {}),
+    ("Swarms joined", "stat", "short", [(f"sum(tracker_watch_swarms {N})", "swarms")], 4, {}),
+    ("Peers connected", "stat", "short", [(f"sum(tracker_watch_peers_connected {N})", "peers")], 4, {}),
     ("Payload uploaded (must stay 0)", "stat", "bytes",
-     [("sum(tracker_watch_payload_uploaded_bytes_total)", "uploaded")], 4, ZERO_IS_GOOD),
-    ("Database reachable", "stat", "bool_yes_no", [("min(tracker_watch_database_up)", "database")], 4, {}),
-    ("DHT nodes", "stat", "short", [("sum(tracker_watch_dht_nodes)", "nodes")], 4, {}),
-    ("Alerts dropped", "stat", "short", [(f"sum(increase(tracker_watch_alerts_dropped_total[{RI}]))", "dropped")], 4,
-     ZERO_IS_GOOD),
+     [(f"sum(tracker_watch_payload_uploaded_bytes_total {N})", "uploaded")], 4, ZERO_IS_GOOD),
+    ("Database reachable", "stat", "bool_yes_no", [(f"min(tracker_watch_database_up {N})", "database")], 4, {}),
+    ("DHT nodes", "stat", "short", [(f"sum(tracker_watch_dht_nodes {N})", "nodes")], 4, {}),
+    ("Alerts dropped", "stat", "short",
+     [(f"sum(increase(tracker_watch_alerts_dropped_total[{RI}]) {N})", "dropped")], 4, ZERO_IS_GOOD),
     ("Observations by grade", "timeseries", "ops",
-     [(f"sum by (grade) (rate(tracker_watch_observations_total[{RI}]))", "{{grade}}")], 12, {}),
+     [(f"sum by (grade) (rate(tracker_watch_observations_total[{RI}]) {N})", "{{grade}}")], 12, {}),
     ("Observations by source", "timeseries", "ops",
-     [(f"sum by (source) (rate(tracker_watch_observations_total[{RI}]))", "{{source}}")], 12, {}),
-    ("Targets by state", "timeseries", "short", [("sum by (state) (tracker_watch_targets)", "{{state}}")], 8, {}),
-    ("Active strikes by level", "timeseries", "short",
-     [('sum by (level) (tracker_watch_strikes{status="active"})', "strike {{level}}")], 8, {}),
-    ("Notices by delivery state", "timeseries", "short", [("sum by (state) (tracker_watch_notices)", "{{state}}")],
-     8, {}),
+     [(f"sum by (source) (rate(tracker_watch_observations_total[{RI}]) {N})", "{{source}}")], 12, {}),
+    ("Targets by state (whole database)", "timeseries", "short",
+     [("max by (state) (tracker_watch_targets)", "{{state}}")], 8, {}),
+    ("Active strikes by level (whole database)", "timeseries", "short",
+     [('max by (level) (tracker_watch_strikes{status="active"})', "strike {{level}}")], 8, {}),
+    ("Notices by delivery state (whole database)", "timeseries", "short",
+     [("max by (state) (tracker_watch_notices)", "{{state}}")], 8, {}),
     ("Ingestion: rows per batch (median)", "timeseries", "short",
-     [(f"histogram_quantile(0.5, sum by (le) (rate(tracker_watch_ingest_batch_rows_bucket[{RI}])))", "median")],
+     [(f"histogram_quantile(0.5, sum by (le) (rate(tracker_watch_ingest_batch_rows_bucket[{RI}]) {N}))", "median")],
      8, {}),
     ("Ingestion: batch write time (p95)", "timeseries", "s",
-     [(f"histogram_quantile(0.95, sum by (le) (rate(tracker_watch_ingest_batch_duration_seconds_bucket[{RI}])))",
+     [(f"histogram_quantile(0.95, sum by (le) (rate(tracker_watch_ingest_batch_duration_seconds_bucket[{RI}]) {N}))",
        "p95")], 8, {}),
     ("Spool: observations waiting for the database", "timeseries", "short",
-     [("sum by (instance) (tracker_watch_ingest_pending)", "{{instance}}")], 8, {}),
+     [(f"sum by (instance) (tracker_watch_ingest_pending {N})", "{{instance}}")], 8, {}),
     ("Spool fill", "timeseries", "percentunit",
-     [("max by (instance) (tracker_watch_spool_bytes / tracker_watch_spool_limit_bytes)", "{{instance}}")], 8, {}),
+     [(f"max by (instance) (tracker_watch_spool_bytes / tracker_watch_spool_limit_bytes {N})", "{{instance}}")], 8, {}),
     ("Observations dropped (spool full)", "stat", "short",
-     [(f"sum(increase(tracker_watch_observations_dropped_total[{RI}]))", "dropped")], 4, ZERO_IS_GOOD),
+     [(f"sum(increase(tracker_watch_observations_dropped_total[{RI}]) {N})", "dropped")], 4, ZERO_IS_GOOD),
     ("Target leases by node", "timeseries", "short",
-     [("sum by (instance) (tracker_watch_leases)", "{{instance}}"),
-      ("max(tracker_watch_node_max_targets)", "max per node")], 8, {}),
+     [(f"sum by (instance) (tracker_watch_leases {N})", "{{instance}}"),
+      (f"max(tracker_watch_node_max_targets {N})", "max per node")], 8, {}),
     ("Payload downloaded for verification", "timeseries", "Bps",
-     [(f"sum(rate(tracker_watch_payload_downloaded_bytes_total[{RI}]))", "downloaded")], 8, {}),
+     [(f"sum(rate(tracker_watch_payload_downloaded_bytes_total[{RI}]) {N})", "downloaded")], 8, {}),
     ("Payload deleted after verification", "timeseries", "ops",
-     [(f"sum(rate(tracker_watch_payload_deletions_total[{RI}]))", "torrents emptied")], 8, {}),
+     [(f"sum(rate(tracker_watch_payload_deletions_total[{RI}]) {N})", "torrents emptied")], 8, {}),
     ("Strikes issued", "timeseries", "ops",
-     [(f"sum by (level) (rate(tracker_watch_strikes_issued_total[{RI}]))", "strike {{level}}")], 8, {}),
+     [(f"sum by (level) (rate(tracker_watch_strikes_issued_total[{RI}]) {N})", "strike {{level}}")], 8, {}),
     ("Errors", "timeseries", "ops",
-     [(f"sum by (operation) (rate(tracker_watch_database_errors_total[{RI}]))", "db {{operation}}"),
-      (f"sum by (final) (rate(tracker_watch_notice_delivery_failures_total[{RI}]))", "notice delivery final={{final}}"),
-      (f'sum(rate(tracker_watch_api_requests_total{{status=~"5.."}}[{RI}])) or vector(0)', "API 5xx")], 12, {}),
+     [(f"sum by (operation) (rate(tracker_watch_database_errors_total[{RI}]) {N})", "db {{operation}}"),
+      (f"sum by (final) (rate(tracker_watch_notice_delivery_failures_total[{RI}]) {N})",
+       "notice delivery final={{final}}"),
+      (f'sum(rate(tracker_watch_api_requests_total{{status=~"5.."}}[{RI}]) {N}) or vector(0)', "API 5xx")], 12, {}),
     ("API requests", "timeseries", "reqps",
-     [(f"sum by (route, status) (rate(tracker_watch_api_requests_total[{RI}]))", "{{route}} {{status}}")], 12, {}),
+     [(f"sum by (route, status) (rate(tracker_watch_api_requests_total[{RI}]) {N})", "{{route}} {{status}}")], 12, {}),
     ("Evidence outside the jurisdictions", "timeseries", "ops",
-     [(f"sum(rate(tracker_watch_evidence_out_of_jurisdiction_total[{RI}]))", "observations")], 12, {}),
+     [(f"sum(rate(tracker_watch_evidence_out_of_jurisdiction_total[{RI}]) {N})", "observations")], 12, {}),
     ("Limits reached", "timeseries", "ops",
-     [(f"sum by (limit) (rate(tracker_watch_limit_hits_total[{RI}]))", "{{limit}}")], 12, {}),
+     [(f"sum by (limit) (rate(tracker_watch_limit_hits_total[{RI}]) {N})", "{{limit}}")], 12, {}),
 ]
 TARGET: list[Panel] = [
     ("Peers connected", "timeseries", "short",
-     [('sum(tracker_watch_target_peers_connected{target_id=~"$target"})', "connected")], 12, {}),
+     [(f'sum(tracker_watch_target_peers_connected{{target_id=~"$target"}} {N})', "connected")], 12, {}),
     ("Peer addresses known", "timeseries", "short",
-     [('sum(tracker_watch_target_peers_known{target_id=~"$target"})', "known")], 12, {}),
+     [(f'sum(tracker_watch_target_peers_known{{target_id=~"$target"}} {N})', "known")], 12, {}),
 ]
 
 
@@ -106,10 +115,15 @@ def dashboard(uid: str, title: str, panels: list[Panel], extra_vars: list[dict[s
         "uid": uid, "title": title, "tags": ["tracker-watch"], "schemaVersion": 39, "version": 1, "editable": True,
         "time": {"from": "now-1h", "to": "now"}, "refresh": "30s", "timezone": "utc",
         "templating": {"list": [{"name": "datasource", "label": "Prometheus", "type": "datasource",
-                                 "query": "prometheus", "current": {}, "hide": 0}, *extra_vars]},
+                                 "query": "prometheus", "current": PROVISIONED, "hide": 0}, NODE_VAR, *extra_vars]},
         "panels": layout(panels),
     }
 
+
+NODE_VAR = {"name": "node", "label": "Node", "type": "query", "datasource": DS, "refresh": 2,
+            "query": {"query": "label_values(tracker_watch_build_info, node)", "refId": "node"},
+            "definition": "label_values(tracker_watch_build_info, node)", "includeAll": True, "multi": True,
+            "allValue": ".*", "current": {"text": "All", "value": "$__all"}, "sort": 1}
 
 DASHBOARDS = {
     "overview.json": dashboard("tracker-watch-overview", "tracker-watch — overview", OVERVIEW, []),

@@ -82,6 +82,28 @@ async def test_systemd_unit_verifies(tmp_path: Path) -> None:
     assert out.strip() == "", out  # no unknown keys, no warnings
 
 
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd on this machine")
+async def test_systemd_unit_config_and_exposure(tmp_path: Path) -> None:
+    """The DynamicUser reads the root-only config through LoadCredential=; hardening keeps its score."""
+    unit = (DEPLOY / "systemd" / "tracker-watch.service").read_text()
+    assert "LoadCredential=tracker-watch.toml:/etc/tracker-watch/tracker-watch.toml" in unit
+    assert re.search(r"^ExecStart=\S+ --config %d/tracker-watch.toml run --init$", unit, re.M)
+    command = str(Path(sys.executable).parent / "tracker-watch")
+    (tmp_path / "tracker-watch.service").write_text(unit.replace("/opt/tracker-watch/.venv/bin/tracker-watch", command))
+    _, out = await run_process("systemd-analyze", "security", "--offline=yes", str(tmp_path / "tracker-watch.service"))
+    score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
+    assert score is not None, out
+    assert float(score.group(1)) <= 1.6, out
+
+
+def test_make_install_has_no_test_tools() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ninstall:\n", 1)[1].split("\n\n", 1)[0]
+    assert "pip install --quiet .\n" in recipe
+    assert "[test]" not in recipe
+    assert "install -m 0600 config/tracker-watch.example.toml" in recipe
+
+
 @pytest.fixture
 async def prometheus(tmp_path: Path) -> AsyncIterator[tuple[Path, str]]:
     """A real Prometheus, scraping whatever the test writes into its file_sd file, every second."""
@@ -142,7 +164,8 @@ async def test_every_panel_query_returns_data(prometheus: tuple[Path, str], make
             await asyncio.sleep(5)  # a few more scrapes, so that every rate() has two points
             empty = []
             for name, title, expr in panel_queries():
-                concrete = expr.replace("$__rate_interval", "30s").replace("$target", str(row.id))
+                concrete = expr.replace("$__rate_interval", "30s").replace("$target", str(row.id)) \
+                    .replace("$node", daemon.settings.node.name)
                 if not await query(http, url, concrete):
                     empty.append(f"{name} / {title}: {concrete}")
             assert not empty, "panels without data:\n" + "\n".join(empty)

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import libtorrent as lt
 
-from tracker_watch.demo.liar import Liar
+from tracker_watch.demo.liar import LIAR_IP, Liar
 from tracker_watch.demo.tracker import LocalTracker
 from tracker_watch.domain import tracker_proto as tp
 from tracker_watch.swarm.settings import new_session
@@ -114,6 +114,12 @@ class LocalSwarm:
     piece_length: int = 64 * 1024
     version: str = "hybrid"
     tracker_interval: int = 3
+    # addresses: the lab makes them configurable; the demo and the tests keep the defaults
+    tracker_host: str = "127.0.0.1"
+    tracker_port: int = 0
+    seeder_addresses: list[str] | None = None  # default: 127.0.0.11, .12, …
+    decoy_ip: str = DECOY_IP
+    liar_ip: str = LIAR_IP
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tw-swarm-")))
     tracker: LocalTracker = field(init=False)
     content: Content = field(init=False)
@@ -126,7 +132,7 @@ class LocalSwarm:
         return [s.ip for s in self.peers]
 
     async def start(self) -> LocalSwarm:
-        self.tracker = LocalTracker(interval=self.tracker_interval)
+        self.tracker = LocalTracker(host=self.tracker_host, port=self.tracker_port, interval=self.tracker_interval)
         await self.tracker.start()
         self.content = await asyncio.to_thread(make_content, self.base, size=self.size,
                                                piece_length=self.piece_length, version=self.version)
@@ -136,12 +142,12 @@ class LocalSwarm:
             self._tasks.append(asyncio.create_task(self._decoy_loop(), name="decoy"))
         if self.liar:
             hashes = [h for h in (self.content.v1, self.content.v2) if h]
-            self.liar_peer = await Liar(self.content.num_pieces, hashes, self.tracker.url,
+            self.liar_peer = await Liar(self.content.num_pieces, hashes, self.tracker.url, ip=self.liar_ip,
                                         announce_interval=self.tracker_interval).start()
         return self
 
     async def _start_seeder(self, index: int) -> Seeder:
-        ip = f"127.0.0.{SEEDER_BASE + index}"
+        ip = self.seeder_addresses[index] if self.seeder_addresses else f"127.0.0.{SEEDER_BASE + index}"
         session = peer_session(ip)
         params = lt.add_torrent_params()
         params.ti = lt.torrent_info(self.content.torrent)
@@ -180,7 +186,7 @@ class LocalSwarm:
     async def _decoy_loop(self) -> None:
         """Announce the decoy's address for every infohash of the content, again and again."""
         hashes = [h[:20] for h in (self.content.v1, self.content.v2) if h]
-        connector = aiohttp.TCPConnector(local_addr=(DECOY_IP, 0))
+        connector = aiohttp.TCPConnector(local_addr=(self.decoy_ip, 0))
         async with aiohttp.ClientSession(connector=connector) as http:
             while True:
                 for ih in hashes:

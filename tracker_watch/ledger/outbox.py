@@ -97,14 +97,17 @@ class Outbox:
                 if resp.status >= 300:
                     raise RuntimeError(f"webhook answered HTTP {resp.status}")
         if n["drop_dir"]:
-            _drop(Path(n["drop_dir"]), n["idempotency_key"], {"xml": n["xml"], "json": n["json"]})
+            _drop(Path(n["drop_dir"]), n["idempotency_key"], {"xml": n["xml"], "json": n["json"]},
+                  int(self.settings.drop_file_mode, 8))
 
 
-def _drop(folder: Path, key: str, bodies: dict[str, str]) -> None:
-    """Write each file under a temporary name and rename it: readers never see a half-written notice."""
+def _drop(folder: Path, key: str, bodies: dict[str, str], mode: int = 0o640) -> None:
+    """Write each file under a temporary name and rename it: readers never see a half-written notice.
+    mkstemp makes it 0600 whatever the umask; `mode` (notices.drop_file_mode) lets the ISP's pickup read it."""
     folder.mkdir(parents=True, exist_ok=True)
     for ext, body in bodies.items():
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(body)
             f.flush()
