@@ -1,0 +1,183 @@
+"""Real third-party BitTorrent clients (Debian packages) as seeders on their own 127.0.0.x addresses.
+
+Each client runs in its own process group with its own working directory and configuration, binds its
+peer port to the given loopback address only, announces to the given tracker and talks to nobody else:
+no DHT, no local peer discovery, no PEX, no UPnP/NAT-PMP, no web seeds, no update or GeoIP look-ups.
+A seeder is ready when a handshake on ip:port gets a bitfield claiming every piece — clients send that
+only after checking their data. `stop()` ends the whole process group (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tracker_watch.demo import client_configs as cc
+from tracker_watch.demo.probe import ProbeError, claimed_pieces
+from tracker_watch.demo.swarm import Content
+from tracker_watch.domain import bencode
+
+Kind = Literal["transmission", "aria2", "rtorrent", "qbittorrent"]
+Encryption = Literal["prefer", "require", "plaintext"]
+KINDS: tuple[Kind, ...] = ("transmission", "aria2", "rtorrent", "qbittorrent")
+BINARIES: dict[Kind, str] = {"transmission": "transmission-daemon", "aria2": "aria2c", "rtorrent": "rtorrent",
+                             "qbittorrent": "qbittorrent-nox"}
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL: long enough for a `stopped` announce
+
+
+class SeederError(RuntimeError):
+    """A client did not start, or did not seed in time; the message ends with its log."""
+
+
+def available(kind: Kind) -> bool:
+    return shutil.which(BINARIES[kind]) is not None
+
+
+@dataclass
+class RealSeeder:
+    kind: Kind
+    ip: str
+    port: int
+    process: asyncio.subprocess.Process
+    workdir: Path
+    log_path: Path
+    started: float  # time.monotonic() at launch
+    ready_after: float = 0.0  # seconds from launch to a full bitfield
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """SIGTERM the process group, SIGKILL what is left after `grace` seconds; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        _signal_group(self.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.process.wait(), grace)
+        _signal_group(self.pid, signal.SIGKILL)  # also helpers the leader left behind
+        await self.process.wait()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still exists (zombies of a reaped leader do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def free_port(ip: str) -> int:
+    """A port free for both TCP and UDP (uTP) on `ip`."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((ip, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((ip, port))
+                except OSError:
+                    continue
+                return port
+    raise SeederError(f"no free TCP+UDP port on {ip}")
+
+
+def with_announce(torrent: bytes, tracker_url: str) -> bytes:
+    """The same torrent (same info dictionary, same infohash) with `announce` set to `tracker_url`."""
+    meta = bencode.decode(torrent)
+    assert isinstance(meta, dict)
+    meta[b"announce"] = tracker_url.encode()
+    meta.pop(b"announce-list", None)
+    meta.pop(b"url-list", None)  # web seeds would fetch over HTTP
+    meta.pop(b"httpseeds", None)
+    return bencode.encode(meta)
+
+
+async def start_seeder(kind: Kind, content: Content, ip: str, *, workdir: Path, tracker_url: str | None = None,
+                       encryption: Encryption = "prefer", upload_limit_kib: int | None = None,
+                       ready_timeout: float = 60.0) -> RealSeeder:
+    """Launch `kind` seeding `content` (a v1 or hybrid torrent; its v1 infohash is used) on `ip`."""
+    if kind not in BINARIES:
+        raise ValueError(f"unknown client {kind!r}; expected one of {', '.join(KINDS)}")
+    if not available(kind):
+        raise SeederError(f"{BINARIES[kind]} is not installed")
+    if content.v1 is None:
+        raise ValueError("real clients need a torrent with a v1 infohash")
+    own = workdir / f"{kind}-{ip}"
+    data = own / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    src = content.data_dir / content.name
+    with contextlib.suppress(FileExistsError):
+        os.link(src, data / content.name)  # the same bytes without a copy; clients only read a seed's file
+    torrent = own / "seed.torrent"
+    torrent.write_bytes(with_announce(content.torrent, tracker_url) if tracker_url else content.torrent)
+    port = free_port(ip)
+    spec = cc.Spec(ip=ip, port=port, own=own, data=data, torrent=torrent, encryption=encryption,
+                   upload_limit_kib=upload_limit_kib, rpc_port=free_port("127.0.0.1"))
+    argv, after_start = _BUILDERS[kind](spec)
+    log_path = own / "client.log"
+    with log_path.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=own, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            env=cc.client_env(own))
+    seeder = RealSeeder(kind=kind, ip=ip, port=port, process=process, workdir=own, log_path=log_path,
+                        started=time.monotonic())
+    try:
+        if after_start is not None:
+            await after_start(seeder)
+        await _wait_seeding(seeder, content, encryption == "require", ready_timeout)
+    except BaseException:
+        await seeder.stop(grace=2.0)
+        raise
+    seeder.ready_after = time.monotonic() - seeder.started
+    return seeder
+
+
+async def _wait_seeding(seeder: RealSeeder, content: Content, encrypted: bool, timeout: float) -> None:
+    assert content.v1 is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last = "no answer yet"
+    while True:
+        if seeder.process.returncode is not None:
+            raise SeederError(f"{seeder.kind} exited with {seeder.process.returncode}:\n{seeder.log_tail()}")
+        try:
+            have = await claimed_pieces(seeder.ip, seeder.port, content.v1, content.num_pieces,
+                                        encrypted=encrypted, timeout=5.0)
+            if len(have) == content.num_pieces:
+                return
+            last = f"claims {len(have)}/{content.num_pieces} pieces"
+        except ProbeError as e:
+            last = str(e)
+        if loop.time() > deadline:
+            raise SeederError(f"{seeder.kind} on {seeder.ip}:{seeder.port} not seeding after {timeout:.0f} s "
+                              f"({last}):\n{seeder.log_tail()}")
+        await asyncio.sleep(0.25)
+
+
+_BUILDERS: dict[Kind, Callable[[cc.Spec], cc.Launch]] = {
+    "transmission": cc.transmission, "aria2": cc.aria2, "rtorrent": cc.rtorrent, "qbittorrent": cc.qbittorrent,
+}
