@@ -31,6 +31,9 @@ Encryption = Literal["prefer", "require", "plaintext"]
 KINDS: tuple[Kind, ...] = ("transmission", "aria2", "rtorrent", "qbittorrent")
 BINARIES: dict[Kind, str] = {"transmission": "transmission-daemon", "aria2": "aria2c", "rtorrent": "rtorrent",
                              "qbittorrent": "qbittorrent-nox"}
+# whether the client accepts uTP: a libtorrent leecher tries uTP first and reaches TCP-only clients only
+# after its uTP attempt times out (about 4.5 s on loopback)
+UTP: dict[Kind, bool] = {"transmission": True, "aria2": False, "rtorrent": False, "qbittorrent": True}
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL: long enough for a `stopped` announce
 
 
@@ -53,6 +56,10 @@ class RealSeeder:
     started: float  # time.monotonic() at launch
     ready_after: float = 0.0  # seconds from launch to a full bitfield
     _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def utp(self) -> bool:
+        return UTP[self.kind]
 
     @property
     def pid(self) -> int:
@@ -138,6 +145,9 @@ async def start_seeder(kind: Kind, content: Content, ip: str, *, workdir: Path, 
     spec = cc.Spec(ip=ip, port=port, own=own, data=data, torrent=torrent, encryption=encryption,
                    upload_limit_kib=upload_limit_kib, rpc_port=free_port("127.0.0.1"))
     argv, after_start = _BUILDERS[kind](spec)
+    if setpriv := shutil.which("setpriv"):
+        # the client gets SIGTERM if we die without stop(): no seeder outlives its test or lab
+        argv = [setpriv, "--pdeathsig", "SIGTERM", "--", *argv]
     log_path = own / "client.log"
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
