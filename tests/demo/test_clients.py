@@ -54,6 +54,8 @@ async def lab() -> AsyncIterator[Lab]:
 
 async def _leech_one_piece(lab: Lab, seeder: clients.RealSeeder, ip: str, **settings: Any) -> None:
     """A libtorrent leecher that knows only this seeder: a verified piece can only have come from it."""
+    if not seeder.utp:
+        settings.setdefault("enable_outgoing_utp", False)  # skip libtorrent's uTP attempt and its timeout
     session = peer_session(ip, **settings)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(lab.content.torrent)
