@@ -105,13 +105,14 @@ def rtorrent(s: Spec) -> Launch:
               "require": "allow_incoming,try_outgoing,require,require_RC4"}[s.encryption]
     lines = [
         "system.daemon.set = true",  # no curses UI, so no TTY needed
-        f"session.path.set = {session}", f"directory.default.set = {s.data}",
+        f'session.path.set = "{session}"', "session.use_lock.set = no",  # a SIGKILLed run leaves its lock
+        f'directory.default.set = "{s.data}"',
         f"network.bind_address.set = {s.ip}", f"network.local_address.set = {s.ip}",
         f"network.port_range.set = {s.port}-{s.port}", "network.port_random.set = no",
         "dht.mode.set = disable", "protocol.pex.set = no", "trackers.use_udp.set = no",
         f"protocol.encryption.set = {crypto}",
         f"throttle.global_up.max_rate.set_kb = {s.upload_limit_kib or 0}",
-        f"log.open_file = main, {s.own / 'rtorrent.log'}", "log.add_output = info, main",
+        f'log.open_file = main, "{s.own / "rtorrent.log"}"', "log.add_output = info, main",
         f'load.start_verbose = "{s.torrent}"',
     ]
     rc = s.own / "rtorrent.rc"
@@ -123,7 +124,7 @@ def qbittorrent(s: Spec) -> Launch:
     profile = s.own / "profile"
     conf_dir = profile / "qBittorrent" / "config"
     conf_dir.mkdir(parents=True, exist_ok=True)
-    limit = (s.upload_limit_kib or 0) * 1024  # bytes/s in 4.5
+    limit = s.upload_limit_kib or 0  # stored in KiB/s (the WebUI API speaks bytes/s)
     conf = f"""[LegalNotice]
 Accepted=true
 

@@ -66,10 +66,13 @@ class RealSeeder:
         return self.process.pid
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        """The last lines of every log the client wrote (its output, and its own log file if it has one)."""
+        tails = []
+        for path in sorted(self.workdir.glob("*.log")):
+            with contextlib.suppress(OSError):
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                tails.append(f"--- {path.name}\n" + "\n".join(text))
+        return "\n".join(tails)
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """SIGTERM the process group, SIGKILL what is left after `grace` seconds; idempotent."""
@@ -133,12 +136,15 @@ async def start_seeder(kind: Kind, content: Content, ip: str, *, workdir: Path, 
         raise SeederError(f"{BINARIES[kind]} is not installed")
     if content.v1 is None:
         raise ValueError("real clients need a torrent with a v1 infohash")
+    if encryption not in ("prefer", "require", "plaintext"):
+        raise ValueError(f"encryption must be prefer, require or plaintext, not {encryption!r}")
+    if upload_limit_kib is not None and not 0 < upload_limit_kib < 2**31 // 1024:
+        raise ValueError(f"upload_limit_kib must be a positive number of KiB/s, not {upload_limit_kib!r}")
     own = workdir / f"{kind}-{ip}"
     data = own / "data"
     data.mkdir(parents=True, exist_ok=True)
-    src = content.data_dir / content.name
-    with contextlib.suppress(FileExistsError):
-        os.link(src, data / content.name)  # the same bytes without a copy; clients only read a seed's file
+    # a copy, not a link: a client that rewrote its file would otherwise change every other seeder's
+    shutil.copyfile(content.data_dir / content.name, data / content.name)
     torrent = own / "seed.torrent"
     torrent.write_bytes(with_announce(content.torrent, tracker_url) if tracker_url else content.torrent)
     port = free_port(ip)
