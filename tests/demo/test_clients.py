@@ -4,6 +4,8 @@ seeder's own address, and stop() leaves no process behind."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from typing import Any
 import libtorrent as lt
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import run_process, wait_for
 from tracker_watch.demo import clients
 from tracker_watch.demo.probe import ProbeError, claimed_pieces
 from tracker_watch.demo.swarm import Content, make_content, peer_session
@@ -47,8 +49,6 @@ async def lab() -> AsyncIterator[Lab]:
     content = make_content(workdir, size=1 << 20, piece_length=64 * 1024, version="v1")
     yield Lab(tracker, content, workdir)
     await tracker.stop()
-    import shutil
-
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -115,3 +115,41 @@ async def test_a_client_that_requires_encryption_still_seeds_to_an_encrypting_le
                                allowed_enc_level=int(lt.enc_level.rc4))
     finally:
         await _stopped_without_trace(seeder)
+
+
+_DIE_WITHOUT_STOP = """
+import asyncio, os, sys
+from pathlib import Path
+from tracker_watch.demo import clients
+from tracker_watch.demo.swarm import make_content
+from tracker_watch.demo.tracker import LocalTracker
+
+async def main() -> None:
+    work = Path(sys.argv[2])
+    content = make_content(work, size=256 * 1024, version="v1")
+    tracker = LocalTracker()
+    await tracker.start()
+    seeder = await clients.start_seeder(sys.argv[1], content, "127.0.0.159", workdir=work, tracker_url=tracker.url)
+    print(seeder.pid, flush=True)
+    os._exit(3)  # no stop(), no cleanup: as if the test process were killed
+
+asyncio.run(main())
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; whoever inherited it may not reap it at once
+
+
+async def test_a_seeder_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    kind = next((k for k in ("rtorrent", "aria2", "transmission", "qbittorrent") if clients.available(k)), None)
+    if kind is None or shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) and one of the clients")
+    code, out = await run_process(sys.executable, "-c", _DIE_WITHOUT_STOP, kind, str(tmp_path), timeout=TIMEOUT)
+    assert code == 3, out
+    pid = int(out.split()[-1])
+    await wait_for(lambda: not _running(pid), timeout=TIMEOUT)

@@ -118,7 +118,8 @@ def free_port(ip: str) -> int:
 def with_announce(torrent: bytes, tracker_url: str) -> bytes:
     """The same torrent (same info dictionary, same infohash) with `announce` set to `tracker_url`."""
     meta = bencode.decode(torrent)
-    assert isinstance(meta, dict)
+    if not isinstance(meta, dict):
+        raise ValueError("a .torrent must be a bencoded dictionary")
     meta[b"announce"] = tracker_url.encode()
     meta.pop(b"announce-list", None)
     meta.pop(b"url-list", None)  # web seeds would fetch over HTTP
@@ -136,6 +137,8 @@ async def start_seeder(kind: Kind, content: Content, ip: str, *, workdir: Path, 
         raise SeederError(f"{BINARIES[kind]} is not installed")
     if content.v1 is None:
         raise ValueError("real clients need a torrent with a v1 infohash")
+    if kind == "rtorrent" and not tracker_url:
+        raise ValueError("rtorrent refuses a torrent without a tracker: give tracker_url")
     if encryption not in ("prefer", "require", "plaintext"):
         raise ValueError(f"encryption must be prefer, require or plaintext, not {encryption!r}")
     if upload_limit_kib is not None and not 0 < upload_limit_kib < 2**31 // 1024:
@@ -144,7 +147,7 @@ async def start_seeder(kind: Kind, content: Content, ip: str, *, workdir: Path, 
     data = own / "data"
     data.mkdir(parents=True, exist_ok=True)
     # a copy, not a link: a client that rewrote its file would otherwise change every other seeder's
-    shutil.copyfile(content.data_dir / content.name, data / content.name)
+    await asyncio.to_thread(shutil.copyfile, content.data_dir / content.name, data / content.name)
     torrent = own / "seed.torrent"
     torrent.write_bytes(with_announce(content.torrent, tracker_url) if tracker_url else content.torrent)
     port = free_port(ip)
