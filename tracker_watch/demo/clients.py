@@ -31,6 +31,14 @@ Encryption = Literal["prefer", "require", "plaintext"]
 KINDS: tuple[Kind, ...] = ("transmission", "aria2", "rtorrent", "qbittorrent")
 BINARIES: dict[Kind, str] = {"transmission": "transmission-daemon", "aria2": "aria2c", "rtorrent": "rtorrent",
                              "qbittorrent": "qbittorrent-nox"}
+# Measured on loopback (Debian 12: transmission 3.00, aria2 1.36, rtorrent 0.9.8, qBittorrent 4.5.2):
+# - a second connection from an address already connected is refused by transmission, rtorrent and
+#   qBittorrent (closed before their handshake); aria2 accepts it;
+# - a peer that claims every piece (a seed) is dropped at once by all four; a silent peer (no bitfield,
+#   not interested) is kept by transmission, rtorrent and qBittorrent, dropped by aria2 after ~30 s;
+# - transmission unchokes only at its 10 s rechoke: its first block comes ~10 s after connecting;
+# - with a 2 s tracker interval transmission and aria2 re-announce every 2 s; rtorrent and qBittorrent
+#   (libtorrent's 5 min minimum) announce once; rtorrent and qBittorrent send `stopped` on SIGTERM.
 # whether the client accepts uTP: a libtorrent leecher tries uTP first and reaches TCP-only clients only
 # after its uTP attempt times out (about 4.5 s on loopback)
 UTP: dict[Kind, bool] = {"transmission": True, "aria2": False, "rtorrent": False, "qbittorrent": True}
