@@ -50,7 +50,8 @@ class SeederError(RuntimeError):
 
 
 def available(kind: Kind) -> bool:
-    return shutil.which(BINARIES[kind]) is not None
+    needed = [BINARIES[kind]] + (["transmission-remote"] if kind == "transmission" else [])
+    return all(shutil.which(command) for command in needed)
 
 
 @dataclass
@@ -142,7 +143,7 @@ async def start_seeder(kind: Kind, content: Content, ip: str, *, workdir: Path, 
     if kind not in BINARIES:
         raise ValueError(f"unknown client {kind!r}; expected one of {', '.join(KINDS)}")
     if not available(kind):
-        raise SeederError(f"{BINARIES[kind]} is not installed")
+        raise SeederError(f"{BINARIES[kind]} (or its companion command) is not installed")
     if content.v1 is None:
         raise ValueError("real clients need a torrent with a v1 infohash")
     if kind == "rtorrent" and not tracker_url:
