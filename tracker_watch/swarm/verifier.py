@@ -83,7 +83,7 @@ class Verifier:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.probe_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0}
+        self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0, "payload_bytes": 0}
 
     # --- what the engine tells us ----------------------------------------------------------------
     def attach(self, swarm: SwarmView) -> None:
@@ -204,6 +204,7 @@ class Verifier:
 
     def _record(self, cand: _Candidate, peer: Endpoint, r: ProbeResult, source_bits: int) -> None:
         at = utc_now_ms()
+        self.stats["payload_bytes"] += r.payload_bytes  # whatever came, verified or not: the download budget
         if r.handshake_ok:
             self._emit(PeerSnapshot(swarm=cand.key, peer=peer, at=at, handshake_done=True, incoming=False,
                                     source_bits=source_bits, peer_id=r.peer_id, client=r.client,
