@@ -63,6 +63,7 @@ class SimPeer:
     blocks_sent: int = 0
     connections: int = 0
     _server: asyncio.Server | None = None
+    _http: aiohttp.ClientSession | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _cache: dict[tuple[bytes, int], bytes] = field(default_factory=dict)
 
@@ -71,8 +72,11 @@ class SimPeer:
         self._server = await asyncio.start_server(self._serve, self.ip, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         self.started_at = time.time()
+        # announce from our own address, as a real peer would: the tracker lists the address it saw
+        own = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(self.ip, 0)))
+        self._http = own
         for torrent in self.torrents.values():
-            self._spawn(self._announce(http, torrent))
+            self._spawn(self._announce(own, torrent))
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -80,6 +84,8 @@ class SimPeer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             self._server.close()
+        if self._http is not None:
+            await self._http.close()
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
