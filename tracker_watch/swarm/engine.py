@@ -87,10 +87,13 @@ class SwarmEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.peer_id = b"-TW0100-" + os.urandom(6).hex().encode()
+        self._held: dict[str, int] = {}  # addresses the session keeps off while the verifier talks to them
         self.verifier: Verifier | None = None
         if v.method == "probe":  # each candidate is proven over a connection of its own (swarm/verifier.py)
-            probe_ip = v.probe_interface or (sw.outgoing_interfaces[0] if sw.outgoing_interfaces else None)
-            self.verifier = Verifier(v, sink, probe_ip, client_name=SOFTWARE, own=self.listen_endpoints)
+            # the probe address first; the session's own addresses for a family it does not cover
+            local = ([v.probe_interface] if v.probe_interface else []) + list(sw.outgoing_interfaces)
+            self.verifier = Verifier(v, sink, local, client_name=SOFTWARE, own=self.listen_endpoints,
+                                     session_ips=set(sw.outgoing_interfaces), hold=self.hold, release=self.release)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -313,7 +316,28 @@ class SwarmEngine:
         """The address policy inside libtorrent too: peers it learns by itself (PEX) and incoming
         connections from forbidden addresses are refused before they reach us."""
         if self.session is not None:
-            self.session.set_ip_filter(ip_filter(self.policy, self.own_ips))
+            self.session.set_ip_filter(ip_filter(self.policy, self.own_ips, self._held))
+
+    async def hold(self, ip: str) -> None:
+        """Keep the session off `ip` while the verifier talks to it from the session's own address: a client
+        takes one connection per address and would refuse the verifier's. Returns once the session's
+        connections to it are gone (or after a few seconds: the verifier then simply tries)."""
+        self._held[ip] = self._held.get(ip, 0) + 1
+        self._apply_ip_filter()
+        # only swarms whose last sample had it connected (reading every swarm's peers would not scale)
+        swarms = [s for s in self.swarms.values() if any(p[0] == ip for p in s.connected)]
+        for _ in range(30):
+            if not any(ip in _connected_ips(s) for s in swarms):
+                return
+            await asyncio.sleep(0.1)
+
+    def release(self, ip: str) -> None:
+        left = self._held.get(ip, 0) - 1
+        if left > 0:
+            self._held[ip] = left
+        else:
+            self._held.pop(ip, None)
+        self._apply_ip_filter()
 
     def _alerts_dropped(self, a: Any) -> None:
         self.alerts_dropped += 1
@@ -347,6 +371,10 @@ class SwarmEngine:
                 if not swarm.closed:
                     self._dht_lookup(swarm)
                 await asyncio.sleep(interval / len(swarms))
+
+
+def _connected_ips(swarm: Swarm) -> set[str]:
+    return {normalize_ip(str(p.ip[0])) for p in swarm.handle.get_peer_info()} if not swarm.closed else set()
 
 
 def _destroy(session: Any) -> None:

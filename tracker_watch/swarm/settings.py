@@ -95,12 +95,13 @@ def apply_zero_upload_peer_classes(session: Any) -> None:
         session.set_peer_class(class_id, pc)
 
 
-def ip_filter(policy: AddressPolicy, own_ips: Iterable[str]) -> Any:
+def ip_filter(policy: AddressPolicy, own_ips: Iterable[str], held: Iterable[str] = ()) -> Any:
     """libtorrent's IP filter from the address policy (later rules override earlier ones), our own
-    addresses blocked too unless a lab allows their network."""
+    addresses blocked too unless a lab allows their network, and `held` addresses for the moment (the
+    verifier talks to them from the session's own address, and clients take one connection per address)."""
     ipf = lt.ip_filter()
     for first, last, blocked in policy.filter_ranges():
         ipf.add_rule(first, last, 1 if blocked else 0)
-    for ip in policy.own_blocks(own_ips):
+    for ip in [*policy.own_blocks(own_ips), *held]:
         ipf.add_rule(ip, ip, 1)
     return ipf

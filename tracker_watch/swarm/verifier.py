@@ -66,13 +66,21 @@ class _Candidate:
 
 
 class Verifier:
-    def __init__(self, settings: VerifySettings, emit: Callable[[PeerEvent], None], local_ip: str | None,
+    def __init__(self, settings: VerifySettings, emit: Callable[[PeerEvent], None], local_ips: list[str],
                  probe_fn: ProbeFn = probe, client_name: str = "tracker-watch",
-                 own: set[Endpoint] | None = None) -> None:
+                 own: set[Endpoint] | None = None, session_ips: set[str] | None = None,
+                 hold: Callable[[str], Awaitable[None]] | None = None,
+                 release: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        # When a probe must come from an address the session also dials from, the session is kept off the
+        # peer meanwhile (hold/release): clients take one connection per address (docs/verification.md).
+        self.session_ips = session_ips or set()
+        self._hold, self._release = hold, release
         self.own = own if own is not None else set()  # our own listen sockets: a peer may name them (PEX)
         self._emit = emit
-        self.local_ip = local_ip or None
+        # where our connections come from, per address family (the first configured address of each)
+        self.local_ips = {4: next((ip for ip in local_ips if ":" not in ip), None),
+                          6: next((ip for ip in local_ips if ":" in ip), None)}
         self._probe = probe_fn
         self.client_name = client_name
         self.swarms: dict[str, SwarmView] = {}
@@ -186,11 +194,19 @@ class Verifier:
             self.stats["probes"] += 1
             hashes = swarm.piece_hashes() or b""
             expected = hashes[piece * 20:piece * 20 + 20]
-            result = await self._probe(
-                cand.ip, port, info_hash, _peer_id(), piece, swarm.piece_size(piece), expected,
-                num_pieces=len(hashes) // 20, local_ip=self.local_ip, encryption=self.settings.probe_encryption,
-                timeouts=Timeouts(total=self.settings.probe_timeout_s), client_name=self.client_name,
-                alternatives=others)
+            local_ip = self.local_ips[6 if ":" in cand.ip else 4]
+            shared = local_ip is None or local_ip in self.session_ips
+            if shared and self._hold is not None:
+                await self._hold(cand.ip)
+            try:
+                result = await self._probe(
+                    cand.ip, port, info_hash, _peer_id(), piece, swarm.piece_size(piece), expected,
+                    num_pieces=len(hashes) // 20, local_ip=local_ip, encryption=self.settings.probe_encryption,
+                    timeouts=Timeouts(total=self.settings.probe_timeout_s), client_name=self.client_name,
+                    alternatives=others)
+            finally:
+                if shared and self._release is not None:
+                    self._release(cand.ip)
             self._record(cand, (cand.ip, port), result, cand.ports.get(port, 0))
         except Exception as exc:  # a bug here must not stop verification of everyone else
             _log.exception("verify_failed", infohash=cand.key, peer=cand.ip, error=str(exc)[:300])
