@@ -54,6 +54,15 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _banned(alert: Any) -> bool:
+    """A disconnect for bad data: 'peer banned' (smart-ban, silent) or 'too many corrupt pieces'."""
+    try:
+        reason = str(alert.error.message()).lower()
+    except (AttributeError, RuntimeError):
+        return False
+    return "banned" in reason or "corrupt pieces" in reason
+
+
 def peer_id_or_none(pid: Any) -> bytes | None:
     raw = bytes(pid.to_bytes())
     return raw if any(raw) else None
@@ -152,6 +161,13 @@ class Swarm:
         if not self.policy.allows(peer[0], self._own_ips):
             return  # libtorrent's IP filter keeps these out; nothing about them is recorded
         connect_failed = alert.op == lt.operation_t.connect
+        if _banned(alert) and self.pieces is not None:
+            # smart-ban sometimes drops a peer for bad data with this reason and no peer_ban_alert: judged
+            # like a ban, against the peer's own record (pieces.py), never as evidence by itself
+            _log.info("peer_banned_by_libtorrent", infohash=self.key, peer=f"{peer[0]}:{peer[1]}", silent=True)
+            if self.planner is not None:
+                self.planner.corrupt.add(peer[0])
+            self.pieces.banned(peer, peer_id_or_none(alert.pid))
         if peer not in self.listed and connect_failed and len(self.listed) < self.max_peers:
             # libtorrent only dials endpoints we gave it or that peers told it about (PEX)
             self.listed.add(peer)
