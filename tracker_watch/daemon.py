@@ -96,7 +96,8 @@ class Daemon:
         await self.engine.start()
         local_ip = s.swarm.outgoing_interfaces[0] if s.swarm.outgoing_interfaces else None
         self.announcer = Announcer(s.trackers, self.engine.add_peer, self.engine.listen_port, self.engine.peer_id,
-                                   local_ip, policy=self.engine.policy, own_ips=lambda: engine.own_ips)
+                                   local_ip, policy=self.engine.policy, own_ips=lambda: engine.own_ips,
+                                   local_ips=s.swarm.outgoing_interfaces)
         await self.announcer.start()
         self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
                                    s.daemon.target_poll_s, actor=f"node:{s.node.name}")

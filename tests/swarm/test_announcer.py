@@ -77,3 +77,27 @@ async def test_dead_tracker_is_an_error_not_a_crash(announcer: AnnouncerAndFound
     a, _ = announcer
     with pytest.raises(aiohttp.ClientConnectorError, match=r"127\.0\.0\.1:9"):
         await a.announce("http://127.0.0.1:9/announce", _req())
+
+
+async def test_dual_stack_announces_leave_from_the_trackers_family() -> None:
+    """With our addresses ["127.0.0.2", "::1"], an HTTP and a UDP tracker on [::1] are reached too (the HTTP
+    client used to bind to the first address whatever the tracker's family, so an IPv6 tracker failed)."""
+    v4, v6 = LocalTracker(interval=1), LocalTracker(host="::1", interval=1)
+    await v4.start()
+    await v6.start()
+    found: Found = []
+    a = Announcer(TrackerSettings(min_interval_s=1, max_interval_s=2, timeout_s=3),
+                  lambda key, peer, source, url: found.append((key, peer, source, url)),
+                  listen_port=lambda: 6881, peer_id=b"-TW0100-testtesttest", local_ips=["127.0.0.2", "::1"],
+                  policy=LOOPBACK)
+    await a.start()
+    try:
+        urls = (v4.url, f"http://[::1]:{v6.port}/announce", f"udp://[::1]:{v6.port}/announce")
+        for url in urls:
+            await a.announce(url, _req())
+        assert (IH, "127.0.0.2", 6881, "started") in v4.announces
+        assert sum(1 for ih, ip, port, _ in v6.announces if (ih, ip, port) == (IH, "::1", 6881)) == 2
+    finally:
+        await a.stop()
+        await v4.stop()
+        await v6.stop()

@@ -13,7 +13,7 @@ import os
 import random
 import socket
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -42,33 +42,38 @@ class AnnounceTarget:
 class Announcer:
     def __init__(self, settings: TrackerSettings, add_peer: Callable[[str, Endpoint, Source, str], None],
                  listen_port: Callable[[], int], peer_id: bytes, local_ip: str | None = None,
-                 policy: AddressPolicy = STRICT, own_ips: Callable[[], set[str]] = set) -> None:
+                 policy: AddressPolicy = STRICT, own_ips: Callable[[], set[str]] = set,
+                 local_ips: Sequence[str] = ()) -> None:
         self.settings = settings
         self.policy = policy  # which tracker hosts we contact and which listed peers we pass on
         self._own_ips = own_ips  # our own addresses: never a tracker, never a peer
         self._add_peer = add_peer
         self._listen_port = listen_port
         self._peer_id = peer_id
-        self._local_ip = local_ip
+        # our address per family: an announce leaves from the one of the tracker's family (dual stack)
+        addrs = [*([local_ip] if local_ip else []), *local_ips]
+        self._local = {4: next((a for a in addrs if ":" not in a), None), 6: next((a for a in addrs if ":" in a), None)}
         self._key = random.getrandbits(32)
         self._tasks: dict[str, list[asyncio.Task[None]]] = {}
-        self._http: aiohttp.ClientSession | None = None
+        self._http: dict[int, aiohttp.ClientSession] = {}
         self.announces = 0
         self.failures = 0
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(local_addr=(self._local_ip, 0) if self._local_ip else None, limit=100,
-                                         resolver=PolicyResolver(self.allows))
-        self._http = aiohttp.ClientSession(
-            connector=connector, headers={"User-Agent": SOFTWARE},
-            timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s))
+        for family, local in self._local.items():  # one client per family, bound to our address of it
+            connector = aiohttp.TCPConnector(local_addr=(local, 0) if local else None, limit=100,
+                                             family=socket.AF_INET6 if family == 6 else socket.AF_INET,
+                                             resolver=PolicyResolver(self.allows))
+            self._http[family] = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": SOFTWARE},
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s))
 
     async def stop(self) -> None:
         for key in list(self._tasks):
             self.untrack(key)
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        for http in self._http.values():
+            await http.close()
+        self._http = {}
 
     def track(self, target: AnnounceTarget) -> None:
         self.untrack(target.key)
@@ -157,11 +162,19 @@ class Announcer:
         raise tp.TrackerError(f"unsupported tracker scheme {scheme!r}")
 
     async def _announce_http(self, url: str, req: tp.AnnounceRequest) -> tp.AnnounceReply:
-        assert self._http is not None
-        body = await get_reply(self._http, tp.http_announce_url(url, req), self.allows)
+        assert self._http
+        body = await get_reply(self._http[self._family(url)], tp.http_announce_url(url, req), self.allows)
         if len(body) > 64 * 1024:  # a big list: decode it off the loop (bencode is pure Python)
             return await asyncio.to_thread(tp.parse_http_reply, body, self.settings.numwant)
         return tp.parse_http_reply(body, self.settings.numwant)
+
+    def _family(self, url: str) -> int:
+        """6 for a tracker at an IPv6 literal, or a host name when we have only an IPv6 address; else 4."""
+        host = urllib.parse.urlsplit(url).hostname or ""
+        try:
+            return ipaddress.ip_address(host).version
+        except ValueError:
+            return 6 if self._local[4] is None and self._local[6] is not None else 4
 
     async def _announce_udp(self, url: str, req: tp.AnnounceRequest) -> tp.AnnounceReply:
         parts = urllib.parse.urlsplit(url)
@@ -175,7 +188,8 @@ class Announcer:
         family, _, _, _, sockaddr = infos[0]
         addr = (str(sockaddr[0]), int(sockaddr[1]))
         ipv6 = ipaddress.ip_address(addr[0]).version == 6
-        local = (self._local_ip, 0) if self._local_ip and (":" in self._local_ip) == ipv6 else None
+        ours = self._local[6 if ipv6 else 4]
+        local = (ours, 0) if ours else None
         transport, proto = await loop.create_datagram_endpoint(
             _Datagrams, remote_addr=addr, local_addr=local, family=family)
         try:
