@@ -141,6 +141,10 @@ class VerifySettings:
         "Address our verification connections come from. Use a second address of this host, not the "
         "session's own: many clients accept one connection per address and drop a second. Empty: the first "
         "of swarm.outgoing_interfaces.", pattern=r"[0-9A-Fa-f:.]*"))
+    listen_port: int = field(default=0, metadata=_doc(
+        "Port of the verifier's own listener, on the probe address (and the session's IPv6 one), which is the "
+        "port we announce to trackers: a peer that dials us — the only way to reach one behind NAT — is "
+        "verified on that connection. 0: any free port (fix one for a firewall).", min=0, max=65535))
     probe_concurrency: int = field(default=32, metadata=_doc(
         "Verification connections open at once (all swarms together).", min=1, max=4096))
     probe_encryption: Literal["prefer", "require", "plaintext"] = field(default="prefer", metadata=_doc(

@@ -94,10 +94,11 @@ class Daemon:
                                    change_gap_s=s.swarm.peer_refresh_s)
         self.engine = engine = SwarmEngine(s, self.collector.handle, on_metadata=self._on_metadata)
         await self.engine.start()
-        local_ip = s.swarm.outgoing_interfaces[0] if s.swarm.outgoing_interfaces else None
-        self.announcer = Announcer(s.trackers, self.engine.add_peer, self.engine.listen_port, self.engine.peer_id,
-                                   local_ip, policy=self.engine.policy, own_ips=lambda: engine.own_ips,
-                                   local_ips=s.swarm.outgoing_interfaces)
+        # announces leave from the address the verifier listens on, so a peer that dials us reaches it
+        probe = [s.verify.probe_interface] if s.verify.method == "probe" and s.verify.probe_interface else []
+        self.announcer = Announcer(s.trackers, self.engine.add_peer, self.engine.announce_port, self.engine.peer_id,
+                                   None, policy=self.engine.policy, own_ips=lambda: engine.own_ips,
+                                   local_ips=[*probe, *s.swarm.outgoing_interfaces])
         await self.announcer.start()
         self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
                                    s.daemon.target_poll_s, actor=f"node:{s.node.name}")

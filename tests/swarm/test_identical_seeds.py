@@ -11,6 +11,7 @@ from tests.conftest import SettingsFactory
 from tests.helpers import wait_for_async
 from tracker_watch.daemon import Daemon
 from tracker_watch.demo.tracker import LocalTracker
+from tracker_watch.domain import bencode
 from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger.targets import TargetStore
 
@@ -56,3 +57,44 @@ async def test_every_identical_seed_is_verified(make_settings: SettingsFactory, 
             await peer.stop()
         await daemon.stop()
         await tracker.stop()
+
+
+async def test_a_peer_behind_nat_is_verified_on_the_connection_it_opened(make_settings: SettingsFactory) -> None:
+    """A peer we cannot dial (the port it announces is closed, as behind NAT) but that dials the address the
+    tracker lists for us: the verifier's listener proves it on that very connection."""
+    tracker = LocalTracker(interval=60)
+    await tracker.start()
+    torrent = SimTorrent(2000)
+    daemon = Daemon(make_settings())
+    await daemon.start()
+    peer = SimPeer("127.1.200.1", {torrent.info_hash: torrent}, tracker.url)
+    try:
+        # by .torrent: nobody dialable could hand us the metadata of a magnet here
+        dot_torrent = bencode.encode({b"announce": tracker.url.encode(), b"info": bencode.decode(torrent.info)})
+        await TargetStore(daemon.db.pool).register(parse_target(dot_torrent), "Studio", "Film", actor="test")
+        assert daemon.engine is not None
+        port = daemon.engine.announce_port()
+        await wait_for_async(lambda: _listed(tracker, torrent.info_hash, port), timeout=30)
+        async with aiohttp.ClientSession() as http:
+            await peer.start(http)
+            peer.port = 9  # what it announces from now on: nobody listens there (the discard port)
+
+            async def verified_incoming() -> bool:
+                rows = await daemon.db.pool.fetch("SELECT source FROM observations WHERE host(ip) = $1 AND "
+                                                  "grade = 'verified'", peer.ip)
+                return bool(rows)
+
+            await wait_for_async(verified_incoming, timeout=60)
+        rows = await daemon.db.pool.fetch("SELECT * FROM observations WHERE host(ip) = $1 AND grade = 'verified'",
+                                          peer.ip)
+        assert {r["source"] for r in rows} <= {"incoming", "tracker"}
+        assert all(r["port"] != 9 for r in rows)  # the port it connected from, which its ISP can trace
+    finally:
+        await peer.stop()
+        await daemon.stop()
+        await tracker.stop()
+
+
+async def _listed(tracker: LocalTracker, info_hash: bytes, port: int) -> bool:
+    swarm = tracker.swarms.get(info_hash)
+    return swarm is not None and any(p[1] == port for p in swarm.peers)

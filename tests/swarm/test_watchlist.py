@@ -10,6 +10,7 @@ import asyncpg
 from tests.conftest import SettingsFactory
 from tests.helpers import wait_for, wait_for_async
 from tracker_watch.daemon import Daemon
+from tracker_watch.demo.run import PROBE_IP
 from tracker_watch.demo.swarm import LocalSwarm
 from tracker_watch.domain import bencode
 from tracker_watch.domain.targets import parse_target
@@ -40,7 +41,7 @@ async def status_of(pool: asyncpg.Pool, target_id: int) -> tuple[str, str | None
 
 def our_started_announces(swarm: LocalSwarm) -> int:
     return sum(1 for ih, ip, _, event in swarm.tracker.announces
-               if ih == swarm.content.v1 and ip == "127.0.0.2" and event == "started")
+               if ih == swarm.content.v1 and ip == PROBE_IP and event == "started")  # we announce from there
 
 
 async def test_a_poisoned_target_never_stops_the_others(make_settings: SettingsFactory,

@@ -110,6 +110,9 @@ class SwarmEngine:
         self._pump.start(self._loop)
         self._tasks = [asyncio.create_task(self._stats_loop(), name="swarm-stats")]
         if self.verifier is not None:
+            self.verifier.allows = lambda ip: self.policy.allows(ip, self.own_ips)
+            hosts = [ip for ip in self.verifier.local_ips.values() if ip]
+            await self.verifier.listen(hosts, self.settings.verify.listen_port)
             self._tasks.append(asyncio.create_task(self.verifier.run(), name="swarm-verifier"))
         if self.settings.swarm.dht_enabled:
             self._tasks.append(asyncio.create_task(self._dht_loop(), name="swarm-dht"))
@@ -117,6 +120,8 @@ class SwarmEngine:
                   dht=self.settings.swarm.dht_enabled, payload_dir=str(self.payload_dir))
 
     async def stop(self) -> None:
+        if self.verifier is not None:
+            await self.verifier.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -218,6 +223,12 @@ class SwarmEngine:
         if swarm is None or peer in self.listen_endpoints:
             return
         swarm.add_peer(peer, source, tracker_url)
+
+    def announce_port(self) -> int:
+        """The port trackers are told: the verifier's listener in probe mode, else the session's."""
+        if self.verifier is not None and self.verifier.listen_port:
+            return self.verifier.listen_port
+        return self.listen_port()
 
     def listen_port(self) -> int:
         return int(self.session.listen_port()) if self.session is not None else 0

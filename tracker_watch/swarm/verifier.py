@@ -25,9 +25,10 @@ from typing import Protocol
 
 from tracker_watch import log
 from tracker_watch.config import VerifySettings
-from tracker_watch.domain.evidence import utc_now_ms
+from tracker_watch.domain.evidence import normalize_ip, utc_now_ms
 from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerSnapshot, PieceSettled
-from tracker_watch.swarm.wire import ProbeResult, Reason, Timeouts, probe
+from tracker_watch.swarm.wire import PieceSpec, ProbeResult, Reason, Timeouts, probe
+from tracker_watch.swarm.wire.incoming import Choice, verify_incoming
 
 _log = log.get("tracker_watch.verify")
 ALTERNATIVES = 64  # other pieces a partial seeder may serve instead of the first choice
@@ -91,18 +92,25 @@ class Verifier:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.probe_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._by_hash: dict[bytes, str] = {}  # v1 infohash → swarm key: what a peer dialling us may ask for
+        self._servers: list[asyncio.Server] = []
+        self.listen_port = 0
+        self.allows: Callable[[str], bool] = lambda ip: True  # the engine's address policy
         self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0, "payload_bytes": 0}
 
     # --- what the engine tells us ----------------------------------------------------------------
     def attach(self, swarm: SwarmView) -> None:
         """The swarm's metadata is known: its pending candidates can be probed."""
         self.swarms[swarm.key] = swarm
+        if swarm.info_hash_v1 is not None:
+            self._by_hash[swarm.info_hash_v1] = swarm.key
         for cand in self.candidates.values():
             if cand.key == swarm.key and not cand.done:
                 self._schedule(cand, 0.0)
 
     def detach(self, key: str) -> None:
         self.swarms.pop(key, None)
+        self._by_hash = {h: k for h, k in self._by_hash.items() if k != key}
         self.candidates = {k: c for k, c in self.candidates.items() if c.key != key}
 
     def offer(self, key: str, peer: Endpoint, source_bits: int = 0) -> None:
@@ -168,9 +176,18 @@ class Verifier:
         swarm = self.swarms.get(cand.key)
         s = self.settings
         loop_time = asyncio.get_running_loop().time()
-        if (swarm is None or cand.done or cand.day != utc_now_ms().date() or not cand.ports
+        if (swarm is None or cand.done or cand.busy or cand.day != utc_now_ms().date() or not cand.ports
                 or loop_time - cand.seen_at > PRESENCE_S or cand.probes >= s.probes_per_peer_per_day):
             return None
+        pieces = self._pieces(swarm, cand)
+        if pieces is None or swarm.info_hash_v1 is None:
+            return None
+        port = max(cand.ports, key=lambda p: (cand.ports[p], p))  # prefer a port a tracker or the DHT named
+        first, *others = pieces
+        return swarm, port, swarm.info_hash_v1, first[0], others
+
+    def _pieces(self, swarm: SwarmView, cand: _Candidate) -> list[tuple[int, int, bytes]] | None:
+        """A random piece and alternatives (index, size, SHA-1), or None: v2-only, or the day's budget is spent."""
         hashes = swarm.piece_hashes()
         if swarm.info_hash_v1 is None or not hashes:
             return None  # v2-only: its pieces need Merkle proofs; the session path covers those
@@ -179,13 +196,78 @@ class Verifier:
         pieces = [(i, swarm.piece_size(i), hashes[i * 20:i * 20 + 20]) for i in picks]
         biggest = max(size for _, size, _ in pieces)
         spent = self.swarm_bytes.get((cand.key, cand.day), 0)
+        s = self.settings
         if cand.bytes + biggest > s.bytes_per_peer_per_day or spent + biggest > s.bytes_per_swarm_per_day:
             _log.info("verify_budget_spent", infohash=cand.key, peer=cand.ip)
             cand.done = True
             return None
-        port = max(cand.ports, key=lambda p: (cand.ports[p], p))  # prefer a port a tracker or the DHT named
-        first, *others = pieces
-        return swarm, port, swarm.info_hash_v1, first[0], others
+        return pieces
+
+    # --- peers that dial us (NAT'd ones can be reached no other way) -----------------------------
+    async def listen(self, hosts: list[str], port: int) -> int:
+        """Serve verification to peers that connect to us (the port trackers are told); returns the port."""
+        for host in hosts:
+            server = await asyncio.start_server(self._accept, host, port)
+            port = port or int(server.sockets[0].getsockname()[1])  # the same port on every address
+            self._servers.append(server)
+        self.listen_port = port
+        _log.info("verifier_listening", addresses=hosts, port=port)
+        return port
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers = []
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        ip = normalize_ip(str(peer[0])) if peer else ""
+        if not ip or not self.allows(ip) or self._slots.locked():
+            writer.close()
+            return
+        taken: list[_Candidate] = []
+
+        def choose(info_hash: bytes) -> Choice | None:
+            cand = self._incoming_candidate(info_hash, ip)
+            swarm = self.swarms.get(cand.key) if cand is not None else None
+            pieces = self._pieces(swarm, cand) if swarm is not None and cand is not None else None
+            if cand is None or pieces is None:
+                return None
+            cand.busy, cand.probes = True, cand.probes + 1
+            taken.append(cand)
+            n = len(swarm.piece_hashes() or b"") // 20  # type: ignore[union-attr]
+            specs = [PieceSpec(info_hash, n, i, size, digest) for i, size, digest in pieces]
+            return specs[0], specs[1:]
+
+        async with self._slots:
+            try:
+                result = await verify_incoming(
+                    reader, writer, choose, lambda: list(self._by_hash), _peer_id(),
+                    allow_plaintext=self.settings.probe_encryption != "require",
+                    timeouts=Timeouts(total=self.settings.probe_timeout_s), client_name=self.client_name)
+                if result is not None and taken:
+                    self.stats["probes"] += 1
+                    self._record(taken[0], (ip, int(peer[1])), result, 0, incoming=True)
+            except Exception as exc:  # a bug here must not stop the listener
+                _log.exception("verify_failed", peer=ip, error=str(exc)[:300])
+            finally:
+                for cand in taken:
+                    cand.busy = False
+                    if not cand.done and cand.ports and cand.key in self.swarms:  # dialable too: try that later
+                        self._schedule(cand, self.settings.retry_base_s)
+
+    def _incoming_candidate(self, info_hash: bytes, ip: str) -> _Candidate | None:
+        key = self._by_hash.get(info_hash)
+        if key is None:
+            return None
+        today = utc_now_ms().date()
+        cand = self.candidates.get((key, ip))
+        if cand is None or cand.day != today:
+            cand = self.candidates[(key, ip)] = _Candidate(key, ip, today)
+        cand.seen_at = asyncio.get_running_loop().time()
+        if cand.done or cand.busy or cand.probes >= self.settings.probes_per_peer_per_day:
+            return None
+        return cand
 
     async def _verify(self, cand: _Candidate, swarm: SwarmView, port: int, info_hash: bytes, piece: int,
                       others: list[tuple[int, int, bytes]]) -> None:
@@ -218,11 +300,12 @@ class Verifier:
                 delay = min(self.settings.retry_base_s * 2 ** max(0, cand.failures - 1), self.settings.retry_max_s)
                 self._schedule(cand, delay if cand.failures else 0.0)
 
-    def _record(self, cand: _Candidate, peer: Endpoint, r: ProbeResult, source_bits: int) -> None:
+    def _record(self, cand: _Candidate, peer: Endpoint, r: ProbeResult, source_bits: int,
+                incoming: bool = False) -> None:
         at = utc_now_ms()
         self.stats["payload_bytes"] += r.payload_bytes  # whatever came, verified or not: the download budget
         if r.handshake_ok:
-            self._emit(PeerSnapshot(swarm=cand.key, peer=peer, at=at, handshake_done=True, incoming=False,
+            self._emit(PeerSnapshot(swarm=cand.key, peer=peer, at=at, handshake_done=True, incoming=incoming,
                                     source_bits=source_bits, peer_id=r.peer_id, client=r.client,
                                     pieces_advertised=r.pieces_advertised, num_pieces=_num_pieces(self, cand.key),
                                     local=r.local))

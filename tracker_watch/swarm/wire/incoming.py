@@ -8,7 +8,7 @@ our own dials: we send our handshake, advertise nothing, and verify one piece.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from tracker_watch.domain import mse
@@ -62,8 +62,73 @@ async def verify_accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWr
 
 async def _respond(raw: WireStream, head: bytes, spec: PieceSpec, allow_plaintext: bool,
                    deadline: float) -> WireStream:
+    return (await _respond_any(raw, head, [spec.info_hash], allow_plaintext, deadline))[0]
+
+
+Choice = tuple[PieceSpec, Sequence[PieceSpec]]
+INITIAL_BUDGET = 1 << 16  # bytes a peer may send before we know which torrent it means (handshakes only)
+
+
+async def verify_incoming(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          choose: Callable[[bytes], Choice | None], skeys: Callable[[], Sequence[bytes]],
+                          peer_id: bytes, *, allow_plaintext: bool = True, timeouts: Timeouts | None = None,
+                          client_name: str = CLIENT_NAME) -> ProbeResult | None:
+    """Like verify_accepted, for a listener that serves many torrents: the peer's handshake (or the MSE
+    shared key) names the infohash, and `choose(infohash)` gives the piece to verify and the alternatives —
+    or None when we watch no such torrent or have nothing to ask of this peer today (then the connection is
+    closed and None returned). `skeys()` lists the infohashes an MSE handshake may name."""
+    t = timeouts or Timeouts()
+    peer = writer.get_extra_info("peername") or ("?", 0)
+    sock = writer.get_extra_info("sockname")
+    raw = WireStream(reader, writer, max_bytes=INITIAL_BUDGET, idle=t.idle)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + t.handshake
+    try:
+        async with asyncio.timeout(t.total):
+            head = b""
+            while len(head) < len(pw.PROTOCOL):
+                head += await raw.read_raw(deadline, "handshake")
+            if head.startswith(pw.PROTOCOL):
+                if not allow_plaintext:
+                    raise ProbeFailure(Reason.ENCRYPTION_REQUIRED, "plaintext handshake; we require MSE")
+                while len(head) < pw.HANDSHAKE_LEN:
+                    head += await raw.read_raw(deadline, "handshake")
+                info_hash, stream, encrypted = head[28:48], raw.switched(pending=head), False
+            else:
+                stream, info_hash = await _respond_any(raw, head, list(skeys()), allow_plaintext, deadline)
+                encrypted = True
+    except (ProbeFailure, TimeoutError):
+        await raw.close()
+        return None
+    chosen = choose(info_hash)
+    if chosen is None:
+        await stream.close()
+        return None
+    spec, alternatives = chosen
+    stream.max_bytes = max(default_budget(s) for s in [spec, *alternatives])
+    result = ProbeResult(ip=peer[0], port=peer[1], info_hash=spec.info_hash, piece_index=spec.index,
+                         started_at=datetime.now(UTC), connected=True, local=(sock[0], sock[1]) if sock else None)
+    result.mse = result.encrypted = encrypted and stream.encrypted
+    session = PeerSession(stream, spec, peer_id, client_name, t.deadlines(), alternatives)
+
+    async def opening() -> None:
+        await session.handshake(sent=False, initiator=False)
+
+    try:
+        async with asyncio.timeout(t.total):
+            await run_session(result, session, opening)
+    except TimeoutError:
+        result.reason, result.detail = Reason.TIMEOUT, f"verification took longer than {t.total:g} s"
+    result.attempts.append(f"incoming: {result.reason or 'verified'}")
+    result.finished_at = datetime.now(UTC)
+    return result
+
+
+async def _respond_any(raw: WireStream, head: bytes, skeys: list[bytes], allow_plaintext: bool,
+                       deadline: float) -> tuple[WireStream, bytes]:
+    """The MSE responder over every torrent we serve; returns the encrypted stream and the infohash it named."""
     allow = mse.CRYPTO_RC4 | (mse.CRYPTO_PLAINTEXT if allow_plaintext else 0)
-    resp = mse.Responder([spec.info_hash], allow)
+    resp = mse.Responder(skeys, allow)
     try:
         resp.feed(head)
         while not resp.done:
@@ -75,5 +140,5 @@ async def _respond(raw: WireStream, head: bytes, spec: PieceSpec, allow_plaintex
         raise ProbeFailure(Reason.ENCRYPTION_FAILED, f"encryption: {e}") from None
     raw.write(resp.take_output())  # our VC and crypto selection, before anything of the payload stream
     # their initial payload (normally their handshake) was inside the MSE exchange; it leads the stream
-    return raw.switched(pending=resp.ia + resp.payload, encrypt=resp.encrypt, decrypt=resp.decrypt)
-
+    stream = raw.switched(pending=resp.ia + resp.payload, encrypt=resp.encrypt, decrypt=resp.decrypt)
+    return stream, resp.skey
