@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import utc_now_ms
+from tracker_watch.domain.peerwire import new_peer_id
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
@@ -32,7 +33,7 @@ from tracker_watch.ledger.outbox import Outbox
 from tracker_watch.ledger.ownership import Ownership
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
-from tracker_watch.swarm.announcer import Announcer
+from tracker_watch.swarm.announcer import Announcer, Announcers
 from tracker_watch.swarm.engine import SwarmEngine
 from tracker_watch.swarm.swarm import Swarm
 from tracker_watch.swarm.watchlist import Watchlist
@@ -63,7 +64,7 @@ class Daemon:
         self.outbox: Outbox | None = None
         self.collector: Collector | None = None
         self.engine: SwarmEngine | None = None
-        self.announcer: Announcer | None = None
+        self.announcer: Announcers | None = None
         self.watchlist: Watchlist | None = None
         self.ownership: Ownership | None = None
         self._beat_lock = asyncio.Lock()
@@ -94,11 +95,17 @@ class Daemon:
                                    change_gap_s=s.swarm.peer_refresh_s)
         self.engine = engine = SwarmEngine(s, self.collector.handle, on_metadata=self._on_metadata)
         await self.engine.start()
-        # announces leave from the address the verifier listens on, so a peer that dials us reaches it
-        probe = [s.verify.probe_interface] if s.verify.method == "probe" and s.verify.probe_interface else []
-        self.announcer = Announcer(s.trackers, self.engine.add_peer, self.engine.announce_port, self.engine.peer_id,
-                                   None, policy=self.engine.policy, own_ips=lambda: engine.own_ips,
-                                   local_ips=[*probe, *s.swarm.outgoing_interfaces])
+        session = Announcer(s.trackers, self.engine.add_peer, self.engine.listen_port, self.engine.peer_id,
+                            None, policy=self.engine.policy, own_ips=lambda: engine.own_ips,
+                            local_ips=s.swarm.outgoing_interfaces)
+        self.announcer = Announcers(session)
+        if self.engine.verifier is not None:
+            # the verifier's listener too, from its own address: a peer that dials it is proven on that connection
+            probe = [s.verify.probe_interface] if s.verify.probe_interface else []
+            self.announcer = Announcers(session, Announcer(
+                s.trackers, self.engine.add_peer, self.engine.announce_port, new_peer_id(), None,
+                policy=self.engine.policy, own_ips=lambda: engine.own_ips,
+                local_ips=[*probe, *s.swarm.outgoing_interfaces]))
         await self.announcer.start()
         self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
                                    s.daemon.target_poll_s, actor=f"node:{s.node.name}")

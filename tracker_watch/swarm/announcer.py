@@ -229,3 +229,28 @@ class _Datagrams(asyncio.DatagramProtocol):
                 if tp.udp_reply_matches(data, transaction_id):
                     return data
                 self.ignored += 1
+
+
+class Announcers:
+    """Several identities announced for the same swarms: the session's address and port (it fetches
+    metadata and takes part in PEX) and the verifier's listener (a peer that dials it is proven on that
+    connection). Each has its own peer id and address; the watchlist tracks targets in all of them."""
+
+    def __init__(self, *announcers: Announcer) -> None:
+        self.members = announcers
+
+    async def start(self) -> None:
+        for a in self.members:
+            await a.start()
+
+    async def stop(self) -> None:
+        for a in self.members:
+            await a.stop()
+
+    def track(self, target: AnnounceTarget) -> None:
+        for a in self.members:
+            a.track(target)
+
+    def untrack(self, key: str) -> None:
+        for a in self.members:
+            a.untrack(key)

@@ -20,7 +20,7 @@ from tracker_watch import log
 from tracker_watch.domain.targets import TargetParseError, meta_from_info
 from tracker_watch.evidence.collector import Collector, TargetRef
 from tracker_watch.ledger.targets import TargetRow, TargetStore
-from tracker_watch.swarm.announcer import Announcer, AnnounceTarget
+from tracker_watch.swarm.announcer import Announcer, Announcers, AnnounceTarget
 from tracker_watch.swarm.engine import SwarmEngine
 from tracker_watch.swarm.swarm import SwarmSpec
 
@@ -34,7 +34,7 @@ class _Group:
 
 
 class Watchlist:
-    def __init__(self, store: TargetStore, engine: SwarmEngine, collector: Collector, announcer: Announcer,
+    def __init__(self, store: TargetStore, engine: SwarmEngine, collector: Collector, announcer: Announcer | Announcers,
                  poll_s: float, full_every: int = 15, actor: str = "daemon") -> None:
         self.store = store
         self.engine = engine
