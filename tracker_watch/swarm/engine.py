@@ -153,6 +153,8 @@ class SwarmEngine:
         self.swarms[spec.key] = swarm
         self._by_handle[handle] = swarm
         self._index_dht(swarm, spec.infohash_v1, spec.infohash_v2)
+        if self.verifier is not None:
+            self.verifier.expect(spec.key, spec.infohash_v1)
         if spec.info is not None:
             swarm.on_metadata(meta_from_info(spec.info), spec.info)
             if self.verifier is not None:

@@ -15,6 +15,7 @@ named in the swarm, within the day's budget: probes per IP, pieces per IP, bytes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import os
 import random
@@ -32,6 +33,7 @@ from tracker_watch.swarm.wire.incoming import Choice, verify_incoming
 
 _log = log.get("tracker_watch.verify")
 ALTERNATIVES = 64  # other pieces a partial seeder may serve instead of the first choice
+METADATA_WAIT_S = 20.0  # how long a peer that dialled us is held while the swarm's metadata arrives
 PRESENCE_S = 1800.0  # a peer not named again for this long has left: no more retries on its behalf
 _GIVE_UP = {Reason.WRONG_INFOHASH, Reason.SELF}  # never worth another connection today
 
@@ -93,24 +95,36 @@ class Verifier:
         self._slots = asyncio.Semaphore(settings.probe_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_hash: dict[bytes, str] = {}  # v1 infohash → swarm key: what a peer dialling us may ask for
+        self._expected: dict[bytes, asyncio.Event] = {}  # watched, metadata not yet known: set when it is
         self._servers: list[asyncio.Server] = []
         self.listen_port = 0
         self.allows: Callable[[str], bool] = lambda ip: True  # the engine's address policy
         self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0, "payload_bytes": 0}
 
     # --- what the engine tells us ----------------------------------------------------------------
+    def expect(self, key: str, info_hash_v1: bytes | None) -> None:
+        """A swarm is watched but its metadata not known yet: peers that dial us for it are held a moment."""
+        if info_hash_v1 is not None:
+            self._expected.setdefault(info_hash_v1, asyncio.Event())
+
     def attach(self, swarm: SwarmView) -> None:
         """The swarm's metadata is known: its pending candidates can be probed."""
         self.swarms[swarm.key] = swarm
         if swarm.info_hash_v1 is not None:
             self._by_hash[swarm.info_hash_v1] = swarm.key
+            if (event := self._expected.pop(swarm.info_hash_v1, None)) is not None:
+                event.set()
         for cand in self.candidates.values():
             if cand.key == swarm.key and not cand.done:
                 self._schedule(cand, 0.0)
 
     def detach(self, key: str) -> None:
         self.swarms.pop(key, None)
-        self._by_hash = {h: k for h, k in self._by_hash.items() if k != key}
+        gone = [h for h, k in self._by_hash.items() if k == key] + [h for h in self._expected if h.hex() == key]
+        for h in gone:
+            self._by_hash.pop(h, None)
+            if (event := self._expected.pop(h, None)) is not None:
+                event.set()
         self.candidates = {k: c for k, c in self.candidates.items() if c.key != key}
 
     def offer(self, key: str, peer: Endpoint, source_bits: int = 0) -> None:
@@ -227,7 +241,14 @@ class Verifier:
             return
         taken: list[_Candidate] = []
 
-        def choose(info_hash: bytes) -> Choice | None:
+        async def choose(info_hash: bytes) -> Choice | None:
+            if info_hash in self._expected and info_hash not in self._by_hash:
+                # a swarm we watch whose metadata is on its way: hold the peer a moment rather than lose it
+                # (it may be one we can reach no other way)
+                event = self._expected[info_hash]
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(METADATA_WAIT_S):
+                        await event.wait()
             cand = self._incoming_candidate(info_hash, ip)
             swarm = self.swarms.get(cand.key) if cand is not None else None
             pieces = self._pieces(swarm, cand) if swarm is not None and cand is not None else None
@@ -242,7 +263,7 @@ class Verifier:
         async with self._slots:
             try:
                 result = await verify_incoming(
-                    reader, writer, choose, lambda: list(self._by_hash), _peer_id(),
+                    reader, writer, choose, lambda: [*self._by_hash, *self._expected], _peer_id(),
                     allow_plaintext=self.settings.probe_encryption != "require",
                     timeouts=Timeouts(total=self.settings.probe_timeout_s), client_name=self.client_name)
                 if result is not None and taken:

@@ -8,7 +8,7 @@ our own dials: we send our handshake, advertise nothing, and verify one piece.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from tracker_watch.domain import mse
@@ -70,7 +70,7 @@ INITIAL_BUDGET = 1 << 16  # bytes a peer may send before we know which torrent i
 
 
 async def verify_incoming(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                          choose: Callable[[bytes], Choice | None], skeys: Callable[[], Sequence[bytes]],
+                          choose: Callable[[bytes], Awaitable[Choice | None]], skeys: Callable[[], Sequence[bytes]],
                           peer_id: bytes, *, allow_plaintext: bool = True, timeouts: Timeouts | None = None,
                           client_name: str = CLIENT_NAME) -> ProbeResult | None:
     """Like verify_accepted, for a listener that serves many torrents: the peer's handshake (or the MSE
@@ -100,7 +100,7 @@ async def verify_incoming(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     except (ProbeFailure, TimeoutError):
         await raw.close()
         return None
-    chosen = choose(info_hash)
+    chosen = await choose(info_hash)
     if chosen is None:
         await stream.close()
         return None
