@@ -25,10 +25,10 @@ from tracker_watch.domain.peers import Endpoint, PeerEvent
 from tracker_watch.domain.targets import TargetParseError, meta_from_info
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.swarm.alerts import AlertPump
+from tracker_watch.swarm.ipfilter import SessionFilter
 from tracker_watch.swarm.planner import PiecePlanner
 from tracker_watch.swarm.settings import (
     apply_zero_upload_peer_classes,
-    ip_filter,
     lowered_settings,
     new_session,
     session_settings,
@@ -87,13 +87,14 @@ class SwarmEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.peer_id = b"-TW0100-" + os.urandom(6).hex().encode()
-        self._held: dict[str, int] = {}  # addresses the session keeps off while the verifier talks to them
+        self.filter = SessionFilter(lambda: self.session, self.policy, self.own_ips, lambda: self.swarms.values())
         self.verifier: Verifier | None = None
         if v.method == "probe":  # each candidate is proven over a connection of its own (swarm/verifier.py)
             # the probe address first; the session's own addresses for a family it does not cover
             local = ([v.probe_interface] if v.probe_interface else []) + list(sw.outgoing_interfaces)
             self.verifier = Verifier(v, sink, local, client_name=SOFTWARE, own=self.listen_endpoints,
-                                     session_ips=set(sw.outgoing_interfaces), hold=self.hold, release=self.release)
+                                     session_ips=set(sw.outgoing_interfaces), hold=self.filter.hold,
+                                     release=self.filter.release)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -105,7 +106,7 @@ class SwarmEngine:
         for name, (asked, held) in lowered_settings(pack, self.session).items():
             _log.warning("libtorrent_setting_lowered", setting=name, asked=asked, held=held)
         apply_zero_upload_peer_classes(self.session)
-        self._apply_ip_filter()
+        self.filter.apply()
         self._pump = AlertPump(self.session, self._on_alerts)
         self._pump.start(self._loop)
         self._tasks = [asyncio.create_task(self._stats_loop(), name="swarm-stats")]
@@ -326,34 +327,7 @@ class SwarmEngine:
         self.listen_endpoints.add((ip, int(a.port)))
         if ip not in self.own_ips:
             self.own_ips.add(ip)
-            self._apply_ip_filter()
-
-    def _apply_ip_filter(self) -> None:
-        """The address policy inside libtorrent too: peers it learns by itself (PEX) and incoming
-        connections from forbidden addresses are refused before they reach us."""
-        if self.session is not None:
-            self.session.set_ip_filter(ip_filter(self.policy, self.own_ips, self._held))
-
-    async def hold(self, ip: str) -> None:
-        """Keep the session off `ip` while the verifier talks to it from the session's own address: a client
-        takes one connection per address and would refuse the verifier's. Returns once the session's
-        connections to it are gone (or after a few seconds: the verifier then simply tries)."""
-        self._held[ip] = self._held.get(ip, 0) + 1
-        self._apply_ip_filter()
-        # only swarms whose last sample had it connected (reading every swarm's peers would not scale)
-        swarms = [s for s in self.swarms.values() if any(p[0] == ip for p in s.connected)]
-        for _ in range(30):
-            if not any(ip in _connected_ips(s) for s in swarms):
-                return
-            await asyncio.sleep(0.1)
-
-    def release(self, ip: str) -> None:
-        left = self._held.get(ip, 0) - 1
-        if left > 0:
-            self._held[ip] = left
-        else:
-            self._held.pop(ip, None)
-        self._apply_ip_filter()
+            self.filter.apply()
 
     def _alerts_dropped(self, a: Any) -> None:
         self.alerts_dropped += 1
@@ -387,10 +361,6 @@ class SwarmEngine:
                 if not swarm.closed:
                     self._dht_lookup(swarm)
                 await asyncio.sleep(interval / len(swarms))
-
-
-def _connected_ips(swarm: Swarm) -> set[str]:
-    return {normalize_ip(str(p.ip[0])) for p in swarm.handle.get_peer_info()} if not swarm.closed else set()
 
 
 def _destroy(session: Any) -> None:

@@ -27,10 +27,7 @@ async def verify_accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     """Verify `spec` (or the first of `alternatives` the peer has, if it lacks `spec`) from the peer on an
     accepted connection; closes it when done. Never raises for anything the peer does."""
     t = timeouts or Timeouts()
-    peer = writer.get_extra_info("peername") or ("?", 0)
-    sock = writer.get_extra_info("sockname")
-    result = ProbeResult(ip=peer[0], port=peer[1], info_hash=spec.info_hash, piece_index=spec.index,
-                         started_at=datetime.now(UTC), connected=True, local=(sock[0], sock[1]) if sock else None)
+    result = _result(writer, spec)
     budget = max_bytes or max(default_budget(s) for s in [spec, *alternatives])
     session = PeerSession(WireStream(reader, writer, max_bytes=budget, idle=t.idle), spec, peer_id, client_name,
                           t.deadlines(), alternatives)
@@ -50,6 +47,19 @@ async def verify_accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWr
             result.mse, result.encrypted = True, session.stream.encrypted
         await session.handshake(sent=False, initiator=False)
 
+    return await _run(result, session, opening, t)
+
+
+def _result(writer: asyncio.StreamWriter, spec: PieceSpec) -> ProbeResult:
+    peer = writer.get_extra_info("peername") or ("?", 0)
+    sock = writer.get_extra_info("sockname")
+    return ProbeResult(ip=peer[0], port=peer[1], info_hash=spec.info_hash, piece_index=spec.index,
+                       started_at=datetime.now(UTC), connected=True, local=(sock[0], sock[1]) if sock else None)
+
+
+async def _run(result: ProbeResult, session: PeerSession, opening: Callable[[], Awaitable[None]],
+               t: Timeouts) -> ProbeResult:
+    """Handshakes, then the piece, within the whole verification's time; the result says how it ended."""
     try:
         async with asyncio.timeout(t.total):
             await run_session(result, session, opening)
@@ -78,8 +88,6 @@ async def verify_incoming(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     or None when we watch no such torrent or have nothing to ask of this peer today (then the connection is
     closed and None returned). `skeys()` lists the infohashes an MSE handshake may name."""
     t = timeouts or Timeouts()
-    peer = writer.get_extra_info("peername") or ("?", 0)
-    sock = writer.get_extra_info("sockname")
     raw = WireStream(reader, writer, max_bytes=INITIAL_BUDGET, idle=t.idle)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + t.handshake
@@ -106,22 +114,14 @@ async def verify_incoming(reader: asyncio.StreamReader, writer: asyncio.StreamWr
         return None
     spec, alternatives = chosen
     stream.max_bytes = max(default_budget(s) for s in [spec, *alternatives])
-    result = ProbeResult(ip=peer[0], port=peer[1], info_hash=spec.info_hash, piece_index=spec.index,
-                         started_at=datetime.now(UTC), connected=True, local=(sock[0], sock[1]) if sock else None)
+    result = _result(writer, spec)
     result.mse = result.encrypted = encrypted and stream.encrypted
     session = PeerSession(stream, spec, peer_id, client_name, t.deadlines(), alternatives)
 
     async def opening() -> None:
         await session.handshake(sent=False, initiator=False)
 
-    try:
-        async with asyncio.timeout(t.total):
-            await run_session(result, session, opening)
-    except TimeoutError:
-        result.reason, result.detail = Reason.TIMEOUT, f"verification took longer than {t.total:g} s"
-    result.attempts.append(f"incoming: {result.reason or 'verified'}")
-    result.finished_at = datetime.now(UTC)
-    return result
+    return await _run(result, session, opening, t)
 
 
 async def _respond_any(raw: WireStream, head: bytes, skeys: list[bytes], allow_plaintext: bool,
