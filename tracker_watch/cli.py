@@ -1,4 +1,5 @@
-"""Command line: `tracker-watch run | migrate | target … | peers | ledger … | evidence export | demo | lab`.
+"""Command line: `tracker-watch run | migrate | target … | peers | ledger … | evidence export | nodes | node … |
+demo | lab`.
 
 Exit codes: 0 success, 1 the operation failed at run time, 2 bad input or configuration (one line on
 stderr saying what was wrong; nothing written). An id that names nothing is bad input.
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from tracker_watch import SOFTWARE, cli_help, cli_ledger, cli_strikes
+from tracker_watch import SOFTWARE, cli_help, cli_ledger, cli_nodes, cli_strikes
 from tracker_watch import log as logmod
 from tracker_watch.cli_checks import UsageError, check_database_meant, check_isp_set
 from tracker_watch.config import ConfigError, LogSettings, Settings, load_settings
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", type=int)
     cli_ledger.add_parsers(sub)
     cli_strikes.add_parsers(sub)
+    cli_nodes.add_parsers(sub)
     demo = sub.add_parser("demo", help="end-to-end demo on a local swarm and an embedded PostgreSQL")
     demo.add_argument("--seconds", type=float, default=40.0, help="longest to observe the swarm")
     demo.add_argument("--serve", type=float, nargs="?", const=3600.0, default=None, metavar="SECONDS",
@@ -296,6 +298,7 @@ _COMMANDS: dict[tuple[str, str | None], DbCommand] = {
     ("ledger", "purge"): cli_ledger.purge,
     ("evidence", "export"): cli_ledger.export,
     **cli_strikes.COMMANDS,
+    **cli_nodes.COMMANDS,
     ("strikes", "list"): _strikes_list,
 }
 _CHECKS: dict[tuple[str, str | None], Callable[[argparse.Namespace], None]] = {

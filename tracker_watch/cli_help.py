@@ -70,6 +70,13 @@ HELP: dict[str, tuple[str, list[str]]] = {
     "notices": ("The notices outbox: ACNS XML and JSON notices to ISPs.", [f"{C} notices list"]),
     "notices list": ("Notices and their delivery state.", [f"{C} notices list"]),
     "notices show": ("Print one notice as the ISP receives it.", [f"{C} notices show 2 --format xml"]),
+    "nodes": ("The fleet: each node's state (alive, drained, silent, stopped), version, swarm leases / capacity, "
+              "targets, spool depth and last heartbeat.", [f"{C} nodes"]),
+    "node": ("Drain a node before maintenance, undrain it after.", [f"{C} node drain node-3"]),
+    "node drain": ("Hand every lease of the node back (within daemon.target_poll_s) and take no new ones; it keeps "
+                   "running idle, also across restarts, until `node undrain`.", [f"{C} node drain node-3",
+                                                                                  f"{C} nodes"]),
+    "node undrain": ("Let a drained node take its share of swarms again.", [f"{C} node undrain node-3"]),
     "demo": ("The whole path on a local swarm and a throw-away embedded PostgreSQL, in under a minute; leaves "
              "nothing behind.", ["tracker-watch demo"]),
     "lab": ("A local swarm to run the daemon against: a tracker, seeders, a decoy and a liar on loopback "

@@ -52,9 +52,11 @@ class NodeSettings:
     state_dir: Path = field(default_factory=_default_state_dir,
                             metadata=_doc("Directory for the embedded database, signing key and spool."))
     max_targets: int = field(default=10_000, metadata=_doc(
-        "Most targets this node monitors at once; the rest are left to other nodes.", min=1, max=1_000_000))
+        "Most swarms this node monitors at once (a torrent registered by several rights holders counts once); the "
+        "rest are left to other nodes.", min=1, max=1_000_000))
     lease_ttl_s: float = field(default=30.0, metadata=_doc(
-        "A node that stops renewing its target leases loses them after this long.", min=3.0, max=3600.0))
+        "A node that stops renewing its swarm leases loses them after this long; cut off from the database, "
+        "it stops its swarms lease_ttl_s − heartbeat_s after its last heartbeat (fencing).", min=3.0, max=3600.0))
     heartbeat_s: float = field(default=10.0, metadata=_doc(
         "How often leases are renewed and free targets taken (well under lease_ttl_s).", min=0.5, max=1800.0))
 

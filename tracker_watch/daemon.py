@@ -68,7 +68,7 @@ class Daemon:
         self.watchlist: Watchlist | None = None
         self.ownership: Ownership | None = None
         self._beat_lock = asyncio.Lock()
-        self._seen_revision = -1
+        self._seen_pulse: tuple[Any, ...] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -110,7 +110,7 @@ class Daemon:
         self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
                                    s.daemon.target_poll_s, actor=f"node:{s.node.name}")
         self.ownership = Ownership(self.db.pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
-                                   s.node.heartbeat_s)
+                                   s.node.heartbeat_s, lambda: (spool.pending_records, spool.pending_bytes))
         await self._heartbeat()  # take our leases (our own at once after a crash) and resume those targets
         if s.api.enabled:
             from tracker_watch.api.app import ApiServer
@@ -127,6 +127,7 @@ class Daemon:
             await self.metrics_server.start()
             await metrics.refresh_database_gauges(self.db.pool)
         periodic = {"heartbeat": (s.node.heartbeat_s, self._heartbeat),
+                    "fence": (min(1.0, s.node.heartbeat_s / 4), self._fence),
                     "new-targets": (s.daemon.target_poll_s, self._new_targets),
                     "forget-idle": (60.0, self._forget_idle), "retention": (3600.0, self._retention),
                     "metrics": (s.metrics.refresh_s, lambda: metrics.refresh_database_gauges(self.db.pool)),
@@ -243,7 +244,7 @@ class Daemon:
         async with self._beat_lock:
             beat = await self.ownership.beat()
             await self._name_new_targets(beat.owned)  # before their swarms log their first line
-            await self.watchlist.set_owned(beat.owned)
+            await self.watchlist.set_owned(self.ownership.valid())  # empty if the beat took longer than the lease
             log.TARGETS_BY_INFOHASH.clear()
             log.TARGETS_BY_INFOHASH.update({key: [r.target_id for r in group.refs]
                                             for key, group in self.watchlist.groups.items()})
@@ -257,11 +258,33 @@ class Daemon:
             log.TARGETS_BY_INFOHASH.setdefault(bytes(r["ih"]).hex(), []).append(r["id"])
 
     async def _new_targets(self) -> None:
-        """Beat early when targets were added or changed, so new ones start within daemon.target_poll_s."""
-        revision = await self.db.pool.fetchval("SELECT coalesce(max(revision), 0) FROM targets")
-        if revision != self._seen_revision:
-            self._seen_revision = revision
+        """Beat early when targets were added or changed, this node was drained or undrained, or another node
+        handed swarms back: new targets start, and a drain moves every swarm, within daemon.target_poll_s."""
+        assert self.ownership is not None
+        pulse = await self.ownership.pulse()
+        if pulse != self._seen_pulse:
+            self._seen_pulse = pulse
             await self._heartbeat()
+
+    async def _fence(self) -> None:
+        """Stop every swarm once our leases may have lapsed: no heartbeat committed for lease_ttl_s − heartbeat_s
+        (database away), after which another node may take them. The next heartbeat that commits resumes what
+        we still hold; what we observed until now is in the spool and is written when the database is back."""
+        assert self.ownership is not None
+        assert self.watchlist is not None
+        if not self.watchlist.owned or self.ownership.valid():
+            return
+        _log.warning("leases_fenced", swarms=len(self.watchlist.groups), targets=len(self.watchlist.owned),
+                     note="no heartbeat reached the database within the lease; stopped until one does")
+        metrics.LEASE_CHANGES.labels(change="fenced").inc(len(self.ownership.swarms))
+        try:
+            await asyncio.wait_for(self.watchlist.set_owned(frozenset()), timeout=1.0)
+        except TimeoutError:  # the watchlist waits on the database: interrupt it, stop, start it again
+            task = next(t for t in self._tasks if t.get_name() == "watchlist")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self.watchlist.set_owned(frozenset())
+            self._tasks[self._tasks.index(task)] = asyncio.create_task(self.watchlist.run(), name="watchlist")
 
     async def _forget_idle(self) -> None:
         now = utc_now_ms()

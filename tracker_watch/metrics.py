@@ -60,8 +60,9 @@ OBSERVATIONS_DROPPED = Counter("tracker_watch_observations_dropped_total",
                                "Observations lost because the spool was full or failing, by reason.", ["reason"])
 SPOOL_CORRUPT = Counter("tracker_watch_spool_corrupt_records_total",
                         "Damaged spool records reported and skipped on replay.")
-LEASES = Gauge("tracker_watch_leases", "Target leases this node holds.")
-LEASE_CHANGES = Counter("tracker_watch_lease_changes_total", "Target leases taken, released or lost.", ["change"])
+LEASES = Gauge("tracker_watch_leases", "Swarm leases this node holds.")
+LEASE_CHANGES = Counter("tracker_watch_lease_changes_total",
+                        "Swarm leases taken, released, lost, or fenced (no heartbeat within the lease).", ["change"])
 DATABASE_UP = Gauge("tracker_watch_database_up", "1 if the last database probe succeeded.")
 # Database-wide: refreshed from PostgreSQL, so every node exports the same figures. Aggregate them across
 # nodes with max(), never sum() (README, "Metrics"; the dashboards and alert rules do).
@@ -156,7 +157,7 @@ def init_label_sets() -> None:
         OBSERVATIONS_DROPPED.labels(reason=reason)
     for source in ("tracker", "dht", "pex", "incoming"):
         PEERS_REFUSED.labels(source=source)
-    for change in ("taken", "released", "lost"):
+    for change in ("taken", "released", "lost", "fenced"):
         LEASE_CHANGES.labels(change=change)
 
 

@@ -98,7 +98,9 @@ async def test_drain_hands_everything_back_and_takes_nothing(db: Database) -> No
     assert len(a.owned) == len(b.owned) == 3
     await db.pool.execute("UPDATE nodes SET drained_at = now() WHERE name = 'a'")
     drained = await a.beat()
-    assert drained.drained and drained.owned == frozenset() and drained.released == ids - b.owned
+    assert drained.drained
+    assert drained.owned == frozenset()
+    assert drained.released == ids - b.owned
     beat = await b.beat()  # at once: the share of a drained node is nobody's, and no TTL to wait for
     assert beat.owned == ids
     await _settle([a, b])
@@ -112,6 +114,7 @@ async def test_the_heartbeat_reports_the_spool_depth(db: Database) -> None:
     a = Ownership(db.pool, "a", "tw/test", 10, ttl_s=3.0, heartbeat_s=0.5, spool_depth=lambda: (12, 3456))
     await a.beat()
     row = await db.pool.fetchrow("SELECT spool_records, spool_bytes FROM nodes WHERE name = 'a'")
+    assert row is not None
     assert (row["spool_records"], row["spool_bytes"]) == (12, 3456)
 
 

@@ -120,7 +120,8 @@ class Ownership:
             await conn.execute(_PLACEHOLDERS)  # its own short transaction
         async with self.pool.acquire() as conn, conn.transaction():
             drained = bool(await conn.fetchval(
-                "INSERT INTO nodes (name, max_targets, version, spool_records, spool_bytes) VALUES ($1, $2, $3, $4, $5) "
+                "INSERT INTO nodes (name, max_targets, version, spool_records, spool_bytes) "
+                "VALUES ($1, $2, $3, $4, $5) "
                 "ON CONFLICT (name) DO UPDATE SET max_targets = $2, version = $3, heartbeat_at = now(), "
                 "stopped_at = NULL, spool_records = $4, spool_bytes = $5 RETURNING drained_at IS NOT NULL",
                 self.node, self.max_targets, self.version, records, size))
@@ -152,6 +153,15 @@ class Ownership:
         lost = before - owned - released_ids
         self._count(len(taken), lost, len(released), starved)
         return Beat(owned, taken_ids, lost, frozenset(released_ids), share, starved, dict(mine), drained)
+
+    async def pulse(self) -> tuple[Any, ...]:
+        """Cheap signs that an early heartbeat is worth it: a new target revision, this node drained or
+        undrained, a lease handed back somewhere (a drain or a stop: its swarms are free now)."""
+        row = await self.pool.fetchrow(
+            "SELECT (SELECT coalesce(max(revision), 0) FROM targets) AS revision, "
+            "(SELECT drained_at IS NOT NULL FROM nodes WHERE name = $1) AS drained, "
+            "(SELECT max(ended_at) FROM lease_terms) AS ended", self.node)
+        return (row["revision"], row["drained"], row["ended"])
 
     async def release_all(self) -> int:
         """Hand every lease back at once (shutdown): the other nodes take the swarms at their next beat."""

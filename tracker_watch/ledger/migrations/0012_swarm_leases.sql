@@ -39,6 +39,7 @@ CREATE TABLE lease_terms (
     PRIMARY KEY (swarm, epoch)
 );
 CREATE INDEX lease_terms_node ON lease_terms (node, acquired_at);
+CREATE INDEX lease_terms_ended ON lease_terms (ended_at);  -- a lease handed back wakes the other nodes
 
 -- Drain (`tracker-watch node drain NAME`): a drained node hands its leases back at its next look and takes
 -- none until `node undrain NAME`; it survives a restart. The heartbeat reports the spool's depth.
