@@ -53,7 +53,8 @@ async def proxy(pg_dsn: str) -> AsyncIterator[PgProxy]:
 
 async def test_a_30s_database_outage_loses_nothing(make_settings: SettingsFactory, proxy: PgProxy,
                                                    local_swarm: LocalSwarm) -> None:
-    daemon = Daemon(make_settings(database={"dsn": proxy.dsn, "write_timeout_s": 3.0}))
+    # an outage shorter than the lease: the node rides it out (a longer one fences it, see tests/test_fleet.py)
+    daemon = Daemon(make_settings(database={"dsn": proxy.dsn, "write_timeout_s": 3.0}, node={"lease_ttl_s": 120.0}))
     await daemon.start()
     batcher, collector, engine = daemon.batcher, daemon.collector, daemon.engine
     assert batcher is not None

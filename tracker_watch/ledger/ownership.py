@@ -156,12 +156,14 @@ class Ownership:
 
     async def pulse(self) -> tuple[Any, ...]:
         """Cheap signs that an early heartbeat is worth it: a new target revision, this node drained or
-        undrained, a lease handed back somewhere (a drain or a stop: its swarms are free now)."""
+        undrained, a lease handed back somewhere (a drain or a stop: its swarms are free now), a node that
+        started, stopped, was drained or undrained (the fair shares changed)."""
         row = await self.pool.fetchrow(
             "SELECT (SELECT coalesce(max(revision), 0) FROM targets) AS revision, "
             "(SELECT drained_at IS NOT NULL FROM nodes WHERE name = $1) AS drained, "
-            "(SELECT max(ended_at) FROM lease_terms) AS ended", self.node)
-        return (row["revision"], row["drained"], row["ended"])
+            "(SELECT max(ended_at) FROM lease_terms) AS ended, "
+            "(SELECT count(*) FROM nodes WHERE stopped_at IS NULL AND drained_at IS NULL) AS serving", self.node)
+        return (row["revision"], row["drained"], row["ended"], row["serving"])
 
     async def release_all(self) -> int:
         """Hand every lease back at once (shutdown): the other nodes take the swarms at their next beat."""
