@@ -39,13 +39,13 @@ async def test_two_holders_of_one_torrent_get_one_node(db: Database) -> None:
     a_id = await _register(db.pool, V1, "Studio A")
     b_id = await _register(db.pool, V1, "Studio B")
     hybrid = await _register(db.pool, f"magnet:?xt=urn:btih:{'cc' * 20}&xt=urn:btmh:1220{V2}", "Studio A")
-    v2_only = await _register(db.pool, V2, "Studio C")  # the same hybrid, by its v2 hash alone
+    v1_only = await _register(db.pool, "cc" * 20, "Studio C")  # the same hybrid, by its v1 hash alone
     nodes = [_node(db.pool, f"n{i}") for i in range(2)]
     await _settle(nodes)
     owners = {t: n.node for n in nodes for t in n.owned}
-    assert set(owners) == {a_id, b_id, hybrid, v2_only}
+    assert set(owners) == {a_id, b_id, hybrid, v1_only}
     assert owners[a_id] == owners[b_id]  # one node joins the swarm, each holder keeps its own target
-    assert owners[hybrid] == owners[v2_only]  # a hybrid counts once
+    assert owners[hybrid] == owners[v1_only]  # a hybrid counts once
     assert owners[a_id] != owners[hybrid]  # two swarms, two nodes: fair shares count swarms
     assert sorted(len(n.swarms) for n in nodes) == [1, 1]
 

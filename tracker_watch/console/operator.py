@@ -22,7 +22,7 @@ GAUGES = (("tracker_watch_swarms", "Swarms joined"), ("tracker_watch_peers_conne
           ("tracker_watch_payload_uploaded_bytes_total", "Payload uploaded (must stay 0)"),
           ("tracker_watch_alerts_dropped_total", "libtorrent alerts dropped"))
 NODES = """
-    SELECT n.name, n.version, n.max_targets, n.started_at, n.heartbeat_at, n.stopped_at,
+    SELECT n.name, n.version, n.max_targets, n.started_at, n.heartbeat_at, n.stopped_at, n.drained_at,
            n.stopped_at IS NULL AND n.heartbeat_at > now() - $1 * interval '1 second' AS alive,
            (SELECT count(*) FROM target_leases l WHERE l.node = n.name AND l.expires_at > now()) AS leases
     FROM nodes n ORDER BY n.name

@@ -4,17 +4,12 @@
 -- this version mirror their swarm leases into target_leases for that reason (docs/scaling.md, "Rolling
 -- upgrades"); the release after every node runs this one drops target_leases (the contract step).
 
--- The swarm of an active target: the libtorrent torrent its infohashes name. A hybrid (v1 + v2) is one
--- swarm whichever of its hashes a rights holder registered with it: a v2-only registration joins the swarm
--- of an active target that has the same v2 hash and a v1 one.
+-- The swarm of an active target: the libtorrent torrent the watchlist runs for it, named as the watchlist
+-- names it (TargetRow.key): its v1 infohash, else its v2. A hybrid registered with both hashes is one swarm,
+-- and so is every registration of it that includes the v1 hash.
 CREATE VIEW active_target_swarms AS
-SELECT t.id AS target_id,
-       coalesce(t.infohash_v1,
-                (SELECT o.infohash_v1 FROM targets o
-                 WHERE o.infohash_v2 = t.infohash_v2 AND o.status = 'active' AND o.infohash_v1 IS NOT NULL
-                 ORDER BY o.infohash_v1 LIMIT 1),
-                t.infohash_v2) AS swarm
-FROM targets t WHERE t.status = 'active';
+SELECT t.id AS target_id, coalesce(t.infohash_v1, t.infohash_v2) AS swarm FROM targets t WHERE t.status = 'active';
+CREATE INDEX targets_active_swarm ON targets ((coalesce(infohash_v1, infohash_v2))) WHERE status = 'active';
 
 -- One row per swarm ever leased. A lease is released by disowning it (node '' and expired), never by
 -- deleting it, so that `epoch` only ever grows: it is bumped at every take, and a term (swarm, epoch)
