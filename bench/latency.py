@@ -59,6 +59,8 @@ async def one_run(dsn: str, args: argparse.Namespace) -> dict[str, float]:
             ips = addresses(args.torrents * args.peers)
             peers = [SimPeer(next(ips), {t.info_hash: t}, tracker.url) for t in torrents for _ in range(args.peers)]
             verified, seen = await _start_and_watch(daemon, peers, args)
+            if daemon.engine is not None and daemon.engine.verifier is not None:
+                print("  verifier: " + ", ".join(f"{k} {v}" for k, v in daemon.engine.verifier.stats.items()))
         finally:
             for p in peers:
                 await p.stop()

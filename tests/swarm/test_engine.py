@@ -105,3 +105,19 @@ async def test_ipv6_peer_is_observed_and_verified(make_settings: SettingsFactory
     finally:
         seeder.pause()
         await e.engine.stop()
+
+
+async def test_the_verifiers_own_listener_is_never_a_candidate(eut: EngineUnderTest, local_swarm: LocalSwarm) -> None:
+    """Trackers list our verifier's announced endpoint back to us. Probing it was a conversation with
+    ourselves that held a probe slot and a listener slot: in bench.latency 305 of 846 probes, and the
+    reason the p95 latency was 48 s (peers dialling us found every slot taken)."""
+    verifier = eut.engine.verifier
+    assert verifier is not None
+    assert verifier.listen_port
+    swarm = eut.watch_magnet(local_swarm, with_info=True)
+    ours = (PROBE_IP, verifier.listen_port)
+    eut.engine.add_peer(swarm.key, ours, Source.TRACKER, "http://tracker/announce")
+    assert ours not in swarm.listed
+    assert (swarm.key, PROBE_IP) not in verifier.candidates
+    verifier.offer(swarm.key, ours, 4)  # named by PEX, or connected by the session
+    assert (swarm.key, PROBE_IP) not in verifier.candidates

@@ -99,7 +99,8 @@ class Verifier:
         self._servers: list[asyncio.Server] = []
         self.listen_port = 0
         self.allows: Callable[[str], bool] = lambda ip: True  # the engine's address policy
-        self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0, "payload_bytes": 0}
+        self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0, "payload_bytes": 0,
+                      "incoming_busy": 0, "incoming_no_metadata": 0, "incoming_nothing": 0, "incoming": 0}
 
     # --- what the engine tells us ----------------------------------------------------------------
     def expect(self, key: str, info_hash_v1: bytes | None) -> None:
@@ -237,8 +238,10 @@ class Verifier:
         peer = writer.get_extra_info("peername")
         ip = normalize_ip(str(peer[0])) if peer else ""
         if not ip or not self.allows(ip) or self._slots.locked():
+            self.stats["incoming_busy"] += bool(ip)
             writer.close()
             return
+        self.stats["incoming"] += 1
         taken: list[_Candidate] = []
 
         async def choose(info_hash: bytes) -> Choice | None:
@@ -249,10 +252,13 @@ class Verifier:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(METADATA_WAIT_S):
                         await event.wait()
+                if not event.is_set():
+                    self.stats["incoming_no_metadata"] += 1
             cand = self._incoming_candidate(info_hash, ip)
             swarm = self.swarms.get(cand.key) if cand is not None else None
             pieces = self._pieces(swarm, cand) if swarm is not None and cand is not None else None
             if cand is None or pieces is None:
+                self.stats["incoming_nothing"] += 1
                 return None
             cand.busy, cand.probes = True, cand.probes + 1
             taken.append(cand)
