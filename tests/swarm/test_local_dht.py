@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +68,14 @@ async def dht_swarm() -> AsyncIterator[dict[str, Any]]:
         handles = {ip: _seed(sessions[ip][0], content) for ip in [*SEEDER_IPS, PEX_ONLY_IP]}
         handles[PEX_ONLY_IP].connect_peer((SEEDER_IPS[0], sessions[SEEDER_IPS[0]][1]))
         probe = sessions[NODE_IPS[-1]][0]
-        assert content.v1 is not None
+        v1 = content.v1
+        assert v1 is not None
 
         async def announced() -> bool:
             """Both seeders can be found in the DHT (asked of a node, as the monitor will)."""
             for ip in SEEDER_IPS:
                 handles[ip].force_dht_announce()
-            probe.dht_get_peers(lt.sha1_hash(content.v1))
+            probe.dht_get_peers(lt.sha1_hash(v1))
             await asyncio.sleep(1.0)
             found = {str(p[0]) for a in probe.pop_alerts() if isinstance(a, lt.dht_get_peers_reply_alert)
                      for p in a.peers()}
@@ -129,5 +130,5 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def _contains(rows: Any, wanted: set[str]) -> bool:
+async def _contains(rows: Awaitable[set[str]], wanted: set[str]) -> bool:
     return wanted <= await rows
