@@ -78,9 +78,20 @@ async def one_run(dsn: str, args: argparse.Namespace) -> dict[str, float]:
            "max_s": max(latency, default=float("nan")),
            "connect_p50_s": percentile(connect, 50), "connect_p95_s": percentile(connect, 95),
            "verified_per_s": len(latency) / span if span > 0 else float("nan"),
+           "verified_per_s_peak10": _peak_rate(sorted(verified.values()), 10.0),
            "blocks_served": float(blocks)}
     print("  run: " + ", ".join(f"{k} {v:.2f}" for k, v in out.items()))
     return out
+
+
+def _peak_rate(times: list[float], window: float) -> float:
+    """Most verdicts in any `window` seconds, per second: the node's throughput while it is kept busy."""
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] > window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best / window
 
 
 _NO: Any = type("_NoSwarm", (), {"peers": {}})()

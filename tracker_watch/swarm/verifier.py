@@ -34,7 +34,9 @@ from tracker_watch.swarm.wire.incoming import Choice, verify_incoming
 _log = log.get("tracker_watch.verify")
 ALTERNATIVES = 64  # other pieces a partial seeder may serve instead of the first choice
 INCOMING_HOLD_S = 20.0  # how long a peer that dialled us is held for the swarm's metadata or a free slot
-INCOMING_HELD = 4  # × probe_concurrency: connections from peers held at most (beyond that they are closed)
+# × probe_concurrency: connections from peers held at most (beyond, they are closed). A held peer costs one
+# socket; one hung up on waits for a tracker to list it (a minute or more) — 4× lost 333 of 5,000 (bench)
+INCOMING_HELD = 16
 PRESENCE_S = 1800.0  # a peer not named again for this long has left: no more retries on its behalf
 _GIVE_UP = {Reason.WRONG_INFOHASH, Reason.SELF}  # never worth another connection today
 
