@@ -60,8 +60,8 @@ async def one_run(dsn: str, args: argparse.Namespace) -> dict[str, float]:
             await _until(lambda: all(any(p[0] == MONITOR_IP for p in tracker.swarms.get(t.info_hash, _NO).peers)
                                      for t in torrents), 120 + args.torrents / 5)  # announced in every swarm
             starter = _in_process if not args.peer_process else _in_child
-            verified, seen, blocks = await _start_and_watch(daemon, starter(args, tracker.url, torrents, starts),
-                                                            starts, total, args)
+            peers = starter(args, tracker.url, torrents, starts)
+            verified, seen, blocks, verdict_peak = await _start_and_watch(daemon, peers, starts, total, args)
             if daemon.engine is not None and daemon.engine.verifier is not None:
                 print("  verifier: " + ", ".join(f"{k} {v}" for k, v in daemon.engine.verifier.stats.items()))
         finally:
@@ -79,6 +79,7 @@ async def one_run(dsn: str, args: argparse.Namespace) -> dict[str, float]:
            "connect_p50_s": percentile(connect, 50), "connect_p95_s": percentile(connect, 95),
            "verified_per_s": len(latency) / span if span > 0 else float("nan"),
            "verified_per_s_peak10": _peak_rate(sorted(verified.values()), 10.0),
+           "verdicts_per_s_peak10": verdict_peak,  # the verifier's, before the evidence reaches the database
            "blocks_served": float(blocks)}
     print("  run: " + ", ".join(f"{k} {v:.2f}" for k, v in out.items()))
     return out
@@ -141,12 +142,20 @@ async def _in_child(args: argparse.Namespace, url: str, torrents: list[SimTorren
 
 
 async def _start_and_watch(daemon: Daemon, starter: Starter, starts: dict[str, float], total: int,
-                           args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float], int]:
+                           args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float], int, float]:
+    """Rows per peer as they appear; also the verifier's own peak rate of verdicts (before the database)."""
     verified: dict[str, float] = {}
     seen: dict[str, float] = {}
+    samples: list[tuple[float, int]] = []
+    verifier = daemon.engine.verifier if daemon.engine is not None else None
     start_task = asyncio.ensure_future(anext(starter))
     deadline = time.monotonic() + args.stagger + args.timeout
-    while time.monotonic() < deadline and len(verified) < total:
+    while len(verified) < total:
+        if start_task.done():  # a loaded machine may start the peers late: `timeout` after the last start
+            deadline = max(deadline, max(starts.values(), default=0.0) - time.time() + time.monotonic()
+                           + args.timeout)
+            if time.monotonic() >= deadline:
+                break
         rows = await daemon.db.pool.fetch(
             "SELECT host(ip) AS ip, max(grade_rank(grade)) AS r FROM observations "
             "WHERE host(ip) LIKE '127.1.%' GROUP BY 1")
@@ -156,11 +165,15 @@ async def _start_and_watch(daemon: Daemon, starter: Starter, starts: dict[str, f
                 seen.setdefault(r["ip"], now)
             if r["r"] >= 3:
                 verified.setdefault(r["ip"], now)
+        if verifier is not None:
+            samples.append((now, verifier.stats["verified"]))
         await asyncio.sleep(0.25)
     await start_task
     blocks = await anext(starter)
     await starter.aclose()
-    return verified, seen, blocks
+    peak = max(((c2 - c1) / (t2 - t1) for i, (t1, c1) in enumerate(samples) for t2, c2 in samples[i:]
+                if 10.0 <= t2 - t1 <= 11.0), default=float("nan"))
+    return verified, seen, blocks, peak
 
 
 async def _until(predicate: Any, timeout: float) -> None:
