@@ -148,5 +148,8 @@ def run(main: Callable[[], Any]) -> None:
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     # one log line per strike or peer would cost more than some of the work being measured
-    log.configure(LogSettings(format="console", level="warning"), node="bench", stream=sys.stderr)
+    # TW_BENCH_LOG=info: the daemon's info lines as JSON, to see where time goes
+    level = os.environ.get("TW_BENCH_LOG", "")
+    log.configure(LogSettings(format="json", level=level) if level in ("debug", "info")  # type: ignore[arg-type]
+                  else LogSettings(format="console", level="warning"), node="bench", stream=sys.stderr)
     asyncio.run(main())

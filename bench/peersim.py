@@ -73,7 +73,7 @@ class SimPeer:
         self.port = self._server.sockets[0].getsockname()[1]
         self.started_at = time.time()
         # announce from our own address, as a real peer would: the tracker lists the address it saw
-        own = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(self.ip, 0)))
+        own = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(self.ip, 0), force_close=True))
         self._http = own
         for torrent in self.torrents.values():
             self._spawn(self._announce(own, torrent))

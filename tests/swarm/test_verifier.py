@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers import wait_for
 from tracker_watch.config import settings_from_mapping
+from tracker_watch.domain import bencode
 from tracker_watch.domain.peers import PeerEvent, PeerSnapshot, PieceSettled
 from tracker_watch.swarm.verifier import Verifier
 from tracker_watch.swarm.wire import ProbeResult, Reason
@@ -142,3 +143,63 @@ async def test_nothing_is_probed_before_the_metadata(running: list[asyncio.Task[
     assert script.calls == []
     v.attach(FakeSwarm())  # metadata known: the waiting candidate goes at once
     await wait_for(lambda: v.stats["verified"] == 1)
+
+
+@dataclass
+class SimView:
+    """A swarm view of one of the simulator's torrents (whose peers serve real blocks)."""
+
+    torrent: Any
+    key: str = "cd" * 20
+    info_hash_v1: bytes | None = None
+
+    def __post_init__(self) -> None:
+        self.info_hash_v1 = bytes(self.torrent.info_hash)
+
+    def piece_hashes(self) -> bytes:
+        info = bencode.decode(self.torrent.info)
+        assert isinstance(info, dict)
+        return bytes(info[b"pieces"])
+
+    def piece_size(self, piece: int) -> int:
+        return int(self.torrent.piece_length)
+
+
+async def test_a_peer_that_dials_once_while_every_slot_is_busy_is_held_and_verified(
+        running: list[asyncio.Task[None]]) -> None:
+    """A peer that dials our listener once (it may be behind NAT: we cannot dial it back) while every probe
+    slot is taken used to be hung up on at once, and then waited for a tracker to list it (60 s or never)."""
+    from bench.peersim import SimPeer, SimTorrent
+
+    release = asyncio.Event()
+
+    async def slow_probe(ip: str, port: int, infohash: bytes, *a: Any, **kw: Any) -> ProbeResult:
+        await release.wait()  # an outgoing probe that holds the only slot
+        return ProbeResult(ip=ip, port=port, info_hash=infohash, piece_index=0, started_at=datetime.now(UTC),
+                           reason=Reason.REFUSED)
+
+    settings = settings_from_mapping({"verify": {"probe_concurrency": 1}}).verify
+    events: list[PeerEvent] = []
+    v = Verifier(settings, events.append, ["127.0.0.3"], probe_fn=slow_probe)
+    port = await v.listen(["127.0.0.3"], 0)
+    running.append(asyncio.create_task(v.run()))
+    torrent = SimTorrent(3001)
+    view = SimView(torrent)
+    v.attach(view)
+    try:
+        v.offer(view.key, ("10.0.0.1", 1), 1)
+        await wait_for(lambda: v._slots.locked())
+        peer = SimPeer("127.1.201.1", {torrent.info_hash: torrent}, "http://127.0.0.1:9/announce",
+                       peer_id=b"-SIM001-" + b"1" * 12)
+        dial = asyncio.create_task(peer._dial(("127.0.0.3", port), bytes(torrent.info_hash), set()))
+        await wait_for(lambda: v.stats["incoming"] == 1)
+        release.set()  # the slot frees up while the peer is held
+        await wait_for(lambda: v.stats["verified"] == 1, timeout=30)
+        settled = [e for e in events if isinstance(e, PieceSettled)]
+        assert [(e.contributions[0][0][0], e.passed) for e in settled] == [("127.1.201.1", True)]
+        assert v.stats["incoming_busy"] == 0
+        dial.cancel()
+        await asyncio.gather(dial, return_exceptions=True)
+    finally:
+        release.set()
+        await v.close()

@@ -54,6 +54,9 @@ class LtSeeder:
         size, digest = self.piece(index)
         assert self.content.v1 is not None
         kw.setdefault("timeouts", FAST)
+        # the previous test's connection from our address (and peer id) must be gone: libtorrent refuses a
+        # second one, and under load it may not have reaped the first yet (seen: handshake_refused, 1 in 3)
+        await wait_for(lambda: not any(str(p.ip[0]) == PROBE_IP for p in self.handle.get_peer_info()))
         return await probe(self.ip, self.port, info_hash or self.content.v1, PEER_ID, index, size, digest,
                            num_pieces=self.content.num_pieces, local_ip=PROBE_IP, **kw)
 

@@ -113,7 +113,10 @@ class SwarmEngine:
         if self.verifier is not None:
             self.verifier.allows = lambda ip: self.policy.allows(ip, self.own_ips)
             hosts = [ip for ip in self.verifier.local_ips.values() if ip]
-            await self.verifier.listen(hosts, self.settings.verify.listen_port)
+            port = await self.verifier.listen(hosts, self.settings.verify.listen_port)
+            # the verifier's listener is us too: trackers list it back to us (and peers may name it by PEX);
+            # dialling it would spend a probe slot and a listener slot on a conversation with ourselves
+            self.listen_endpoints.update((normalize_ip(h), port) for h in hosts)
             self._tasks.append(asyncio.create_task(self.verifier.run(), name="swarm-verifier"))
         if self.settings.swarm.dht_enabled:
             self._tasks.append(asyncio.create_task(self._dht_loop(), name="swarm-dht"))
@@ -207,6 +210,8 @@ class SwarmEngine:
         swarm = self.swarms.pop(key, None)
         if swarm is None:
             return
+        if self.session is not None and not swarm.closed:
+            swarm.sample_now()  # as before a recycle: no completed handshake goes without its row
         swarm.close()
         if self.verifier is not None:
             self.verifier.detach(key)

@@ -153,6 +153,19 @@ class Swarm:
     # --- alerts ----------------------------------------------------------------------------------
     def on_peer_connect(self, alert: Any) -> None:
         self.request_sample(1.0)
+        if "outgoing connection" in alert.message():  # libtorrent dials endpoints we gave it, or PEX ones
+            self._learned(endpoint(alert.endpoint))
+
+    def _learned(self, peer: Endpoint) -> None:
+        """An endpoint libtorrent dialled that we never gave it: a peer named it by PEX. It is listed (and a
+        candidate) now, even if it hangs up before any sample: a PEX-only seeder is found that way."""
+        if (peer in self.listed or peer in self._own or len(self.listed) >= self.max_peers
+                or not self.policy.allows(peer[0], self._own_ips)):
+            return
+        self.listed.add(peer)
+        self._emit(PeerListed(self.key, peer, Source.PEX, utc_now_ms()))
+        if self._candidate is not None:
+            self._candidate(self.key, peer, 4)
 
     def on_peer_disconnected(self, alert: Any) -> None:
         peer = endpoint(alert.endpoint)
@@ -168,12 +181,8 @@ class Swarm:
             if self.planner is not None:
                 self.planner.corrupt.add(peer[0])
             self.pieces.banned(peer, peer_id_or_none(alert.pid))
-        if peer not in self.listed and connect_failed and len(self.listed) < self.max_peers:
-            # libtorrent only dials endpoints we gave it or that peers told it about (PEX)
-            self.listed.add(peer)
-            self._emit(PeerListed(self.key, peer, Source.PEX, utc_now_ms()))
-            if self._candidate is not None:
-                self._candidate(self.key, peer, 4)
+        if connect_failed:
+            self._learned(peer)  # libtorrent only dials endpoints we gave it or that peers told it about (PEX)
         self.connected.discard(peer)
         _log.debug("peer_disconnected", infohash=self.key, peer=f"{peer[0]}:{peer[1]}", reason=alert.message())
         if self.planner is not None:

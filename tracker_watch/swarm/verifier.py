@@ -33,7 +33,10 @@ from tracker_watch.swarm.wire.incoming import Choice, verify_incoming
 
 _log = log.get("tracker_watch.verify")
 ALTERNATIVES = 64  # other pieces a partial seeder may serve instead of the first choice
-METADATA_WAIT_S = 20.0  # how long a peer that dialled us is held while the swarm's metadata arrives
+INCOMING_HOLD_S = 20.0  # how long a peer that dialled us is held for the swarm's metadata or a free slot
+# × probe_concurrency: connections from peers held at most (beyond, they are closed). A held peer costs one
+# socket; one hung up on waits for a tracker to list it (a minute or more) — 4× lost 333 of 5,000 (bench)
+INCOMING_HELD = 16
 PRESENCE_S = 1800.0  # a peer not named again for this long has left: no more retries on its behalf
 _GIVE_UP = {Reason.WRONG_INFOHASH, Reason.SELF}  # never worth another connection today
 
@@ -97,9 +100,11 @@ class Verifier:
         self._by_hash: dict[bytes, str] = {}  # v1 infohash → swarm key: what a peer dialling us may ask for
         self._expected: dict[bytes, asyncio.Event] = {}  # watched, metadata not yet known: set when it is
         self._servers: list[asyncio.Server] = []
+        self._incoming = 0  # connections peers opened to us, not yet finished
         self.listen_port = 0
         self.allows: Callable[[str], bool] = lambda ip: True  # the engine's address policy
-        self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0, "payload_bytes": 0}
+        self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0, "payload_bytes": 0,
+                      "incoming_busy": 0, "incoming_no_metadata": 0, "incoming_nothing": 0, "incoming": 0}
 
     # --- what the engine tells us ----------------------------------------------------------------
     def expect(self, key: str, info_hash_v1: bytes | None) -> None:
@@ -236,46 +241,64 @@ class Verifier:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         ip = normalize_ip(str(peer[0])) if peer else ""
-        if not ip or not self.allows(ip) or self._slots.locked():
+        if not ip or not self.allows(ip) or self._incoming >= INCOMING_HELD * self.settings.probe_concurrency:
+            self.stats["incoming_busy"] += bool(ip)
             writer.close()
             return
+        self.stats["incoming"] += 1
+        self._incoming += 1
         taken: list[_Candidate] = []
+        slot: list[bool] = []
 
         async def choose(info_hash: bytes) -> Choice | None:
+            # A peer that dialled us may be one we can reach no other way (NAT), and may dial only once: hold
+            # it a moment, rather than lose it, while the swarm's metadata arrives or a slot frees up.
+            hold_until = asyncio.get_running_loop().time() + INCOMING_HOLD_S
             if info_hash in self._expected and info_hash not in self._by_hash:
-                # a swarm we watch whose metadata is on its way: hold the peer a moment rather than lose it
-                # (it may be one we can reach no other way)
                 event = self._expected[info_hash]
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(METADATA_WAIT_S):
+                    async with asyncio.timeout_at(hold_until):
                         await event.wait()
+                if not event.is_set():
+                    self.stats["incoming_no_metadata"] += 1
             cand = self._incoming_candidate(info_hash, ip)
             swarm = self.swarms.get(cand.key) if cand is not None else None
             pieces = self._pieces(swarm, cand) if swarm is not None and cand is not None else None
-            if cand is None or pieces is None:
+            if cand is None or swarm is None or pieces is None:
+                self.stats["incoming_nothing"] += 1
                 return None
-            cand.busy, cand.probes = True, cand.probes + 1
+            cand.busy = True
             taken.append(cand)
-            n = len(swarm.piece_hashes() or b"") // 20  # type: ignore[union-attr]
+            try:
+                async with asyncio.timeout_at(hold_until):
+                    await self._slots.acquire()
+            except TimeoutError:
+                self.stats["incoming_busy"] += 1
+                return None
+            slot.append(True)
+            cand.probes += 1
+            n = len(swarm.piece_hashes() or b"") // 20
             specs = [PieceSpec(info_hash, n, i, size, digest) for i, size, digest in pieces]
             return specs[0], specs[1:]
 
-        async with self._slots:
-            try:
-                result = await verify_incoming(
-                    reader, writer, choose, lambda: [*self._by_hash, *self._expected], _peer_id(),
-                    allow_plaintext=self.settings.probe_encryption != "require",
-                    timeouts=Timeouts(total=self.settings.probe_timeout_s), client_name=self.client_name)
-                if result is not None and taken:
-                    self.stats["probes"] += 1
-                    self._record(taken[0], (ip, int(peer[1])), result, 0, incoming=True)
-            except Exception as exc:  # a bug here must not stop the listener
-                _log.exception("verify_failed", peer=ip, error=str(exc)[:300])
-            finally:
-                for cand in taken:
-                    cand.busy = False
-                    if not cand.done and cand.ports and cand.key in self.swarms:  # dialable too: try that later
-                        self._schedule(cand, self.settings.retry_base_s)
+        try:
+            result = await verify_incoming(
+                reader, writer, choose, lambda: [*self._by_hash, *self._expected], _peer_id(),
+                allow_plaintext=self.settings.probe_encryption != "require",
+                timeouts=Timeouts(total=self.settings.probe_timeout_s), client_name=self.client_name)
+            if result is not None and taken and slot:
+                self.stats["probes"] += 1
+                self._record(taken[0], (ip, int(peer[1])), result, 0, incoming=True)
+        except Exception as exc:  # a bug here must not stop the listener
+            _log.exception("verify_failed", peer=ip, error=str(exc)[:300])
+        finally:
+            self._incoming -= 1
+            if slot:
+                self._slots.release()
+            for cand in taken:
+                cand.busy = False
+                if not cand.done and cand.ports and cand.key in self.swarms:  # dialable too: try that later
+                    self._schedule(cand, self.settings.retry_base_s if slot else 0.0)
 
     def _incoming_candidate(self, info_hash: bytes, ip: str) -> _Candidate | None:
         key = self._by_hash.get(info_hash)
