@@ -106,7 +106,7 @@ async def run_writer(dsn: str, obs: list[Observation], size: int) -> float:
     return len(obs) / t.wall
 
 
-async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
+async def run_pipeline(dsn: str, obs: list[Observation], size: int, ahead: bool = True) -> float:
     async with fresh_schema(dsn, "pipeline") as schema:
         pool = await pool_for(dsn, schema)
         spool = Spool(Path(tempfile.mkdtemp(prefix="tw-bench-spool-")), 2**31)
@@ -122,7 +122,8 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
                 if written[0] >= len(obs):
                     done.set()
 
-            batcher = Batcher(writer.write, spool, batch_size=size, flush_interval_s=0.2, on_batch=on_batch)
+            batcher = Batcher(writer.write_prepared if ahead else writer.write, spool, batch_size=size,
+                              flush_interval_s=0.2, on_batch=on_batch, prepare=writer.prepare if ahead else None)
             batcher.start()
             with Stopwatch() as t:
                 for i, o in enumerate(obs):

@@ -22,6 +22,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tracker_watch import metrics
 from tracker_watch.domain import chain, chain_v2
 from tracker_watch.domain.evidence import OBSERVATION_FIELDS, Observation, utc_now_ms
-from tracker_watch.domain.incidents import INCIDENT_CHANGE_FIELDS, fold
+from tracker_watch.domain.incidents import INCIDENT_CHANGE_FIELDS, IncidentDelta, fold
 from tracker_watch.ledger import signing
 from tracker_watch.ledger.db import Conn
 
@@ -95,9 +96,27 @@ def packed(ip: Any) -> bytes | None:
         return ipaddress.ip_address(ip).packed
 
 
-def observation_record(v: tuple[Any, ...], link: chain.Link, fmt: int) -> tuple[Any, ...]:
-    return (*v[:_IP], packed(v[_IP]), *v[_IP + 1:_OUR_IP], packed(v[_OUR_IP]), *v[_OUR_IP + 1:],
-            link.seq, link.content_hash, link.prev_hash, link.row_hash, fmt)
+def observation_row(v: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An observation's columns for COPY, less the chain columns."""
+    return (*v[:_IP], packed(v[_IP]), *v[_IP + 1:_OUR_IP], packed(v[_OUR_IP]), *v[_OUR_IP + 1:])
+
+
+def stage_records(deltas: list[IncidentDelta]) -> list[tuple[Any, ...]]:
+    return [(d.target_id, packed(d.ip), d.window_start, d.first_seen, d.last_seen, d.best_grade.value, d.corrupt,
+             sorted(d.ports), sorted(d.pieces_verified), d.bytes_verified, d.observations) for d in deltas]
+
+
+@dataclass
+class Prepared:
+    """A batch made ready for its transaction: all the work that does not depend on the database (content
+    hashes, the incident fold, COPY rows), so that it can run in a worker thread while the previous batch
+    is in PostgreSQL (Batcher's prepare-ahead). Chain positions and links are given in the transaction."""
+
+    observations: list[Observation]  # distinct ids, in batch order
+    rows: list[tuple[Any, ...]]
+    contents: list[bytes]
+    stage: list[tuple[Any, ...]]
+    fmt: int
 
 
 def content_hashes(kind: str, rows: list[tuple[Any, ...]], fmt: int = FORMAT) -> list[bytes]:
@@ -123,33 +142,47 @@ class EvidenceWriter:
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
 
+    def prepare(self, batch: Sequence[Observation]) -> Prepared:
+        """The database-independent part of writing `batch`; pure CPU, safe in a worker thread."""
+        new = list({o.id: o for o in batch}.values())
+        values = [_observation_values(o) for o in new]
+        return Prepared(new, [observation_row(v) for v in values],
+                        content_hashes("observation", values, self.chain_format),
+                        stage_records(fold(new, self.window_s)), self.chain_format)
+
     async def write(self, batch: Sequence[Observation]) -> int:
         """Store the batch (skipping ids already stored); returns how many observations were new."""
-        if not batch:
+        return await self.write_prepared(self.prepare(batch))
+
+    async def write_prepared(self, p: Prepared) -> int:
+        """Store a prepared batch (skipping ids already stored); returns how many observations were new."""
+        if not p.observations:
             return 0
         async with self.pool.acquire() as conn, conn.transaction():
             seq, head = await self._lock_head(conn)
             known = {r["id"] for r in await conn.fetch(
-                "SELECT id FROM observations WHERE id = ANY($1::uuid[])", [o.id for o in batch])}
-            new = list({o.id: o for o in batch if o.id not in known}.values())
-            if not new:
-                return 0
-            values = [_observation_values(o) for o in new]
-            fmt = self.chain_format
-            links = chain.extend(self.node, seq, head, content_hashes("observation", values, fmt), fmt)
+                "SELECT id FROM observations WHERE id = ANY($1::uuid[])", [o.id for o in p.observations])}
+            if known:  # a replayed batch: only the rest is new, and only the rest folds into incidents
+                keep = [i for i, o in enumerate(p.observations) if o.id not in known]
+                if not keep:
+                    return 0
+                new = [p.observations[i] for i in keep]
+                p = Prepared(new, [p.rows[i] for i in keep], [p.contents[i] for i in keep],
+                             stage_records(fold(new, self.window_s)), p.fmt)
+            links = chain.extend(self.node, seq, head, p.contents, p.fmt)
             await conn.copy_records_to_table("observations", columns=OBS_COLUMNS, records=[
-                observation_record(v, link, fmt) for v, link in zip(values, links, strict=True)])
-            last = links[-1]
-            last = await self._incidents(conn, new, last)
+                (*row, link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
+                for row, link in zip(p.rows, links, strict=True)])
+            last = await self._incidents(conn, p.stage, links[-1], p.fmt)
             await conn.execute("UPDATE chain_heads SET seq = $2, head_hash = $3 WHERE node = $1",
                                self.node, last.seq, last.row_hash)
             self._since_checkpoint += last.seq - seq
             if self._checkpoint_due():
                 await self._checkpoint(conn, last.seq, last.row_hash)
         # after the commit: only what is stored is counted
-        for (grade, source), n in Counter((o.grade.value, o.source.value) for o in new).items():
+        for (grade, source), n in Counter((o.grade.value, o.source.value) for o in p.observations).items():
             metrics.OBSERVATIONS.labels(grade=grade, source=source).inc(n)
-        return len(new)
+        return len(p.observations)
 
     async def _lock_head(self, conn: Conn) -> tuple[int, bytes]:
         await conn.execute("INSERT INTO chain_heads (node, seq, head_hash) VALUES ($1, 0, $2) "
@@ -158,19 +191,15 @@ class EvidenceWriter:
         assert row is not None
         return int(row["seq"]), bytes(row["head_hash"])
 
-    async def _incidents(self, conn: Conn, new: list[Observation], last: chain.Link) -> chain.Link:
-        deltas = fold(new, self.window_s)
+    async def _incidents(self, conn: Conn, stage: list[tuple[Any, ...]], last: chain.Link, fmt: int) -> chain.Link:
         await conn.execute(_STAGE_INCIDENTS)
-        await conn.copy_records_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, records=[
-            (d.target_id, packed(d.ip), d.window_start, d.first_seen, d.last_seen, d.best_grade.value, d.corrupt,
-             sorted(d.ports), sorted(d.pieces_verified), d.bytes_verified, d.observations) for d in deltas])
+        await conn.copy_records_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, records=stage)
         unchanged = {r["id"] for r in await conn.fetch(_UNCHANGED_INCIDENTS)}
         touched = await conn.fetch(_UPSERT_INCIDENTS)
         metrics.INCIDENT_CHANGES.inc(len(touched))
         changed = sorted((r for r in touched if r["incident_id"] not in unchanged), key=lambda r: r["incident_id"])
         recorded_at = utc_now_ms()
         states = [(*(r[f] for f in _RETURNED), recorded_at) for r in changed]
-        fmt = self.chain_format
         links = chain.extend(self.node, last.seq, last.row_hash, content_hashes("incident_change", states, fmt), fmt)
         await conn.copy_records_to_table("incident_changes", columns=_CHANGE_COLUMNS, records=[
             (self.node, link.seq, *s[:2], packed(s[2]), *s[3:], link.content_hash, link.prev_hash, link.row_hash, fmt)
