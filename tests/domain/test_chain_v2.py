@@ -102,9 +102,8 @@ def test_naive_time_is_refused() -> None:
 
 
 def _rows(formats: list[int]) -> list[chain.ChainRow]:
-    rows, seq, prev = [], 0, chain.GENESIS
-    for fmt in formats:
-        seq += 1
+    rows, prev = [], chain.GENESIS
+    for seq, fmt in enumerate(formats, start=1):
         content = chain.content_hash("observation", {**OBSERVATION, "port": seq}, fmt)
         [link] = chain.extend(NODE, seq - 1, prev, [content], fmt)
         rows.append(chain.ChainRow(NODE, seq, "observation", f"row{seq}", content, link.prev_hash, link.row_hash,

@@ -165,28 +165,35 @@ def _exact(ok: bool, typ: str, value: Any) -> None:
 def v2_value(typ: str, v: Any) -> bytes:
     if v is None:
         return b"\x00"
+    try:
+        return b"\x01" + _v2_payload(typ, v)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"{v!r} is not a {typ} as tracker-watch writes it") from None
+
+
+def _v2_payload(typ: str, v: Any) -> bytes:
     if typ in ("int", "bool"):
         _exact(type(v) is (int if typ == "int" else bool), typ, v)
-        return b"\x01" + (bytes([v]) if typ == "bool" else v.to_bytes(8, "big", signed=True))
+        return bytes([v]) if typ == "bool" else v.to_bytes(8, "big", signed=True)
     if typ == "ints":
         _exact(type(v) is list and all(type(i) is int for i in v), typ, v)
-        return b"\x01" + len(v).to_bytes(4, "big") + b"".join(i.to_bytes(8, "big", signed=True) for i in v)
+        return len(v).to_bytes(4, "big") + b"".join(i.to_bytes(8, "big", signed=True) for i in v)
     _exact(isinstance(v, str), typ, v)
     if typ == "time":
         t = datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_UTC)
         _exact(t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") == v, typ, v)
-        return b"\x01" + ((t - _EPOCH) // timedelta(microseconds=1)).to_bytes(8, "big", signed=True)
+        return ((t - _EPOCH) // timedelta(microseconds=1)).to_bytes(8, "big", signed=True)
     if typ == "ip":
         addr = ipaddress.ip_address(v)
         _exact(str(addr) == v, typ, v)
-        return b"\x01" + bytes([len(addr.packed)]) + addr.packed
+        return bytes([len(addr.packed)]) + addr.packed
     if typ == "uuid":
         u = uuid.UUID(v)
         _exact(str(u) == v, typ, v)
-        return b"\x01" + u.bytes
+        return u.bytes
     raw = bytes.fromhex(v) if typ == "bytes" else v.encode()
     _exact(typ == "text" or raw.hex() == v, typ, v)
-    return b"\x01" + len(raw).to_bytes(4, "big") + raw
+    return len(raw).to_bytes(4, "big") + raw
 
 
 def encode_v2(kind: str, fields: dict[str, Any]) -> bytes:
