@@ -8,9 +8,15 @@ same peers, so incidents are upserted as well as created), each into its own fre
   * writer — EvidenceWriter.write called directly with the same batches: the pipeline minus the spool;
   * raw (baseline) — asyncpg copy_records_to_table of the same rows, same batch size, into a bare table
     with the observation columns and no index, constraint, trigger or chain.
-Targets (issue 7): pipeline ≥ 0.5 × raw, and ≥ 20,000 observations/s.
+Targets (issue 7, issue 14): pipeline ≥ 0.5 × raw, and ≥ 20,000 observations/s.
+
+With --levers, each change of issue 14 is measured against its absence in the same run: the writer with
+chain format 1 (canonical JSON) and with an incident change chained on every touch, the pipeline
+without prepare-ahead; and, as CPU time of this process per observation (steady on a busy machine,
+unlike wall time), content hashing in format 1 vs 2 and the spool record in JSON vs MessagePack.
 
     python -m bench.ingestion                       # 50,000 observations, 3 runs
+    python -m bench.ingestion --levers              # + the variants above
     python -m bench.ingestion --observations 500000 --batch-size 5000
 """
 
@@ -21,6 +27,7 @@ import asyncio
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,11 +36,21 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.common import Stopwatch, fresh_schema, median, pool_for, run, server_dsn, write_result
-from tracker_watch.domain.evidence import OBSERVATION_FIELDS, Grade, Observation, Source, utc_now_ms
+from tracker_watch.domain import chain
+from tracker_watch.domain.evidence import (
+    OBSERVATION_FIELDS,
+    Grade,
+    Observation,
+    Source,
+    decode_observation,
+    encode_observation,
+    encode_observation_v1,
+    utc_now_ms,
+)
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Conn
-from tracker_watch.ledger.evidence import EvidenceWriter
+from tracker_watch.ledger.evidence import EvidenceWriter, content_hashes
 
 TARGETS = 100
 # what the collector emits over a swarm's life: many listed/handshake rows, fewer advertised, some verified
@@ -90,20 +107,47 @@ async def run_raw(dsn: str, obs: list[Observation], size: int) -> float:
     return len(obs) / t.wall
 
 
-async def run_writer(dsn: str, obs: list[Observation], size: int) -> float:
+async def run_writer(dsn: str, obs: list[Observation], size: int, **variant: Any) -> float:
     async with fresh_schema(dsn, "writer") as schema:
         pool = await pool_for(dsn, schema)
         try:
             async with pool.acquire() as conn:
                 await seed_targets(conn)
-            writer = EvidenceWriter(pool, "bench", Ed25519PrivateKey.generate())
+            writer = EvidenceWriter(pool, "bench", Ed25519PrivateKey.generate(), **variant)
             with Stopwatch() as t:
                 for batch in batches(obs, size):
                     await writer.write(batch)
             assert await pool.fetchval("SELECT count(*) FROM observations") == len(obs)
+            CHANGES[repr(sorted(variant.items()))] = await pool.fetchval("SELECT count(*) FROM incident_changes")
         finally:
             await pool.close()
     return len(obs) / t.wall
+
+
+CHANGES: dict[str, int] = {}  # incident-change rows a writer variant chained
+
+
+def cpu_parts(obs: list[Observation]) -> dict[str, float]:
+    """CPU µs per observation of the levers that are pure CPU, best of 3."""
+    values = [tuple(getattr(o, f) for f in OBSERVATION_FIELDS) for o in obs]
+    v1, v2 = [encode_observation_v1(o) for o in obs], [encode_observation(o) for o in obs]
+    parts: dict[str, Callable[[], object]] = {"content_hash_v1": lambda: content_hashes("observation", values, 1),
+             "content_hash_v2": lambda: content_hashes("observation", values, 2),
+             "spool_json_v1": lambda: [decode_observation(encode_observation_v1(o)) for o in obs],
+             "spool_msgpack_v2": lambda: [decode_observation(encode_observation(o)) for o in obs]}
+    out = {}
+    for name, fn in parts.items():
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            fn()
+            best = min(best, time.process_time() - started)
+        out[f"{name}_us"] = best / len(obs) * 1e6
+    out["spool_bytes_v1"] = sum(map(len, v1)) / len(v1)
+    out["spool_bytes_v2"] = sum(map(len, v2)) / len(v2)
+    assert chain.content_hash("observation", obs[0].evidence_fields(), 2) == content_hashes("observation",
+                                                                                            values[:1], 2)[0]
+    return out
 
 
 async def run_pipeline(dsn: str, obs: list[Observation], size: int, ahead: bool = True) -> float:
@@ -147,6 +191,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             r = {"raw": await run_raw(dsn, obs, args.batch_size),
                  "writer": await run_writer(dsn, obs, args.batch_size),
                  "pipeline": await run_pipeline(dsn, obs, args.batch_size)}
+            if args.levers:
+                r |= {"writer_chain_v1": await run_writer(dsn, obs, args.batch_size, chain_format=1),
+                      "writer_every_touch": await run_writer(dsn, obs, args.batch_size, chain_every_touch=True),
+                      "pipeline_no_ahead": await run_pipeline(dsn, obs, args.batch_size, ahead=False)}
             r["ratio"] = r["pipeline"] / r["raw"]
             print("  run: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()))
             runs.append(r)
@@ -156,7 +204,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                "target_ge_20000_per_s": med["pipeline"] >= 20_000}
     print(f"ingestion: pipeline {med['pipeline']:,.0f} obs/s, writer alone {med['writer']:,.0f} obs/s, "
           f"raw COPY {med['raw']:,.0f} obs/s → ratio {med['ratio']:.2f} (target ≥ 0.5, ≥ 20,000 obs/s)")
-    write_result("ingestion", {"scale": vars(args), "runs": runs, "median": med, "summary": summary})
+    extra: dict[str, Any] = {}
+    if args.levers:
+        extra = {"cpu_per_observation": cpu_parts(obs[:10_000]), "incident_changes": CHANGES}
+        print("  CPU µs per observation: " + ", ".join(f"{k} {v:.1f}" for k, v in extra["cpu_per_observation"].items()))
+        print(f"  incident-change rows chained: {CHANGES}")
+    write_result("ingestion", {"scale": vars(args), "runs": runs, "median": med, "summary": summary, **extra})
     return summary
 
 
@@ -165,6 +218,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--observations", type=int, default=50_000)
     p.add_argument("--batch-size", type=int, default=1000, help="collector.batch_size (default: the shipped 1000)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--levers", action="store_true", help="also measure each of issue 14's changes against its absence")
     return p.parse_args(argv)
 
 

@@ -130,9 +130,10 @@ def content_hashes(kind: str, rows: list[tuple[Any, ...]], fmt: int = FORMAT) ->
 class EvidenceWriter:
     def __init__(self, pool: Any, node: str, key: Ed25519PrivateKey, window_s: int = 86400,
                  checkpoint_every: int = 10_000, checkpoint_interval_s: float = 60.0,
-                 chain_format: int = FORMAT) -> None:
+                 chain_format: int = FORMAT, chain_every_touch: bool = False) -> None:
         self.pool = pool
         self.chain_format = chain_format  # 1 only to test that chains written before v2 still verify
+        self.chain_every_touch = chain_every_touch  # the behaviour before v2, for bench.ingestion --levers
         self.node = node
         self.key = key
         self.key_id = signing.key_id(signing.public_raw(key))
@@ -194,7 +195,7 @@ class EvidenceWriter:
     async def _incidents(self, conn: Conn, stage: list[tuple[Any, ...]], last: chain.Link, fmt: int) -> chain.Link:
         await conn.execute(_STAGE_INCIDENTS)
         await conn.copy_records_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, records=stage)
-        unchanged = {r["id"] for r in await conn.fetch(_UNCHANGED_INCIDENTS)}
+        unchanged = set() if self.chain_every_touch else {r["id"] for r in await conn.fetch(_UNCHANGED_INCIDENTS)}
         touched = await conn.fetch(_UPSERT_INCIDENTS)
         metrics.INCIDENT_CHANGES.inc(len(touched))
         changed = sorted((r for r in touched if r["incident_id"] not in unchanged), key=lambda r: r["incident_id"])
