@@ -11,9 +11,9 @@ same peers, so incidents are upserted as well as created), each into its own fre
 Targets (issue 7, issue 14): pipeline ≥ 0.5 × raw, and ≥ 20,000 observations/s.
 
 With --levers, each change of issue 14 is measured against its absence in the same run: the writer with
-chain format 1 (canonical JSON) and with an incident change chained on every touch, the pipeline
-without prepare-ahead; and, as CPU time of this process per observation (steady on a busy machine,
-unlike wall time), content hashing in format 1 vs 2 and the spool record in JSON vs MessagePack.
+chain format 1 (canonical JSON), and with an incident change chained on every touch; and, as CPU time of
+this process per observation (steady on a busy machine, unlike wall time), content hashing in format 1
+vs 2 and the spool record in JSON vs MessagePack.
 
     python -m bench.ingestion                       # 50,000 observations, 3 runs
     python -m bench.ingestion --levers              # + the variants above
@@ -150,7 +150,7 @@ def cpu_parts(obs: list[Observation]) -> dict[str, float]:
     return out
 
 
-async def run_pipeline(dsn: str, obs: list[Observation], size: int, ahead: bool = True) -> float:
+async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
     async with fresh_schema(dsn, "pipeline") as schema:
         pool = await pool_for(dsn, schema)
         spool = Spool(Path(tempfile.mkdtemp(prefix="tw-bench-spool-")), 2**31)
@@ -166,8 +166,7 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int, ahead: bool 
                 if written[0] >= len(obs):
                     done.set()
 
-            batcher = Batcher(writer.write_prepared if ahead else writer.write, spool, batch_size=size,
-                              flush_interval_s=0.2, on_batch=on_batch, prepare=writer.prepare if ahead else None)
+            batcher = Batcher(writer.write, spool, batch_size=size, flush_interval_s=0.2, on_batch=on_batch)
             batcher.start()
             with Stopwatch() as t:
                 for i, o in enumerate(obs):
@@ -193,8 +192,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                  "pipeline": await run_pipeline(dsn, obs, args.batch_size)}
             if args.levers:
                 r |= {"writer_chain_v1": await run_writer(dsn, obs, args.batch_size, chain_format=1),
-                      "writer_every_touch": await run_writer(dsn, obs, args.batch_size, chain_every_touch=True),
-                      "pipeline_no_ahead": await run_pipeline(dsn, obs, args.batch_size, ahead=False)}
+                      "writer_every_touch": await run_writer(dsn, obs, args.batch_size, chain_every_touch=True)}
             r["ratio"] = r["pipeline"] / r["raw"]
             print("  run: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()))
             runs.append(r)

@@ -86,9 +86,8 @@ class Daemon:
         self.writer = EvidenceWriter(self.db.pool, s.node.name, signing.load_or_create(s.node.state_dir),
                                      s.evidence.incident_window_s, s.evidence.checkpoint_every,
                                      s.evidence.checkpoint_interval_s)
-        self.batcher = Batcher(self.writer.write_prepared, spool, s.collector.batch_size, s.collector.flush_interval_s,
-                               s.spool.fsync_interval_s, s.database.write_timeout_s, s.spool.near_full_ratio,
-                               prepare=self.writer.prepare)
+        self.batcher = Batcher(self.writer.write, spool, s.collector.batch_size, s.collector.flush_interval_s,
+                               s.spool.fsync_interval_s, s.database.write_timeout_s, s.spool.near_full_ratio)
         if spool.pending_records:
             _log.info("spool_replay", records=spool.pending_records, spool_bytes=spool.pending_bytes)
         self.batcher.start()

@@ -12,39 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 from tracker_watch import log, metrics
 from tracker_watch.domain.evidence import Grade, Observation, decode_observation, encode_observation
-from tracker_watch.evidence.spool import Position, ReadResult, Spool
+from tracker_watch.evidence.spool import Position, Spool
 
 _log = log.get("tracker_watch.evidence")
 
-WriteFn = Callable[[Any], Awaitable[int]]  # takes the batch, or what `prepare` made of it
-PrepareFn = Callable[[list[Observation]], Any]
-
-
-@dataclass
-class _Ahead:
-    """The next batch: read from `start`, decoded, and being prepared in a worker thread."""
-
-    start: Position
-    result: ReadResult
-    batch: list[Observation]
-    bad: int
-    prepared: asyncio.Future[Any]
+WriteFn = Callable[[Sequence[Observation]], Awaitable[int]]
 RESERVE = 0.9  # above this share of spool.max_bytes only direct evidence (handshake and up) is kept
 
 
 class Batcher:
     def __init__(self, write: WriteFn, spool: Spool, batch_size: int = 1000, flush_interval_s: float = 1.0,
                  fsync_interval_s: float = 0.2, write_timeout_s: float = 30.0, near_full_ratio: float = 0.8,
-                 on_batch: Callable[[int, float], None] | None = None, prepare: PrepareFn | None = None) -> None:
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
         self._write = write
-        self._prepare = prepare
-        self._ahead: _Ahead | None = None
         self.spool = spool
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
@@ -139,8 +123,10 @@ class Batcher:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    def _read(self, start: Position) -> tuple[ReadResult, list[Observation], int]:
-        result = self.spool.read(self.batch_size, start)
+    async def _write_one(self) -> bool:
+        """Write the next batch from the spool; False when there was nothing to write."""
+        start = self.spool.cursor
+        result = self.spool.read(self.batch_size)
         batch: list[Observation] = []
         bad = result.corrupt
         for record in result.records:
@@ -148,32 +134,6 @@ class Batcher:
                 batch.append(decode_observation(record))
             except ValueError:
                 bad += 1
-        return result, batch, bad
-
-    def _read_ahead(self, start: Position) -> _Ahead:
-        assert self._prepare is not None
-        result, batch, bad = self._read(start)
-        loop = asyncio.get_running_loop()
-        if batch:
-            future = loop.run_in_executor(None, self._prepare, batch)
-        else:  # nothing to prepare (nothing pending, or only damaged records)
-            future = loop.create_future()
-            future.set_result(None)
-        return _Ahead(start, result, batch, bad, future)
-
-    async def _write_one(self) -> bool:
-        """Write the next batch from the spool; False when there was nothing to write."""
-        start = self.spool.cursor
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead.start != start:
-            ahead.prepared.cancel()  # read from a position the cursor never reached (a write failed)
-            ahead = None
-        if ahead is None and self._prepare is not None:
-            ahead = self._read_ahead(start)
-        if ahead is not None:
-            result, batch, bad = ahead.result, ahead.batch, ahead.bad
-        else:
-            result, batch, bad = self._read(start)
         if bad and result.end > self._reported_upto:  # report each damaged stretch once, not per retry
             self._reported_upto = result.end
             self.corrupt += bad
@@ -182,12 +142,9 @@ class Batcher:
         if result.end == start:
             return False
         started = time.perf_counter()
-        payload: Any = batch if ahead is None else await ahead.prepared
-        if self._prepare is not None and self.spool.pending_records - len(result.records) >= self.batch_size:
-            self._ahead = self._read_ahead(result.end)  # a full batch waits: prepare it during this write
         if batch:
             async with asyncio.timeout(self.write_timeout_s):
-                await self._write(payload)
+                await self._write(batch)
         self.spool.commit(result.end, len(result.records))
         metrics.DATABASE_UP.set(1)
         if self.spool.pending_bytes < self.near_full_ratio * self.spool.max_bytes:
@@ -221,9 +178,6 @@ class Batcher:
                 _log.warning("final_flush_failed", error=(str(exc) or type(exc).__name__)[:300],
                              pending=self.pending)
                 await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-        if self._ahead is not None:
-            self._ahead.prepared.cancel()
-            self._ahead = None
         left = self.pending
         self.spool.close()
         if left:

@@ -109,8 +109,9 @@ def stage_records(deltas: list[IncidentDelta]) -> list[tuple[Any, ...]]:
 @dataclass
 class Prepared:
     """A batch made ready for its transaction: all the work that does not depend on the database (content
-    hashes, the incident fold, COPY rows), so that it can run in a worker thread while the previous batch
-    is in PostgreSQL (Batcher's prepare-ahead). Chain positions and links are given in the transaction."""
+    hashes, the incident fold, COPY rows). Chain positions and links are given in the transaction.
+    (Preparing the next batch in a worker thread while one is in PostgreSQL was measured and dropped: the
+    GIL handover cost the event loop more than the overlap gained — BENCHMARKS.md, "Ingestion".)"""
 
     observations: list[Observation]  # distinct ids, in batch order
     rows: list[tuple[Any, ...]]
@@ -144,7 +145,7 @@ class EvidenceWriter:
         self._since_checkpoint = 0
 
     def prepare(self, batch: Sequence[Observation]) -> Prepared:
-        """The database-independent part of writing `batch`; pure CPU, safe in a worker thread."""
+        """The database-independent part of writing `batch`; pure CPU."""
         new = list({o.id: o for o in batch}.values())
         values = [_observation_values(o) for o in new]
         return Prepared(new, [observation_row(v) for v in values],
