@@ -104,7 +104,16 @@ async def run_raw(dsn: str, obs: list[Observation], size: int) -> float:
             assert await conn.fetchval("SELECT count(*) FROM observations") == len(obs)
         finally:
             await conn.close()
+    return _rate(obs, t)
+
+
+def _rate(obs: list[Observation], t: Stopwatch) -> float:
+    """Observations per second of wall time; this process's CPU µs per observation go to CPU_US."""
+    CPU_US.append(t.cpu / len(obs) * 1e6)
     return len(obs) / t.wall
+
+
+CPU_US: list[float] = []  # Python CPU per observation of each measurement, in order
 
 
 async def run_writer(dsn: str, obs: list[Observation], size: int, **variant: Any) -> float:
@@ -121,7 +130,7 @@ async def run_writer(dsn: str, obs: list[Observation], size: int, **variant: Any
             CHANGES[repr(sorted(variant.items()))] = await pool.fetchval("SELECT count(*) FROM incident_changes")
         finally:
             await pool.close()
-    return len(obs) / t.wall
+    return _rate(obs, t)
 
 
 CHANGES: dict[str, int] = {}  # incident-change rows a writer variant chained
@@ -178,7 +187,7 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
             assert await pool.fetchval("SELECT count(*) FROM observations") == len(obs)
         finally:
             await pool.close()
-    return len(obs) / t.wall
+    return _rate(obs, t)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -193,6 +202,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             if args.levers:
                 r |= {"writer_chain_v1": await run_writer(dsn, obs, args.batch_size, chain_format=1),
                       "writer_every_touch": await run_writer(dsn, obs, args.batch_size, chain_every_touch=True)}
+            r |= {f"{name}_cpu_us": cpu for name, cpu in zip(list(r), CPU_US[-len(r):], strict=True)}
             r["ratio"] = r["pipeline"] / r["raw"]
             print("  run: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()))
             runs.append(r)
@@ -202,6 +212,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                "target_ge_20000_per_s": med["pipeline"] >= 20_000}
     print(f"ingestion: pipeline {med['pipeline']:,.0f} obs/s, writer alone {med['writer']:,.0f} obs/s, "
           f"raw COPY {med['raw']:,.0f} obs/s → ratio {med['ratio']:.2f} (target ≥ 0.5, ≥ 20,000 obs/s)")
+    print("  this process's CPU µs per observation (median): "
+          + ", ".join(f"{k.removesuffix('_cpu_us')} {v:.1f}" for k, v in med.items() if k.endswith("_cpu_us")))
     extra: dict[str, Any] = {}
     if args.levers:
         extra = {"cpu_per_observation": cpu_parts(obs[:10_000]), "incident_changes": CHANGES}
