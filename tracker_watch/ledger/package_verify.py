@@ -7,8 +7,9 @@ PACKAGE is the unpacked folder (default: the folder this file is in) or the zip 
   1. the chain segment of each node links row by row (SHA-256) from its first row to a checkpoint, whose
      Ed25519 signature (verified here, RFC 8032) covers node, position and head hash; the key's id is the
      one the checkpoint names;
-  2. every row shown in full hashes to its row's content hash, and all of them are of one peer IP in one
-     target, written by the node whose chain holds them;
+  2. every row shown in full hashes to its row's content hash — in the row's chain format: 1, canonical
+     JSON, or 2, a fixed binary encoding (below; tracker-watch's docs/chain.md) — and all of them are of
+     one peer IP in one target, written by the node whose chain holds them;
   3. observations.json, incidents.json and verified_pieces.json are exactly what those signed rows say
      (re-derived here and compared), so nothing in them can be changed without breaking 1 or 2;
   4. info.bencoded hashes to the infohash the signed rows name, and each verified piece's SHA-1 is the
@@ -110,7 +111,7 @@ def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> bool:
     return _equal(_mul(s, _G), _add(r, _mul(h, a)))
 
 
-# --- keys, chain links, canonical encoding (as tracker_watch/domain/chain.py) ------------------------
+# --- keys, chain links, canonical encodings (as tracker_watch/domain/chain.py and chain_v2.py) -------
 def fingerprint(public_key: bytes) -> str:
     digest = hashlib.sha256(public_key).hexdigest()
     return "SHA256:" + ":".join(digest[i:i + 4] for i in range(0, 64, 4))
