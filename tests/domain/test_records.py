@@ -59,3 +59,14 @@ def test_a_changed_type_is_refused() -> None:
     record = encode_observation(o).replace(b"listed", b"listee")
     with pytest.raises(ValueError, match="observation record"):
         decode_observation(record)
+
+
+def test_the_version_2_array_order_is_pinned() -> None:
+    """Version 2 records are Observation's fields in dataclass order: reordering or adding a field would make
+    spooled records unreadable (counted as damage, i.e. lost), so it needs record version 3, not an edit."""
+    import dataclasses
+
+    assert tuple(f.name for f in dataclasses.fields(Observation)) == (
+        "target_id", "infohash_v1", "infohash_v2", "observed_at", "ip", "port", "source", "grade", "node", "version",
+        "tracker_url", "peer_id", "client", "pieces_advertised", "num_pieces", "pieces_verified", "bytes_verified",
+        "our_ip", "our_port", "piece_index", "piece_bytes", "piece_sha1", "piece_sha256", "id")
