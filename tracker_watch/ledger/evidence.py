@@ -50,17 +50,13 @@ CREATE TEMP TABLE IF NOT EXISTS incidents_stage (
     best_grade text, corrupt boolean, ports integer[], pieces_verified integer[], bytes_verified bigint,
     observations integer) ON COMMIT DELETE ROWS
 """
-# Incidents this batch touches without changing their evidence: the staged delta adds no higher grade, no
-# corrupt flag, no new port and no new piece. Read in the batch's transaction just before the upsert; its
-# snapshot can only be older than the row the upsert merges into, and these fields only grow, so a row
-# found unchanged here is unchanged by the upsert too (a stale read can only add a change row, never
-# lose one).
-_UNCHANGED_INCIDENTS = """
-SELECT i.id FROM incidents i JOIN incidents_stage s USING (target_id, ip, window_start)
-WHERE grade_rank(s.best_grade) <= grade_rank(i.best_grade) AND (i.corrupt OR NOT s.corrupt)
-  AND s.ports <@ i.ports AND s.pieces_verified <@ i.pieces_verified
-"""
-_UPSERT_INCIDENTS = f"""
+# Arrays merged only when the delta brings something new: most touches repeat a known port and no piece,
+# and the DISTINCT-unnest-sort subquery was the upsert's costliest part per row.
+_MERGE = ("CASE WHEN EXCLUDED.{c} <@ i.{c} THEN i.{c} "
+          "ELSE ARRAY(SELECT DISTINCT p FROM unnest(i.{c} || EXCLUDED.{c}) AS p ORDER BY p) END")
+_RETURNING = ("i.id AS incident_id, i.target_id, i.ip, i.window_start, i.first_seen, i.last_seen, i.best_grade, "
+              "i.corrupt, i.ports, i.pieces_verified, i.bytes_verified, i.observations")
+_UPSERT = f"""
 INSERT INTO incidents AS i ({", ".join(_INC_STAGE_COLUMNS)})
 SELECT {", ".join(_INC_STAGE_COLUMNS)} FROM incidents_stage
 ON CONFLICT (target_id, ip, window_start) DO UPDATE SET
@@ -69,14 +65,23 @@ ON CONFLICT (target_id, ip, window_start) DO UPDATE SET
     best_grade = CASE WHEN grade_rank(EXCLUDED.best_grade) > grade_rank(i.best_grade)
                       THEN EXCLUDED.best_grade ELSE i.best_grade END,
     corrupt = i.corrupt OR EXCLUDED.corrupt,
-    ports = ARRAY(SELECT DISTINCT p FROM unnest(i.ports || EXCLUDED.ports) AS p ORDER BY p),
-    pieces_verified = ARRAY(SELECT DISTINCT p FROM unnest(i.pieces_verified || EXCLUDED.pieces_verified) AS p
-                            ORDER BY p),
+    ports = {_MERGE.format(c="ports")},
+    pieces_verified = {_MERGE.format(c="pieces_verified")},
     bytes_verified = i.bytes_verified + EXCLUDED.bytes_verified,
     observations = i.observations + EXCLUDED.observations,
     updated_at = now()
-RETURNING i.id AS incident_id, i.target_id, i.ip, i.window_start, i.first_seen, i.last_seen, i.best_grade,
-          i.corrupt, i.ports, i.pieces_verified, i.bytes_verified, i.observations
+RETURNING {_RETURNING}
+"""
+# The upsert, and whether it changed each incident's evidence (created, or its grade, corrupt flag, ports or
+# pieces moved), in one statement: the outer query reads `incidents` in the statement's snapshot, before
+# the upsert's own writes, so `o` is the row as it was (none for a created incident). The snapshot can
+# only be older than the row the upsert merged into, and these fields only grow, so a stale read can
+# only add a change row, never lose one.
+_UPSERT_INCIDENTS = f"""
+WITH up AS ({_UPSERT})
+SELECT up.*, o.id IS NOT NULL AND o.best_grade = up.best_grade AND o.corrupt = up.corrupt
+             AND o.ports = up.ports AND o.pieces_verified = up.pieces_verified AS unchanged
+FROM up LEFT JOIN incidents o ON o.id = up.incident_id
 """
 
 
@@ -196,10 +201,10 @@ class EvidenceWriter:
     async def _incidents(self, conn: Conn, stage: list[tuple[Any, ...]], last: chain.Link, fmt: int) -> chain.Link:
         await conn.execute(_STAGE_INCIDENTS)
         await conn.copy_records_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, records=stage)
-        unchanged = set() if self.chain_every_touch else {r["id"] for r in await conn.fetch(_UNCHANGED_INCIDENTS)}
         touched = await conn.fetch(_UPSERT_INCIDENTS)
         metrics.INCIDENT_CHANGES.inc(len(touched))
-        changed = sorted((r for r in touched if r["incident_id"] not in unchanged), key=lambda r: r["incident_id"])
+        changed = sorted((r for r in touched if self.chain_every_touch or not r["unchanged"]),
+                         key=lambda r: r["incident_id"])
         recorded_at = utc_now_ms()
         states = [(*(r[f] for f in _RETURNED), recorded_at) for r in changed]
         links = chain.extend(self.node, last.seq, last.row_hash, content_hashes("incident_change", states, fmt), fmt)
