@@ -8,9 +8,19 @@ same peers, so incidents are upserted as well as created), each into its own fre
   * writer — EvidenceWriter.write called directly with the same batches: the pipeline minus the spool;
   * raw (baseline) — asyncpg copy_records_to_table of the same rows, same batch size, into a bare table
     with the observation columns and no index, constraint, trigger or chain.
-Targets (issue 7): pipeline ≥ 0.5 × raw, and ≥ 20,000 observations/s.
+Targets (issue 7, issue 14): pipeline ≥ 0.5 × raw, and ≥ 20,000 observations/s.
+
+For every path the PostgreSQL backend's CPU per observation is read from /proc (the server runs on this
+machine), next to this process's: on a busy machine CPU time is steady where wall time is not.
+
+With --levers, each change of issue 14 is measured against its absence in the same run: the writer with
+chain format 1 (canonical JSON), with an incident change chained on every touch, and on the schema before
+migration 0014 (incident updates not HOT, one more observations index); and, as CPU time of
+this process per observation (steady on a busy machine, unlike wall time), content hashing in format 1
+vs 2 and the spool record in JSON vs MessagePack.
 
     python -m bench.ingestion                       # 50,000 observations, 3 runs
+    python -m bench.ingestion --levers              # + the variants above
     python -m bench.ingestion --observations 500000 --batch-size 5000
 """
 
@@ -18,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,11 +41,21 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.common import Stopwatch, fresh_schema, median, pool_for, run, server_dsn, write_result
-from tracker_watch.domain.evidence import OBSERVATION_FIELDS, Grade, Observation, Source, utc_now_ms
+from tracker_watch.domain import chain
+from tracker_watch.domain.evidence import (
+    OBSERVATION_FIELDS,
+    Grade,
+    Observation,
+    Source,
+    decode_observation,
+    encode_observation,
+    encode_observation_v1,
+    utc_now_ms,
+)
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Conn
-from tracker_watch.ledger.evidence import EvidenceWriter
+from tracker_watch.ledger.evidence import EvidenceWriter, content_hashes
 
 TARGETS = 100
 # what the collector emits over a swarm's life: many listed/handshake rows, fewer advertised, some verified
@@ -80,35 +102,117 @@ async def run_raw(dsn: str, obs: list[Observation], size: int) -> float:
                 grade text, peer_id bytea, client text, pieces_advertised integer, num_pieces integer,
                 pieces_verified integer, bytes_verified bigint, node text, version text, our_ip inet,
                 our_port integer, piece_index integer, piece_bytes integer, piece_sha1 bytea, piece_sha256 bytea)""")
+            server = backend_cpu(conn.get_server_pid())
             with Stopwatch() as t:
                 for batch in batches(obs, size):
                     records = [tuple(getattr(o, f) for f in OBSERVATION_FIELDS) for o in batch]
                     await conn.copy_records_to_table("observations", records=records, columns=OBSERVATION_FIELDS)
+            server = backend_cpu(conn.get_server_pid()) - server
             assert await conn.fetchval("SELECT count(*) FROM observations") == len(obs)
         finally:
             await conn.close()
+    return _rate(obs, t, server)
+
+
+def _rate(obs: list[Observation], t: Stopwatch, server_cpu: float = float("nan")) -> float:
+    """Observations per second of wall time; this process's and the server backend's CPU µs per observation
+    go to CPU_US and PG_CPU_US."""
+    CPU_US.append(t.cpu / len(obs) * 1e6)
+    PG_CPU_US.append(server_cpu / len(obs) * 1e6)
     return len(obs) / t.wall
 
 
-async def run_writer(dsn: str, obs: list[Observation], size: int) -> float:
+CPU_US: list[float] = []  # Python CPU per observation of each measurement, in order
+PG_CPU_US: list[float] = []  # the PostgreSQL backend's CPU per observation of each measurement, in order
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds a PostgreSQL backend of this machine has used (NaN when it is not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# the schema as it was before migration 0014, for --levers: last_seen indexed (no HOT update), full pages
+PRE_0014 = ("CREATE INDEX incidents_last_seen ON incidents (last_seen)", "ALTER TABLE incidents RESET (fillfactor)",
+            "DROP INDEX incidents_retention",
+            "CREATE INDEX observations_target_ip ON observations (target_id, ip, observed_at)")
+
+
+async def hot_updates(pool: asyncpg.Pool) -> tuple[int, int]:
+    """(updates, heap-only updates) of `incidents` so far, once the writer's counters reach the server."""
+    await pool.execute("SELECT pg_stat_force_next_flush()")
+    row: tuple[int, int] = (0, 0)
+    for _ in range(20):
+        await asyncio.sleep(0.1)
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            found = await conn.fetchrow("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                                        "WHERE relid = 'incidents'::regclass")
+        if found is not None and found[0] > 0:
+            row = (int(found[0]), int(found[1]))
+            break
+    return row
+
+
+async def run_writer(dsn: str, obs: list[Observation], size: int, schema_sql: tuple[str, ...] = (),
+                     **variant: Any) -> float:
     async with fresh_schema(dsn, "writer") as schema:
-        pool = await pool_for(dsn, schema)
+        pool = await pool_for(dsn, schema, size=1)  # one backend: its CPU is the server's share
         try:
             async with pool.acquire() as conn:
                 await seed_targets(conn)
-            writer = EvidenceWriter(pool, "bench", Ed25519PrivateKey.generate())
+                for sql in schema_sql:
+                    await conn.execute(sql)
+            pid = await pool.fetchval("SELECT pg_backend_pid()")
+            writer = EvidenceWriter(pool, "bench", Ed25519PrivateKey.generate(), **variant)
+            server = backend_cpu(pid)
             with Stopwatch() as t:
                 for batch in batches(obs, size):
                     await writer.write(batch)
+            server = backend_cpu(pid) - server
             assert await pool.fetchval("SELECT count(*) FROM observations") == len(obs)
+            key = repr(sorted(variant.items())) + (" pre-0014" if schema_sql else "")
+            CHANGES[key] = await pool.fetchval("SELECT count(*) FROM incident_changes")
+            HOT[key] = await hot_updates(pool)
         finally:
             await pool.close()
-    return len(obs) / t.wall
+    return _rate(obs, t, server)
+
+
+CHANGES: dict[str, int] = {}  # incident-change rows a writer variant chained
+HOT: dict[str, tuple[int, int]] = {}  # (updates, heap-only updates) of incidents, per writer variant
+
+
+def cpu_parts(obs: list[Observation]) -> dict[str, float]:
+    """CPU µs per observation of the levers that are pure CPU, best of 3."""
+    values = [tuple(getattr(o, f) for f in OBSERVATION_FIELDS) for o in obs]
+    v1, v2 = [encode_observation_v1(o) for o in obs], [encode_observation(o) for o in obs]
+    parts: dict[str, Callable[[], object]] = {"content_hash_v1": lambda: content_hashes("observation", values, 1),
+             "content_hash_v2": lambda: content_hashes("observation", values, 2),
+             "spool_json_v1": lambda: [decode_observation(encode_observation_v1(o)) for o in obs],
+             "spool_msgpack_v2": lambda: [decode_observation(encode_observation(o)) for o in obs]}
+    out = {}
+    for name, fn in parts.items():
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            fn()
+            best = min(best, time.process_time() - started)
+        out[f"{name}_us"] = best / len(obs) * 1e6
+    out["spool_bytes_v1"] = sum(map(len, v1)) / len(v1)
+    out["spool_bytes_v2"] = sum(map(len, v2)) / len(v2)
+    assert chain.content_hash("observation", obs[0].evidence_fields(), 2) == content_hashes("observation",
+                                                                                            values[:1], 2)[0]
+    return out
 
 
 async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
     async with fresh_schema(dsn, "pipeline") as schema:
-        pool = await pool_for(dsn, schema)
+        pool = await pool_for(dsn, schema, size=1)
         spool = Spool(Path(tempfile.mkdtemp(prefix="tw-bench-spool-")), 2**31)
         spool.open()
         try:
@@ -124,17 +228,20 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
 
             batcher = Batcher(writer.write, spool, batch_size=size, flush_interval_s=0.2, on_batch=on_batch)
             batcher.start()
+            pid = await pool.fetchval("SELECT pg_backend_pid()")
+            server = backend_cpu(pid)
             with Stopwatch() as t:
                 for i, o in enumerate(obs):
                     batcher.put(o)
                     if i % size == size - 1:
                         await asyncio.sleep(0)  # observations arrive while batches are written, as in the daemon
                 await done.wait()
+            server = backend_cpu(pid) - server
             assert await batcher.stop(timeout=10) == 0  # (this benchmark found the stop() hang fixed in 727ad52)
             assert await pool.fetchval("SELECT count(*) FROM observations") == len(obs)
         finally:
             await pool.close()
-    return len(obs) / t.wall
+    return _rate(obs, t, server)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -146,6 +253,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             r = {"raw": await run_raw(dsn, obs, args.batch_size),
                  "writer": await run_writer(dsn, obs, args.batch_size),
                  "pipeline": await run_pipeline(dsn, obs, args.batch_size)}
+            if args.levers:
+                r |= {"writer_chain_v1": await run_writer(dsn, obs, args.batch_size, chain_format=1),
+                      "writer_every_touch": await run_writer(dsn, obs, args.batch_size, chain_every_touch=True),
+                      "writer_pre_0014": await run_writer(dsn, obs, args.batch_size, schema_sql=PRE_0014)}
+            names = list(r)
+            r |= {f"{name}_cpu_us": cpu for name, cpu in zip(names, CPU_US[-len(names):], strict=True)}
+            r |= {f"{name}_pg_cpu_us": cpu for name, cpu in zip(names, PG_CPU_US[-len(names):], strict=True)}
             r["ratio"] = r["pipeline"] / r["raw"]
             print("  run: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()))
             runs.append(r)
@@ -155,7 +269,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                "target_ge_20000_per_s": med["pipeline"] >= 20_000}
     print(f"ingestion: pipeline {med['pipeline']:,.0f} obs/s, writer alone {med['writer']:,.0f} obs/s, "
           f"raw COPY {med['raw']:,.0f} obs/s → ratio {med['ratio']:.2f} (target ≥ 0.5, ≥ 20,000 obs/s)")
-    write_result("ingestion", {"scale": vars(args), "runs": runs, "median": med, "summary": summary})
+    print("  this process's CPU µs per observation (median): "
+          + ", ".join(f"{k.removesuffix('_cpu_us')} {v:.1f}" for k, v in med.items()
+                      if k.endswith("_cpu_us") and not k.endswith("_pg_cpu_us")))
+    print("  PostgreSQL backend CPU µs per observation (median): "
+          + ", ".join(f"{k.removesuffix('_pg_cpu_us')} {v:.1f}" for k, v in med.items() if k.endswith("_pg_cpu_us")))
+    print(f"  incident updates (all, heap-only), last run: {HOT}")
+    extra: dict[str, Any] = {}
+    if args.levers:
+        extra = {"cpu_per_observation": cpu_parts(obs[:10_000]), "incident_changes": CHANGES}
+        print("  CPU µs per observation: " + ", ".join(f"{k} {v:.1f}" for k, v in extra["cpu_per_observation"].items()))
+        print(f"  incident-change rows chained: {CHANGES}")
+    extra["incident_updates_all_hot"] = HOT
+    write_result("ingestion", {"scale": vars(args), "runs": runs, "median": med, "summary": summary, **extra})
     return summary
 
 
@@ -164,6 +290,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--observations", type=int, default=50_000)
     p.add_argument("--batch-size", type=int, default=1000, help="collector.batch_size (default: the shipped 1000)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--levers", action="store_true", help="also measure each of issue 14's changes against its absence")
     return p.parse_args(argv)
 
 

@@ -41,7 +41,8 @@ def test_every_layer_imports_only_what_it_may() -> None:
 
 def test_domain_does_no_io() -> None:
     io_modules = {"asyncio", "asyncpg", "aiohttp", "socket", "subprocess", "os", "shutil", "pathlib"}
-    conversions_only = {("domain/leases.py", "socket")}  # inet_pton/inet_ntop: fast address parsing, no I/O
+    conversions_only = {("domain/leases.py", "socket"),  # inet_pton/inet_ntop: fast address parsing, no I/O
+                        ("domain/chain_v2.py", "socket")}
     used = {(str(p.relative_to(PACKAGE)), m) for p in (PACKAGE / "domain").rglob("*.py") for m in imports(p)
             if m.split(".")[0] in io_modules} - conversions_only
     assert not used, used

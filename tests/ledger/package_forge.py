@@ -93,10 +93,11 @@ def relink_and_sign(segment: dict[str, Any], key: Ed25519PrivateKey, key_id: str
     for node, part in segment["nodes"].items():
         prev = bytes.fromhex(part["prev_hash_before_first"])
         for row in part["rows"]:
+            fmt = row.get("format", 1)
             if row["fields"] is not None:
-                row["content_hash"] = hashlib.sha256(pv.canonical(row["kind"], row["fields"])).hexdigest()
+                row["content_hash"] = hashlib.sha256(pv.content_bytes(row["kind"], row["fields"], fmt)).hexdigest()
             row["prev_hash"] = prev.hex()
-            prev = pv.link_hash(node, row["seq"], prev, bytes.fromhex(row["content_hash"]))
+            prev = pv.link_hash(node, row["seq"], prev, bytes.fromhex(row["content_hash"]), fmt)
             row["row_hash"] = prev.hex()
         cp = part["checkpoint"]
         cp.update(head_hash=prev.hex(), seq=part["rows"][-1]["seq"], key_id=key_id or signing.key_id(public))

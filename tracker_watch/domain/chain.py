@@ -10,6 +10,10 @@ where prev_hash is the row_hash of position seq−1 (32 zero bytes before the fi
 encoding is JSON with sorted keys and no spaces; times are UTC ISO-8601 with microseconds and a "Z",
 bytes are lowercase hex, addresses are in canonical text form. Redaction (retention) blanks personal
 fields but keeps content_hash, so the chain still verifies and the row is reported as redacted.
+
+That is chain format v1. Rows written since format v2 (chain_v2.py: a fixed binary encoding instead
+of JSON, and "tracker-watch/chain/v2" as the link's domain) carry format 2; one chain may hold both, and
+every function here that hashes takes the row's format (default 1, so v1 callers read as before).
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Literal
 
+from tracker_watch.domain import chain_v2
+
 GENESIS = bytes(32)
 _DOMAIN = b"tracker-watch/chain/v1"
+_DOMAINS = {1: _DOMAIN, chain_v2.FORMAT: chain_v2.DOMAIN}
+FORMATS = tuple(_DOMAINS)
 
 
 def plain(value: Any) -> Any:
@@ -56,13 +64,17 @@ def canonical(kind: str, fields: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
-def content_hash(kind: str, fields: Mapping[str, Any]) -> bytes:
+def content_hash(kind: str, fields: Mapping[str, Any], fmt: int = 1) -> bytes:
+    if fmt == chain_v2.FORMAT:
+        return chain_v2.content_hash(kind, fields)
+    if fmt != 1:
+        raise ValueError(f"unknown chain format {fmt}")
     return hashlib.sha256(canonical(kind, fields)).digest()
 
 
-def link_hash(node: str, seq: int, prev_hash: bytes, content: bytes) -> bytes:
+def link_hash(node: str, seq: int, prev_hash: bytes, content: bytes, fmt: int = 1) -> bytes:
     node_raw = node.encode()
-    return hashlib.sha256(_DOMAIN + struct.pack(">H", len(node_raw)) + node_raw + struct.pack(">Q", seq)
+    return hashlib.sha256(_DOMAINS[fmt] + struct.pack(">H", len(node_raw)) + node_raw + struct.pack(">Q", seq)
                           + prev_hash + content).digest()
 
 
@@ -74,12 +86,12 @@ class Link:
     row_hash: bytes
 
 
-def extend(node: str, head_seq: int, head_hash: bytes, contents: Iterable[bytes]) -> list[Link]:
-    """Chain links for new rows appended after (head_seq, head_hash)."""
+def extend(node: str, head_seq: int, head_hash: bytes, contents: Iterable[bytes], fmt: int = 1) -> list[Link]:
+    """Chain links for new rows (all of format `fmt`) appended after (head_seq, head_hash)."""
     links, prev, seq = [], head_hash, head_seq
     for content in contents:
         seq += 1
-        row = link_hash(node, seq, prev, content)
+        row = link_hash(node, seq, prev, content, fmt)
         links.append(Link(seq, content, prev, row))
         prev = row
     return links
@@ -101,6 +113,7 @@ class ChainRow:
     prev_hash: bytes
     row_hash: bytes
     recomputed: bytes | None
+    format: int = 1  # the chain format it was written in (its content encoding and link domain)
 
 
 @dataclass(frozen=True)
@@ -149,7 +162,9 @@ def _check(node: str, rows: Sequence[ChainRow], i: int, by_hash: dict[bytes, int
     if row.recomputed is not None and row.recomputed != row.content_hash:
         return "edited", "its fields no longer match the hash recorded when it was written"
     linked = by_hash.get(row.prev_hash)
-    if link_hash(node, row.seq, row.prev_hash, row.content_hash) != row.row_hash:
+    if row.format not in _DOMAINS:
+        return "edited", f"it claims chain format {row.format}, which does not exist"
+    if link_hash(node, row.seq, row.prev_hash, row.content_hash, row.format) != row.row_hash:
         return _misplaced(node, row, i, linked, rows[linked].seq if linked is not None else None, expected_prev)
     if row.seq != expected_seq:
         if row.seq > expected_seq and linked is None:
@@ -174,7 +189,7 @@ def _misplaced(node: str, row: ChainRow, i: int, linked: int | None, linked_seq:
         return "edited", "its stored hashes were altered"
 
     def valid_at(seq: int) -> bool:
-        return link_hash(node, seq, row.prev_hash, row.content_hash) == row.row_hash
+        return link_hash(node, seq, row.prev_hash, row.content_hash, row.format) == row.row_hash
 
     if valid_at(row.seq - 1) and linked == i - 2:
         return "inserted", f"a row was put in before it at position {row.seq - 1} and later rows renumbered"

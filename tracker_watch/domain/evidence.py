@@ -7,12 +7,17 @@ hash check, which proves it is not a genuine source of the work, so it never cou
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
+import typing
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from operator import attrgetter
+
+import msgspec
 
 
 class Grade(StrEnum):
@@ -116,14 +121,40 @@ PERSONAL_FIELDS = ("ip", "port", "peer_id", "client")
 
 
 # --- the spool's record of an observation -------------------------------------------------------------
-# A JSON array in OBSERVATION_FIELDS order behind a version tag: compact, and a field added later
-# gets a new version rather than silently shifting positions.
-_RECORD_VERSION = 1
+# Version 2 (now written): the tag 0xC1 0x02 (0xC1 is a byte MessagePack never uses, and no JSON text
+# starts with it), then the observation's fields in dataclass order as a MessagePack array, by msgspec in
+# C: ~0.7 µs to encode and ~4 µs to decode and type-check, against ~9 + ~10 µs for version 1, and ~220
+# bytes against ~340. A field added to Observation changes the array: give it version 3 (tag 0xC1 0x03)
+# and keep reading 2.
+# Version 1 (written before): a JSON array in OBSERVATION_FIELDS order behind the number 1. Still read, so
+# a spool left by the previous release is written to the database after an upgrade like any other.
+_RECORD_TAG = b"\xc1\x02"
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Observation))
+_record_values = attrgetter(*_RECORD_FIELDS)
+_encoder = msgspec.msgpack.Encoder()
+_hints = typing.get_type_hints(Observation)
+_decoder = msgspec.msgpack.Decoder(tuple.__class_getitem__(tuple(_hints[f] for f in _RECORD_FIELDS)))
+_V1 = 1
 _BYTES_FIELDS = frozenset({"infohash_v1", "infohash_v2", "peer_id", "piece_sha1", "piece_sha256"})
 
 
 def encode_observation(o: Observation) -> bytes:
-    values: list[object] = [_RECORD_VERSION]
+    return _RECORD_TAG + _encoder.encode(_record_values(o))
+
+
+def decode_observation(data: bytes) -> Observation:
+    """The inverse of encode_observation (or of version 1's); ValueError on anything else."""
+    if data[:2] == _RECORD_TAG:
+        try:
+            return Observation(*_decoder.decode(memoryview(data)[2:]))
+        except msgspec.MsgspecError as exc:
+            raise ValueError(f"not an observation record: {exc}") from None
+    return _decode_v1(data)
+
+
+def encode_observation_v1(o: Observation) -> bytes:
+    """Version 1, as the previous release wrote it: kept so tests can lay down an old spool."""
+    values: list[object] = [_V1]
     for name in OBSERVATION_FIELDS:
         v = getattr(o, name)
         if v is None or (isinstance(v, int | str) and not isinstance(v, StrEnum)):
@@ -139,13 +170,12 @@ def encode_observation(o: Observation) -> bytes:
     return json.dumps(values, separators=(",", ":")).encode()
 
 
-def decode_observation(data: bytes) -> Observation:
-    """The inverse of encode_observation; ValueError on anything it did not write."""
+def _decode_v1(data: bytes) -> Observation:
     try:
         values = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not an observation record: {exc}") from None
-    if not isinstance(values, list) or values[:1] != [_RECORD_VERSION] or len(values) != len(OBSERVATION_FIELDS) + 1:
+    if not isinstance(values, list) or values[:1] != [_V1] or len(values) != len(OBSERVATION_FIELDS) + 1:
         raise ValueError("not an observation record of version 1")
     kw: dict[str, object] = {}
     for name, v in zip(OBSERVATION_FIELDS, values[1:], strict=True):

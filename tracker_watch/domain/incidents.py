@@ -55,8 +55,12 @@ class IncidentDelta:
 
 def fold(observations: Iterable[Observation], window_s: int) -> list[IncidentDelta]:
     deltas: dict[tuple[int, str, datetime], IncidentDelta] = {}
+    starts: dict[int, datetime] = {}  # a batch spans few windows: build each window's datetime once
     for o in observations:
-        start = window_start(o.observed_at, window_s)
+        epoch = int(o.observed_at.timestamp())
+        start = starts.get(epoch - epoch % window_s)
+        if start is None:
+            start = starts[epoch - epoch % window_s] = window_start(o.observed_at, window_s)
         key = (o.target_id, o.ip, start)
         d = deltas.get(key)
         if d is None:

@@ -127,16 +127,18 @@ async def _segment(conn: Conn, obs: list[Any], changes: list[Any]) -> dict[str, 
         if cp is None:
             raise NotSealed(node, last)
         rows = await conn.fetch(
-            "SELECT 'observation' AS kind, chain_seq, content_hash, prev_hash, row_hash FROM observations "
-            "WHERE node = $1 AND chain_seq BETWEEN $2 AND $3 UNION ALL "
-            "SELECT 'incident_change', chain_seq, content_hash, prev_hash, row_hash FROM incident_changes "
+            "SELECT 'observation' AS kind, chain_seq, content_hash, prev_hash, row_hash, chain_format "
+            "FROM observations WHERE node = $1 AND chain_seq BETWEEN $2 AND $3 UNION ALL "
+            "SELECT 'incident_change', chain_seq, content_hash, prev_hash, row_hash, chain_format "
+            "FROM incident_changes "
             "WHERE node = $1 AND chain_seq BETWEEN $2 AND $3 ORDER BY chain_seq", node, first, cp["seq"])
         if not rows or rows[0]["chain_seq"] != first:
             raise SegmentInvalid(f"refusing to package: node {node}'s chain rows from position {first} are missing; "
                                  "run `tracker-watch ledger verify`")
         nodes[node] = {
             "prev_hash_before_first": bytes(rows[0]["prev_hash"]).hex(),
-            "rows": [{"seq": r["chain_seq"], "kind": r["kind"], "content_hash": bytes(r["content_hash"]).hex(),
+            "rows": [{"seq": r["chain_seq"], "kind": r["kind"], "format": r["chain_format"],
+                      "content_hash": bytes(r["content_hash"]).hex(),
                       "prev_hash": bytes(r["prev_hash"]).hex(), "row_hash": bytes(r["row_hash"]).hex(),
                       "fields": included.get((node, r["chain_seq"]), (None, None))[1]} for r in rows],
             "checkpoint": {"node": node, "seq": cp["seq"], "head_hash": bytes(cp["head_hash"]).hex(),

@@ -7,8 +7,9 @@ PACKAGE is the unpacked folder (default: the folder this file is in) or the zip 
   1. the chain segment of each node links row by row (SHA-256) from its first row to a checkpoint, whose
      Ed25519 signature (verified here, RFC 8032) covers node, position and head hash; the key's id is the
      one the checkpoint names;
-  2. every row shown in full hashes to its row's content hash, and all of them are of one peer IP in one
-     target, written by the node whose chain holds them;
+  2. every row shown in full hashes to its row's content hash — in the row's chain format: 1, canonical
+     JSON, or 2, a fixed binary encoding (below; tracker-watch's docs/chain.md) — and all of them are of
+     one peer IP in one target, written by the node whose chain holds them;
   3. observations.json, incidents.json and verified_pieces.json are exactly what those signed rows say
      (re-derived here and compared), so nothing in them can be changed without breaking 1 or 2;
   4. info.bencoded hashes to the infohash the signed rows name, and each verified piece's SHA-1 is the
@@ -27,16 +28,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import ipaddress
 import json
 import struct
 import sys
+import uuid
 import zipfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_TAMPERED, EXIT_USAGE, EXIT_CANNOT_CHECK = 0, 1, 2, 3
 FORMAT = "tracker-watch evidence package v2"
 DOMAIN = b"tracker-watch/chain/v1"
+DOMAINS = {1: DOMAIN, 2: b"tracker-watch/chain/v2"}  # chain format → link domain; a row's "format" (default 1)
 DERIVED = ("observations.json", "incidents.json", "verified_pieces.json")
 REQUIRED = ("manifest.json", "chain.json", "info.bencoded", *DERIVED)
 
@@ -106,7 +111,7 @@ def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> bool:
     return _equal(_mul(s, _G), _add(r, _mul(h, a)))
 
 
-# --- keys, chain links, canonical encoding (as tracker_watch/domain/chain.py) ------------------------
+# --- keys, chain links, canonical encodings (as tracker_watch/domain/chain.py and chain_v2.py) -------
 def fingerprint(public_key: bytes) -> str:
     digest = hashlib.sha256(public_key).hexdigest()
     return "SHA256:" + ":".join(digest[i:i + 4] for i in range(0, 64, 4))
@@ -121,16 +126,86 @@ def parse_fingerprint(text: str) -> str | None:
     return digits if ok else None
 
 
-def link_hash(node: str, seq: int, prev_hash: bytes, content: bytes) -> bytes:
+def link_hash(node: str, seq: int, prev_hash: bytes, content: bytes, fmt: int = 1) -> bytes:
     raw = node.encode()
-    return hashlib.sha256(DOMAIN + struct.pack(">H", len(raw)) + raw + struct.pack(">Q", seq) + prev_hash
+    return hashlib.sha256(DOMAINS[fmt] + struct.pack(">H", len(raw)) + raw + struct.pack(">Q", seq) + prev_hash
                           + content).digest()
 
 
 def canonical(kind: str, fields: dict[str, Any]) -> bytes:
+    """Format 1: the fields and the kind as JSON with sorted keys and no spaces."""
     doc = dict(fields)
     doc["kind"] = kind
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+# Format 2 (docs/chain.md): the kind, 0x00, then each field in this order, 0x00 if null, else 0x01 + value.
+V2_FIELDS = {
+    "observation": (("id", "uuid"), ("target_id", "int"), ("infohash_v1", "bytes"), ("infohash_v2", "bytes"),
+                    ("observed_at", "time"), ("ip", "ip"), ("port", "int"), ("source", "text"),
+                    ("tracker_url", "text"), ("grade", "text"), ("peer_id", "bytes"), ("client", "text"),
+                    ("pieces_advertised", "int"), ("num_pieces", "int"), ("pieces_verified", "int"),
+                    ("bytes_verified", "int"), ("node", "text"), ("version", "text"), ("our_ip", "ip"),
+                    ("our_port", "int"), ("piece_index", "int"), ("piece_bytes", "int"), ("piece_sha1", "bytes"),
+                    ("piece_sha256", "bytes")),
+    "incident_change": (("incident_id", "int"), ("target_id", "int"), ("ip", "ip"), ("window_start", "time"),
+                        ("first_seen", "time"), ("last_seen", "time"), ("best_grade", "text"), ("corrupt", "bool"),
+                        ("ports", "ints"), ("pieces_verified", "ints"), ("bytes_verified", "int"),
+                        ("observations", "int"), ("recorded_at", "time")),
+}
+_UTC = timezone.utc  # noqa: UP017 (datetime.UTC is 3.11+; this file runs on 3.9)
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+def _exact(ok: bool, typ: str, value: Any) -> None:
+    """Each value has exactly one way to be written in a package; any other is an alteration."""
+    if not ok:
+        raise ValueError(f"{value!r} is not a {typ} as tracker-watch writes it")
+
+
+def v2_value(typ: str, v: Any) -> bytes:
+    if v is None:
+        return b"\x00"
+    try:
+        return b"\x01" + _v2_payload(typ, v)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"{v!r} is not a {typ} as tracker-watch writes it") from None
+
+
+def _v2_payload(typ: str, v: Any) -> bytes:
+    if typ in ("int", "bool"):
+        _exact(type(v) is (int if typ == "int" else bool), typ, v)
+        return bytes([v]) if typ == "bool" else v.to_bytes(8, "big", signed=True)
+    if typ == "ints":
+        _exact(type(v) is list and all(type(i) is int for i in v), typ, v)
+        return len(v).to_bytes(4, "big") + b"".join(i.to_bytes(8, "big", signed=True) for i in v)
+    _exact(isinstance(v, str), typ, v)
+    if typ == "time":
+        t = datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_UTC)
+        _exact(t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") == v, typ, v)
+        return ((t - _EPOCH) // timedelta(microseconds=1)).to_bytes(8, "big", signed=True)
+    if typ == "ip":
+        addr = ipaddress.ip_address(v)
+        _exact(str(addr) == v, typ, v)
+        return bytes([len(addr.packed)]) + addr.packed
+    if typ == "uuid":
+        u = uuid.UUID(v)
+        _exact(str(u) == v, typ, v)
+        return u.bytes
+    raw = bytes.fromhex(v) if typ == "bytes" else v.encode()
+    _exact(typ == "text" or raw.hex() == v, typ, v)
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def encode_v2(kind: str, fields: dict[str, Any]) -> bytes:
+    spec = V2_FIELDS[kind]
+    _exact(type(fields) is dict and set(fields) == {name for name, _ in spec}, kind, fields)
+    return kind.encode() + b"\x00" + b"".join(v2_value(typ, fields[name]) for name, typ in spec)
+
+
+def content_bytes(kind: str, fields: dict[str, Any], fmt: int) -> bytes:
+    """What a row's content hash is the SHA-256 of, in its chain format."""
+    return encode_v2(kind, fields) if fmt == 2 else canonical(kind, fields)
 
 
 def checkpoint_message(cp: dict[str, Any]) -> bytes:
@@ -267,16 +342,20 @@ def check_node(node: str, part: dict[str, Any], pinned: set[str] | frozenset[str
     prev = bytes.fromhex(part["prev_hash_before_first"])
     for row in rows:
         where = f"node {node} position {row['seq']}"
-        fields = row.get("fields")
+        fields, fmt = row.get("fields"), row.get("format", 1)
         if row["kind"] not in ("observation", "incident_change"):
             problems.append(f"{where}: unknown row kind {row['kind']!r}")
-        if fields is not None and hashlib.sha256(canonical(row["kind"], fields)).hexdigest() != row["content_hash"]:
+        if type(fmt) is not int or fmt not in DOMAINS:
+            problems.append(f"{where}: unknown chain format {fmt!r}")
+            fmt = 1
+        if fields is not None and (hashlib.sha256(content_bytes(row["kind"], fields, fmt)).hexdigest()
+                                   != row["content_hash"]):
             problems.append(f"{where}: fields do not match the content hash")
         if fields is not None and row["kind"] == "observation" and fields["node"] != node:
             problems.append(f"{where}: a row of node {fields['node']} in node {node}'s chain")
         if row["prev_hash"] != prev.hex():
             problems.append(f"{where}: does not link to the previous position")
-        prev = link_hash(node, row["seq"], prev, bytes.fromhex(row["content_hash"]))
+        prev = link_hash(node, row["seq"], prev, bytes.fromhex(row["content_hash"]), fmt)
         if prev.hex() != row["row_hash"]:
             problems.append(f"{where}: row hash does not match")
     seqs = [r["seq"] for r in rows]

@@ -10,10 +10,12 @@ from datetime import datetime
 
 from tracker_watch.ledger.db import Conn
 
-# incidents past retention, not held, not yet redacted
+# incidents past retention, not held, not yet redacted. last_seen is not indexed (so the evidence writer's
+# updates stay HOT, migration 0014); an incident's last_seen lies in its window, so window_start < cutoff
+# is implied and reaches the partial index incidents_retention
 _DUE = """
     SELECT id, target_id, ip, window_start, window_start + make_interval(secs => $2) AS window_end
-    FROM incidents WHERE last_seen < $1 AND NOT legal_hold AND redacted_at IS NULL
+    FROM incidents WHERE window_start < $1 AND last_seen < $1 AND NOT legal_hold AND redacted_at IS NULL
 """
 
 

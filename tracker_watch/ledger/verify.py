@@ -43,18 +43,25 @@ class LedgerReport:
         return sum(n.rows for n in self.nodes)
 
 
+def _recompute(r: Any, kind: str, names: tuple[str, ...]) -> bytes | None:
+    """The row's content hash recomputed in its own chain format; None when redacted."""
+    if r["redacted_at"]:
+        return None
+    if r["chain_format"] not in chain.FORMATS:
+        return b""  # no such format: reported as edited (the walk names the row)
+    return chain.content_hash(kind, {f: r[f] for f in names}, r["chain_format"])
+
+
 def observation_row(r: Any) -> chain.ChainRow:
-    recomputed = None if r["redacted_at"] else chain.content_hash(
-        "observation", {f: r[f] for f in OBSERVATION_FIELDS})
     return chain.ChainRow(r["node"], r["chain_seq"], "observation", str(r["id"]), bytes(r["content_hash"]),
-                          bytes(r["prev_hash"]), bytes(r["row_hash"]), recomputed)
+                          bytes(r["prev_hash"]), bytes(r["row_hash"]), _recompute(r, "observation", OBSERVATION_FIELDS),
+                          r["chain_format"])
 
 
 def incident_change_row(r: Any) -> chain.ChainRow:
-    fields = {f: r[f] for f in INCIDENT_CHANGE_FIELDS}
-    recomputed = None if r["redacted_at"] else chain.content_hash("incident_change", fields)
     return chain.ChainRow(r["node"], r["chain_seq"], "incident_change", f"incident {r['incident_id']}",
-                          bytes(r["content_hash"]), bytes(r["prev_hash"]), bytes(r["row_hash"]), recomputed)
+                          bytes(r["content_hash"]), bytes(r["prev_hash"]), bytes(r["row_hash"]),
+                          _recompute(r, "incident_change", INCIDENT_CHANGE_FIELDS), r["chain_format"])
 
 
 async def chunks(conn: Conn, node: str, after: int = 0) -> AsyncIterator[list[chain.ChainRow]]:
