@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,22 +20,25 @@ from prometheus_client import REGISTRY
 
 from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch.config import Settings
-from tracker_watch.domain.evidence import utc_now_ms
+from tracker_watch.domain.evidence import Observation, utc_now_ms
 from tracker_watch.domain.peerwire import new_peer_id
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger import retention, signing
-from tracker_watch.ledger.db import Database
+from tracker_watch.ledger.db import Database, is_outage
 from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.outbox import Outbox
 from tracker_watch.ledger.ownership import Ownership
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
+from tracker_watch.node_targets import DatabaseAway, NodeTargets
 from tracker_watch.swarm.announcer import Announcer, Announcers
 from tracker_watch.swarm.engine import SwarmEngine
+from tracker_watch.swarm.local_copy import LocalCopy
 from tracker_watch.swarm.swarm import Swarm
+from tracker_watch.swarm.targets import WatchedTarget
 from tracker_watch.swarm.watchlist import Watchlist
 
 _log = log.get("tracker_watch.daemon")
@@ -71,6 +74,12 @@ class Daemon:
         self._seen_revision = -1
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self.targets = NodeTargets()  # the ledger once connected; the local copy until then
+        self.local_copy = LocalCopy(settings.node.state_dir / "local-copy")
+        self._copy_state: Any = None
+        self._copy_wanted: tuple[frozenset[int], dict[int, WatchedTarget]] | None = None
+        self._copy_task: asyncio.Task[None] | None = None
+        self._pending_metadata: list[tuple[list[int], bytes, TorrentMeta]] = []
 
     async def start(self) -> None:
         s = self.settings
@@ -78,18 +87,15 @@ class Daemon:
         spool = Spool(Path(s.spool.dir) if s.spool.dir else s.node.state_dir / "spool", s.spool.max_bytes,
                       s.spool.segment_bytes)
         spool.open()  # first: a second daemon on this state directory stops here
-        try:
-            await self.db.start()
-        except BaseException:
-            spool.close()
-            raise
-        self.writer = EvidenceWriter(self.db.pool, s.node.name, signing.load_or_create(s.node.state_dir),
-                                     s.evidence.incident_window_s, s.evidence.checkpoint_every,
-                                     s.evidence.checkpoint_interval_s)
-        self.batcher = Batcher(self.writer.write, spool, s.collector.batch_size, s.collector.flush_interval_s,
+        self.batcher = Batcher(self._write_evidence, spool, s.collector.batch_size, s.collector.flush_interval_s,
                                s.spool.fsync_interval_s, s.database.write_timeout_s, s.spool.near_full_ratio)
         if spool.pending_records:
             _log.info("spool_replay", records=spool.pending_records, spool_bytes=spool.pending_bytes)
+        try:
+            await self._connect()  # a server that does not answer is waited for in the background
+        except BaseException:
+            spool.close()
+            raise
         self.batcher.start()
         self.collector = Collector(s.node.name, SOFTWARE, self.batcher.put, s.collector.reobserve_s,
                                    change_gap_s=s.swarm.peer_refresh_s)
@@ -107,41 +113,132 @@ class Daemon:
                 policy=self.engine.policy, own_ips=lambda: engine.own_ips,
                 local_ips=[*probe, *s.swarm.outgoing_interfaces]))
         await self.announcer.start()
-        self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
-                                   s.daemon.target_poll_s, actor=f"node:{s.node.name}")
-        self.ownership = Ownership(self.db.pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
-                                   s.node.heartbeat_s)
-        await self._heartbeat()  # take our leases (our own at once after a crash) and resume those targets
-        if s.api.enabled:
-            from tracker_watch.api.app import ApiServer
-
-            self.api = ApiServer(self.db.pool, s, self.engine, self.watchlist)
-            await self.api.start()
-        self.strikes = StrikeLedger(self.db.pool, s)
-        self.outbox = Outbox(self.db.pool, s.notices)
+        self.watchlist = Watchlist(self.targets, self.engine, self.collector, self.announcer, s.daemon.target_poll_s,
+                                   actor=f"node:{s.node.name}", on_change=self._copy_changed)
         if s.metrics.enabled:
             metrics.init_label_sets()
             self._collector = metrics.DaemonCollector(self, s.metrics.per_target_limit)
             REGISTRY.register(self._collector)
             self.metrics_server = metrics.MetricsServer(s.metrics.listen)
             await self.metrics_server.start()
-            await metrics.refresh_database_gauges(self.db.pool)
+        if self.db.connected:
+            await self._online()  # take our leases (our own at once after a crash) and resume those targets
+        else:
+            await self._start_offline()
+        self._tasks += [asyncio.create_task(self.watchlist.run(), name="watchlist"),
+                        asyncio.create_task(_every(60.0, self._forget_idle), name="forget-idle")]
+        if (interval := systemd.watchdog_interval()) is not None:
+            self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
+        self.started.set()
+        systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
+        _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows), database=self.db.connected,
+                  swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2), **self.listening())
+
+    async def _connect(self) -> None:
+        """Connect (and migrate) once; a configured server that does not answer is no reason not to start."""
+        try:
+            await self.db.start()
+        except Exception as exc:
+            if not (self.settings.database.dsn and is_outage(exc)):
+                raise  # a wrong password, database or schema, or an embedded server that cannot start
+            metrics.DATABASE_UP.set(0)
+            _log.error("database_unreachable_at_start", error=(str(exc) or type(exc).__name__)[:300],
+                       note="monitoring from the local copy; evidence is spooled until the database answers")
+
+    async def _online(self) -> None:
+        """The database answers: write evidence, read targets from it, lease, serve the API, run the ledger jobs.
+        After a start without the database this is the reconciliation: the heartbeat re-reads the leases
+        (those another node took meanwhile are yielded) and the batcher writes the spool."""
+        s, pool = self.settings, self.db.pool
+        self.writer = EvidenceWriter(pool, s.node.name, signing.load_or_create(s.node.state_dir),
+                                     s.evidence.incident_window_s, s.evidence.checkpoint_every,
+                                     s.evidence.checkpoint_interval_s)
+        self.targets.connect(pool)
+        self.ownership = Ownership(pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
+                                   s.node.heartbeat_s)
+        assert self.batcher is not None
+        self.batcher.kick()
+        await self._heartbeat()
+        metrics.LOCAL_COPY_TARGETS.set(0)
+        for ids, info, meta in self._pending_metadata:  # fetched while the database was away
+            await TargetStore(pool).set_metadata(ids, info, meta)
+        self._pending_metadata.clear()
+        if s.api.enabled and self.api is None:
+            from tracker_watch.api.app import ApiServer
+
+            self.api = ApiServer(pool, s, self.engine, self.watchlist, read_pool=self.db.read_pool)
+            await self.api.start()
+        self.strikes = StrikeLedger(pool, s)
+        self.outbox = Outbox(pool, s.notices)
+        if s.metrics.enabled:
+            await metrics.refresh_database_gauges(pool)
         periodic = {"heartbeat": (s.node.heartbeat_s, self._heartbeat),
-                    "new-targets": (s.daemon.target_poll_s, self._new_targets),
-                    "forget-idle": (60.0, self._forget_idle), "retention": (3600.0, self._retention),
-                    "metrics": (s.metrics.refresh_s, lambda: metrics.refresh_database_gauges(self.db.pool)),
+                    "new-targets": (s.daemon.target_poll_s, self._new_targets), "retention": (3600.0, self._retention),
+                    "metrics": (s.metrics.refresh_s, lambda: metrics.refresh_database_gauges(pool)),
                     "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
                     "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
                     "outbox": (s.notices.delivery_interval_s, self._deliver_notices)}
-        self._tasks = [asyncio.create_task(self.watchlist.run(), name="watchlist")]
         self._tasks += [asyncio.create_task(_every(every, job), name=name) for name, (every, job) in periodic.items()]
-        if (interval := systemd.watchdog_interval()) is not None:
-            self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
-        await warn_placeholders(s, self.db.pool)
-        self.started.set()
-        systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
-        _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows),
-                  swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2), **self.listening())
+        await warn_placeholders(s, pool)
+
+    async def _start_offline(self) -> None:
+        """Run what the local copy says this node ran, and keep trying the database."""
+        assert self.watchlist is not None
+        loaded = await asyncio.to_thread(self.local_copy.load)
+        if loaded.problems:
+            _log.error("local_copy_unusable" if not loaded.targets else "local_copy_incomplete",
+                       problems=loaded.problems[:20], count=len(loaded.problems), targets=len(loaded.targets),
+                       note="monitoring what the copy holds until the database answers")
+        self.targets.offline = loaded.targets
+        metrics.LOCAL_COPY_TARGETS.set(len(loaded.targets))
+        await self.watchlist.set_owned(loaded.owned)
+        _log.info("started_from_local_copy", targets=len(self.watchlist.rows), swarms=len(self.watchlist.groups))
+        self._tasks.append(asyncio.create_task(self._reconnect(), name="reconnect"))
+
+    async def _reconnect(self) -> None:
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                if not self.db.connected:
+                    await self.db.start()
+                await self._online()
+            except Exception as exc:
+                metrics.DATABASE_UP.set(0)
+                _log.warning("database_reconnect_failed", error=(str(exc) or type(exc).__name__)[:300],
+                             outage=is_outage(exc), retry_in_s=delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            _log.info("database_reconnected", targets=len(self.watchlist.rows) if self.watchlist else 0)
+            return
+
+    async def _write_evidence(self, batch: Sequence[Observation]) -> int:
+        if self.writer is None:
+            raise DatabaseAway("database not connected yet: the batch stays in the spool")
+        return await self.writer.write(batch)
+
+    def _copy_changed(self) -> None:
+        """The watchlist changed what it runs: write the local copy (in the background, coalesced)."""
+        wl = self.watchlist
+        if wl is None or self.targets.store is None:  # only what the database said is worth keeping
+            return
+        state = (wl.owned, tuple(sorted((i, r.revision) for i, r in wl.rows.items())))
+        if state == self._copy_state:
+            return
+        self._copy_state = state
+        self._copy_wanted = (wl.owned or frozenset(), dict(wl.rows))
+        if self._copy_task is None or self._copy_task.done():
+            self._copy_task = asyncio.create_task(self._save_copy(), name="local-copy")
+            self._background.add(self._copy_task)
+            self._copy_task.add_done_callback(self._background_done)
+
+    async def _save_copy(self) -> None:
+        while self._copy_wanted is not None:
+            (owned, rows), self._copy_wanted = self._copy_wanted, None
+            try:
+                await asyncio.to_thread(self.local_copy.save, owned, rows)
+            except OSError as exc:  # the copy only matters at a start without the database
+                _log.warning("local_copy_write_failed", error=str(exc)[:300])
 
     def listening(self) -> dict[str, Any]:
         """The addresses actually bound (a configured port 0 becomes the port the OS chose)."""
@@ -205,7 +302,8 @@ class Daemon:
                              note="the leases lapse after node.lease_ttl_s")
         unwritten = 0
         if self.batcher is not None:
-            unwritten = await self.batcher.stop(timeout=max(0.5, deadline - time.monotonic() - 1.0))
+            grace = deadline - time.monotonic() - 1.0 if self.writer is not None else 0.0
+            unwritten = await self.batcher.stop(timeout=max(0.5, grace))
         if self.writer is not None:
             try:  # seal what was written with a signed checkpoint
                 await asyncio.wait_for(self.writer.checkpoint(), timeout=max(0.1, deadline - time.monotonic()))
@@ -228,6 +326,9 @@ class Daemon:
         if group is None:
             return
         ids = [r.target_id for r in group.refs]
+        if not self.db.connected:  # stored once the database answers
+            self._pending_metadata.append((ids, info, meta))
+            return
         task = asyncio.create_task(TargetStore(self.db.pool).set_metadata(ids, info, meta))
         self._background.add(task)
         task.add_done_callback(self._background_done)
