@@ -3,7 +3,6 @@ database returns it reconciles (yields what another node took meanwhile) and sto
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
