@@ -1,9 +1,13 @@
 """The daemon's lifecycle: start in order, run until told to stop, stop in reverse order.
 
-Start: spool (replayed as soon as the database is up) → database (embedded or configured; migrations)
-→ evidence writer → swarm engine → tracker announcer → leases and watchlist (targets). Stop reverses
-that within `daemon.shutdown_grace_s`: the swarms stop first, the leases are handed back at once, then
-the writer flushes what it can; whatever it cannot stays in the spool for the next start.
+Start: spool (replayed as soon as the database is up) → database (configured or embedded; migrations)
+→ evidence batcher → swarm engine → tracker announcer → watchlist → leases and targets, API, ledger jobs.
+A configured database that does not answer at start is no reason not to monitor: the node runs what its
+local copy (`<state_dir>/local-copy`, see swarm/local_copy.py) says it ran, spools every observation and
+retries with back-off; when the database answers it reconciles — migrations, a lease heartbeat that yields
+whatever another node took meanwhile, the spool written (observation ids make that idempotent) — and only
+then serves the API. Stop reverses that within `daemon.shutdown_grace_s`: the swarms stop first, the leases
+are handed back at once, then the writer flushes what it can; whatever it cannot stays in the spool.
 """
 
 from __future__ import annotations
@@ -11,34 +15,32 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
 
 from tracker_watch import SOFTWARE, log, metrics, systemd
+from tracker_watch import daemon_jobs as jobs
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import Observation, utc_now_ms
-from tracker_watch.domain.peerwire import new_peer_id
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
 from tracker_watch.evidence.spool import Spool
-from tracker_watch.ledger import retention, signing
+from tracker_watch.ledger import signing
 from tracker_watch.ledger.db import Database, is_outage
 from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.outbox import Outbox
 from tracker_watch.ledger.ownership import Ownership
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
-from tracker_watch.node_targets import DatabaseAway, NodeTargets
-from tracker_watch.swarm.announcer import Announcer, Announcers
+from tracker_watch.node_targets import CopyKeeper, DatabaseAway, NodeTargets
+from tracker_watch.swarm.announcer import Announcers, announcers_for
 from tracker_watch.swarm.engine import SwarmEngine
 from tracker_watch.swarm.local_copy import LocalCopy
 from tracker_watch.swarm.swarm import Swarm
-from tracker_watch.swarm.targets import WatchedTarget
 from tracker_watch.swarm.watchlist import Watchlist
 
 _log = log.get("tracker_watch.daemon")
@@ -75,10 +77,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self.targets = NodeTargets()  # the ledger once connected; the local copy until then
-        self.local_copy = LocalCopy(settings.node.state_dir / "local-copy")
-        self._copy_state: Any = None
-        self._copy_wanted: tuple[frozenset[int], dict[int, WatchedTarget]] | None = None
-        self._copy_task: asyncio.Task[None] | None = None
+        self.copy_keeper = CopyKeeper(LocalCopy(settings.node.state_dir / "local-copy"))
         self._pending_metadata: list[tuple[list[int], bytes, TorrentMeta]] = []
 
     async def start(self) -> None:
@@ -101,17 +100,7 @@ class Daemon:
                                    change_gap_s=s.swarm.peer_refresh_s)
         self.engine = engine = SwarmEngine(s, self.collector.handle, on_metadata=self._on_metadata)
         await self.engine.start()
-        session = Announcer(s.trackers, self.engine.add_peer, self.engine.listen_port, self.engine.peer_id,
-                            None, policy=self.engine.policy, own_ips=lambda: engine.own_ips,
-                            local_ips=s.swarm.outgoing_interfaces)
-        self.announcer = Announcers(session)
-        if self.engine.verifier is not None:
-            # the verifier's listener too, from its own address: a peer that dials it is proven on that connection
-            probe = [s.verify.probe_interface] if s.verify.probe_interface else []
-            self.announcer = Announcers(session, Announcer(
-                s.trackers, self.engine.add_peer, self.engine.announce_port, new_peer_id(), None,
-                policy=self.engine.policy, own_ips=lambda: engine.own_ips,
-                local_ips=[*probe, *s.swarm.outgoing_interfaces]))
+        self.announcer = announcers_for(s, engine)
         await self.announcer.start()
         self.watchlist = Watchlist(self.targets, self.engine, self.collector, self.announcer, s.daemon.target_poll_s,
                                    actor=f"node:{s.node.name}", on_change=self._copy_changed)
@@ -126,7 +115,7 @@ class Daemon:
         else:
             await self._start_offline()
         self._tasks += [asyncio.create_task(self.watchlist.run(), name="watchlist"),
-                        asyncio.create_task(_every(60.0, self._forget_idle), name="forget-idle")]
+                        asyncio.create_task(jobs.every(60.0, self._forget_idle), name="forget-idle")]
         if (interval := systemd.watchdog_interval()) is not None:
             self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
         self.started.set()
@@ -178,13 +167,14 @@ class Daemon:
                     "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
                     "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
                     "outbox": (s.notices.delivery_interval_s, self._deliver_notices)}
-        self._tasks += [asyncio.create_task(_every(every, job), name=name) for name, (every, job) in periodic.items()]
-        await warn_placeholders(s, pool)
+        self._tasks += [asyncio.create_task(jobs.every(every, job), name=name)
+                        for name, (every, job) in periodic.items()]
+        await jobs.warn_placeholders(s, pool)
 
     async def _start_offline(self) -> None:
         """Run what the local copy says this node ran, and keep trying the database."""
         assert self.watchlist is not None
-        loaded = await asyncio.to_thread(self.local_copy.load)
+        loaded = await asyncio.to_thread(self.copy_keeper.copy.load)
         if loaded.problems:
             _log.error("local_copy_unusable" if not loaded.targets else "local_copy_incomplete",
                        problems=loaded.problems[:20], count=len(loaded.problems), targets=len(loaded.targets),
@@ -218,27 +208,9 @@ class Daemon:
         return await self.writer.write(batch)
 
     def _copy_changed(self) -> None:
-        """The watchlist changed what it runs: write the local copy (in the background, coalesced)."""
-        wl = self.watchlist
-        if wl is None or self.targets.store is None:  # only what the database said is worth keeping
-            return
-        state = (wl.owned, tuple(sorted((i, r.revision) for i, r in wl.rows.items())))
-        if state == self._copy_state:
-            return
-        self._copy_state = state
-        self._copy_wanted = (wl.owned or frozenset(), dict(wl.rows))
-        if self._copy_task is None or self._copy_task.done():
-            self._copy_task = asyncio.create_task(self._save_copy(), name="local-copy")
-            self._background.add(self._copy_task)
-            self._copy_task.add_done_callback(self._background_done)
-
-    async def _save_copy(self) -> None:
-        while self._copy_wanted is not None:
-            (owned, rows), self._copy_wanted = self._copy_wanted, None
-            try:
-                await asyncio.to_thread(self.local_copy.save, owned, rows)
-            except OSError as exc:  # the copy only matters at a start without the database
-                _log.warning("local_copy_write_failed", error=str(exc)[:300])
+        """The watchlist changed what it runs: keep the local copy in step (only what the database said)."""
+        if self.watchlist is not None and self.targets.store is not None:
+            self.copy_keeper.changed(self.watchlist.owned or frozenset(), self.watchlist.rows)
 
     def listening(self) -> dict[str, Any]:
         """The addresses actually bound (a configured port 0 becomes the port the OS chose)."""
@@ -316,6 +288,7 @@ class Daemon:
         if self._collector is not None:
             REGISTRY.unregister(self._collector)
             self._collector = None
+        await self.copy_keeper.close()
         await self.db.stop()
         _log.info("daemon_stopped", unwritten=unwritten,
                   written=self.batcher.written if self.batcher else 0)
@@ -382,47 +355,11 @@ class Daemon:
 
     async def _evaluate_strikes(self) -> None:
         assert self.strikes is not None
-        report = await self.strikes.tick()
-        if report.created or report.superseded:
-            _log.info("strikes_evaluated", subjects=report.subjects, created=report.created,
-                      superseded=report.superseded, out_of_jurisdiction=report.out_of_jurisdiction)
-        if report.out_of_jurisdiction:
-            _log.info("evidence_out_of_jurisdiction", observations=report.out_of_jurisdiction,
-                      jurisdictions=self.settings.policy.jurisdictions,
-                      test_country=self.settings.policy.test_country or None,
-                      note="kept, but starts no strike; loopback and private addresses have a country only "
-                           "through policy.test_country")
+        await jobs.evaluate_strikes(self.strikes, self.settings)
 
     async def _deliver_notices(self) -> None:
         assert self.outbox is not None
         await self.outbox.deliver_due()
 
     async def _retention(self) -> None:
-        cutoff = utc_now_ms() - timedelta(days=self.settings.evidence.retention_days)
-        async with self.db.pool.acquire() as conn:
-            report = await retention.purge(conn, cutoff, self.settings.evidence.incident_window_s, dry_run=False)
-        if report.incidents:
-            _log.info("evidence_redacted", incidents=report.incidents, observations=report.observations)
-
-
-async def warn_placeholders(s: Settings, pool: Any) -> None:
-    """Loudly: a notice naming a reserved-domain address (reply or ISP abuse desk) reaches nobody who can answer."""
-    from tracker_watch.domain.contacts import is_placeholder
-
-    if is_placeholder(s.notices.complainant_email):
-        _log.warning("placeholder_contact", setting="notices.complainant_email", value=s.notices.complainant_email,
-                     note="every notice names this reply address; set a real one before notices reach an ISP")
-    for r in await pool.fetch("SELECT name, abuse_email FROM isps WHERE abuse_email IS NOT NULL ORDER BY name"):
-        if is_placeholder(r["abuse_email"]):
-            _log.warning("placeholder_contact", isp=r["name"], value=r["abuse_email"],
-                         note="this ISP's notices name this abuse address; `tracker-watch isp set` a real one")
-
-
-async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
-    """Run `job` every `seconds`; a failure is logged and retried at the next tick, never fatal."""
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await job()
-        except Exception as exc:
-            _log.warning("periodic_job_failed", job=getattr(job, "__name__", "?"), error=str(exc)[:300])
+        await jobs.retention(self.db.pool, self.settings)

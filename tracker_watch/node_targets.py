@@ -7,11 +7,16 @@ before, nothing new, nothing changed, and nothing can be set aside until the dat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tracker_watch import log
 from tracker_watch.ledger.targets import TargetRow, TargetStore
+from tracker_watch.swarm.local_copy import LocalCopy
 from tracker_watch.swarm.targets import WatchedTarget
+
+_log = log.get("tracker_watch.daemon")
 
 
 class DatabaseAway(RuntimeError):
@@ -58,3 +63,35 @@ class NodeTargets:
         if self.store is None:
             raise DatabaseAway("database not connected: the target is set aside once it is")
         return await self.store.mark_error(target_ids, reason, actor)
+
+
+class CopyKeeper:
+    """Writes the local copy after each change of what the node runs: in a worker thread (fsyncs), one save at a
+    time, and of a burst of changes only the last (the copy is a snapshot, not a log)."""
+
+    def __init__(self, copy: LocalCopy) -> None:
+        self.copy = copy
+        self._state: Any = None
+        self._wanted: tuple[frozenset[int], dict[int, WatchedTarget]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def changed(self, owned: frozenset[int], rows: Mapping[int, WatchedTarget]) -> None:
+        state = (owned, tuple(sorted((i, r.revision) for i, r in rows.items())))
+        if state == self._state:
+            return
+        self._state = state
+        self._wanted = (owned, dict(rows))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._save(), name="local-copy")
+
+    async def _save(self) -> None:
+        while self._wanted is not None:
+            (owned, rows), self._wanted = self._wanted, None
+            try:
+                await asyncio.to_thread(self.copy.save, owned, rows)
+            except OSError as exc:  # the copy only matters at a start without the database
+                _log.warning("local_copy_write_failed", error=str(exc)[:300])
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
