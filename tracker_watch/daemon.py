@@ -145,9 +145,9 @@ class Daemon:
         self.targets.connect(pool)
         self.ownership = Ownership(pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
                                    s.node.heartbeat_s)
-        assert self.batcher is not None
-        self.batcher.kick()
         await self._heartbeat()
+        assert self.batcher is not None
+        self.batcher.kick()  # write the spool now rather than at the end of the batcher's back-off
         metrics.LOCAL_COPY_TARGETS.set(0)
         for ids, info, meta in self._pending_metadata:  # fetched while the database was away
             await TargetStore(pool).set_metadata(ids, info, meta)
@@ -167,9 +167,9 @@ class Daemon:
                     "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
                     "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
                     "outbox": (s.notices.delivery_interval_s, self._deliver_notices)}
-        self._tasks += [asyncio.create_task(jobs.every(every, job), name=name)
-                        for name, (every, job) in periodic.items()]
         await jobs.warn_placeholders(s, pool)
+        self._tasks += [asyncio.create_task(jobs.every(every, job), name=name)
+                        for name, (every, job) in periodic.items()]  # last: a retried _online adds them once
 
     async def _start_offline(self) -> None:
         """Run what the local copy says this node ran, and keep trying the database."""

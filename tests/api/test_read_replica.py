@@ -51,7 +51,10 @@ async def test_reads_come_from_the_replica_while_the_primary_is_stopped(make_set
                 assert await replica.fetchval("SELECT pg_is_in_recovery()")
 
                 async def replicated() -> bool:
-                    return bool(await replica.fetchval("SELECT count(*) FROM works WHERE id = $1", work))
+                    try:  # on a busy machine the replica may not even have replayed the schema yet
+                        return bool(await replica.fetchval("SELECT count(*) FROM works WHERE id = $1", work))
+                    except asyncpg.UndefinedTableError:
+                        return False
                 await wait_for_async(replicated, timeout=60)
             finally:
                 await replica.close()
