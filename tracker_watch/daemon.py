@@ -79,6 +79,7 @@ class Daemon:
         self.targets = NodeTargets()  # the ledger once connected; the local copy until then
         self.copy_keeper = CopyKeeper(LocalCopy(settings.node.state_dir / "local-copy"))
         self._pending_metadata: list[tuple[list[int], bytes, TorrentMeta]] = []
+        self.online = False  # leases, API and ledger jobs running (the database answered and was reconciled)
 
     async def start(self) -> None:
         s = self.settings
@@ -110,9 +111,14 @@ class Daemon:
             REGISTRY.register(self._collector)
             self.metrics_server = metrics.MetricsServer(s.metrics.listen)
             await self.metrics_server.start()
-        if self.db.connected:
-            await self._online()  # take our leases (our own at once after a crash) and resume those targets
-        else:
+        try:
+            if self.db.connected:
+                await self._online()  # take our leases (our own at once after a crash) and resume those targets
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            _log.error("database_lost_at_start", error=(str(exc) or type(exc).__name__)[:300])
+        if not self.online:
             await self._start_offline()
         self._tasks += [asyncio.create_task(self.watchlist.run(), name="watchlist"),
                         asyncio.create_task(jobs.every(60.0, self._forget_idle), name="forget-idle")]
@@ -120,7 +126,7 @@ class Daemon:
             self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
         self.started.set()
         systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
-        _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows), database=self.db.connected,
+        _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows), database=self.online,
                   swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2), **self.listening())
 
     async def _connect(self) -> None:
@@ -170,10 +176,12 @@ class Daemon:
         await jobs.warn_placeholders(s, pool)
         self._tasks += [asyncio.create_task(jobs.every(every, job), name=name)
                         for name, (every, job) in periodic.items()]  # last: a retried _online adds them once
+        self.online = True
 
     async def _start_offline(self) -> None:
         """Run what the local copy says this node ran, and keep trying the database."""
         assert self.watchlist is not None
+        self.targets.store = None  # (the database may have gone again half-way through _online)
         loaded = await asyncio.to_thread(self.copy_keeper.copy.load)
         if loaded.problems:
             _log.error("local_copy_unusable" if not loaded.targets else "local_copy_incomplete",

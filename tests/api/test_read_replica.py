@@ -3,6 +3,7 @@ writes go to the primary and, while it is away, get 503 problem+json (never a 50
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -59,7 +60,18 @@ async def test_reads_come_from_the_replica_while_the_primary_is_stopped(make_set
             finally:
                 await replica.close()
 
+            # a console session, signed in while the primary is up (the sign-in is a POST: primary)
+            console = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{server.port}",
+                                            cookie_jar=aiohttp.CookieJar(unsafe=True))
+            async with console.get("/console/login") as r:
+                nonce = re.findall(r'name="csrf" value="([^"]+)"', await r.text())[0]
+            async with console.post("/console/login", data={"csrf": nonce, "token": token}) as r:
+                assert r.status == 200, await r.text()
+
             await pair.stop_primary()
+            async with console.get("/console/targets") as r:  # the console's reads: the replica too
+                assert r.status == 200, await r.text()
+            await console.close()
             async with http.get("/api/v1/works") as r:  # token check and query, both on the replica
                 assert r.status == 200, await r.text()
                 assert [w["title"] for w in (await r.json())["items"]] == ["Film"]
