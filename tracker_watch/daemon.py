@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch import daemon_jobs as jobs
 from tracker_watch.config import Settings
-from tracker_watch.domain.evidence import Observation, utc_now_ms
+from tracker_watch.domain.evidence import Observation
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
@@ -92,7 +92,7 @@ class Daemon:
         if spool.pending_records:
             _log.info("spool_replay", records=spool.pending_records, spool_bytes=spool.pending_bytes)
         try:
-            await self._connect()  # a server that does not answer is waited for in the background
+            await self.db.start_or_wait()  # a server that does not answer is waited for in the background
         except BaseException:
             spool.close()
             raise
@@ -128,17 +128,6 @@ class Daemon:
         systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
         _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows), database=self.online,
                   swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2), **self.listening())
-
-    async def _connect(self) -> None:
-        """Connect (and migrate) once; a configured server that does not answer is no reason not to start."""
-        try:
-            await self.db.start()
-        except Exception as exc:
-            if not (self.settings.database.dsn and is_outage(exc)):
-                raise  # a wrong password, database or schema, or an embedded server that cannot start
-            metrics.DATABASE_UP.set(0)
-            _log.error("database_unreachable_at_start", error=(str(exc) or type(exc).__name__)[:300],
-                       note="monitoring from the local copy; evidence is spooled until the database answers")
 
     async def _online(self) -> None:
         """The database answers: write evidence, read targets from it, lease, serve the API, run the ledger jobs.
@@ -346,15 +335,7 @@ class Daemon:
             await self._heartbeat()
 
     async def _forget_idle(self) -> None:
-        now = utc_now_ms()
-        if self.collector is not None:
-            self.collector.evict_idle(now)
-        if self.engine is not None:
-            for swarm in self.engine.swarms.values():
-                if len(swarm.listed) >= swarm.max_peers:
-                    swarm.forget_listed()
-                if swarm.planner is not None:
-                    swarm.planner.prune(now.date())
+        await jobs.forget_idle(self.collector, self.engine)
 
     async def _checkpoint(self) -> None:
         """Seal new evidence even when no batch makes a checkpoint due (quiet periods)."""

@@ -57,3 +57,16 @@ async def every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
             await job()
         except Exception as exc:
             _log.warning("periodic_job_failed", job=getattr(job, "__name__", "?"), error=str(exc)[:300])
+
+
+async def forget_idle(collector: Any, engine: Any) -> None:
+    """Drop per-peer state of peers gone quiet, so memory follows the live swarms rather than their history."""
+    now = utc_now_ms()
+    if collector is not None:
+        collector.evict_idle(now)
+    if engine is not None:
+        for swarm in engine.swarms.values():
+            if len(swarm.listed) >= swarm.max_peers:
+                swarm.forget_listed()
+            if swarm.planner is not None:
+                swarm.planner.prune(now.date())

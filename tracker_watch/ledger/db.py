@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from tracker_watch import log
+from tracker_watch import log, metrics
 from tracker_watch.config import Settings
 from tracker_watch.ledger import migrate
 
@@ -113,6 +113,18 @@ class Database:
             timeout=self.settings.database.connect_timeout_s,
             server_settings={"search_path": self.schema, "application_name": "tracker-watch-read"})
         _log.info("read_replica_configured", dsn=log.redact_dsn(dsn), schema=self.schema)
+
+    async def start_or_wait(self) -> None:
+        """Start; a configured server that does not answer (an outage, not a wrong password, database or schema,
+        nor an embedded server that cannot start) is left for the caller to retry: `connected` stays False."""
+        try:
+            await self.start()
+        except Exception as exc:
+            if not (self.settings.database.dsn and is_outage(exc)):
+                raise
+            metrics.DATABASE_UP.set(0)
+            _log.error("database_unreachable_at_start", error=(str(exc) or type(exc).__name__)[:300],
+                       note="monitoring from the local copy; evidence is spooled until the database answers")
 
     async def stop(self) -> None:
         if self._read_pool is not None:
