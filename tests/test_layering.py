@@ -12,8 +12,7 @@ FORBIDDEN = {  # layer → the parts of the package it must never import
     "ledger": {"swarm", "api", "console"},
     "api": {"swarm"},
 }
-# Known and tracked: the watchlist reads targets from the database (issue 16 moves this behind an interface).
-EXCEPTIONS = {("swarm/watchlist.py", "tracker_watch.ledger.targets")}
+EXCEPTIONS: set[tuple[str, str]] = set()  # none: the swarm layer reads targets through swarm/targets.py
 
 
 def imports(path: Path) -> set[str]:

@@ -65,6 +65,9 @@ class NodeSettings:
 class DatabaseSettings:
     dsn: str = field(default="", metadata=_doc(
         "PostgreSQL URL. Empty: run an embedded PostgreSQL under <state_dir>/pgdata."))
+    read_dsn: str = field(default="", metadata=_doc(
+        "PostgreSQL URL of a read replica for the API's and console's read-only requests (GET); writes, the "
+        "monitoring and the ledger jobs use database.dsn. Empty: everything uses database.dsn."))
     schema: str = field(default="tracker_watch", metadata=_doc(
         "Schema holding all tables (created if missing).", pattern=r"[a-z_][a-z0-9_]{0,62}"))
     pool_min_size: int = field(default=1, metadata=_doc("Minimum pooled connections.", min=0, max=100))
@@ -426,6 +429,10 @@ def _cross_checks(s: Settings) -> None:
             raise ConfigError(f"policy.jurisdictions: {show(code)} is not an ISO 3166 alpha-2 code (e.g. \"KZ\")")
     if s.database.dsn and not re.match(r"^postgres(ql)?://", s.database.dsn):
         raise ConfigError("database.dsn: expected a postgresql:// URL")
+    if s.database.read_dsn and not re.match(r"^postgres(ql)?://", s.database.read_dsn):
+        raise ConfigError("database.read_dsn: expected a postgresql:// URL")
+    if s.database.read_dsn and not s.database.dsn:
+        raise ConfigError("database.read_dsn: a read replica needs database.dsn (the primary) set too")
 
 
 def parse_endpoint(key: str, text: str, host_names: bool = False) -> tuple[str, int]:

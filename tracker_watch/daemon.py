@@ -1,9 +1,13 @@
 """The daemon's lifecycle: start in order, run until told to stop, stop in reverse order.
 
-Start: spool (replayed as soon as the database is up) → database (embedded or configured; migrations)
-→ evidence writer → swarm engine → tracker announcer → leases and watchlist (targets). Stop reverses
-that within `daemon.shutdown_grace_s`: the swarms stop first, the leases are handed back at once, then
-the writer flushes what it can; whatever it cannot stays in the spool for the next start.
+Start: spool (replayed as soon as the database is up) → database (configured or embedded; migrations)
+→ evidence batcher → swarm engine → tracker announcer → watchlist → leases and targets, API, ledger jobs.
+A configured database that does not answer at start is no reason not to monitor: the node runs what its
+local copy (`<state_dir>/local-copy`, see swarm/local_copy.py) says it ran, spools every observation and
+retries with back-off; when the database answers it reconciles — migrations, a lease heartbeat that yields
+whatever another node took meanwhile, the spool written (observation ids make that idempotent) — and only
+then serves the API. Stop reverses that within `daemon.shutdown_grace_s`: the swarms stop first, the leases
+are handed back at once, then the writer flushes what it can; whatever it cannot stays in the spool.
 """
 
 from __future__ import annotations
@@ -11,30 +15,31 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
 
 from tracker_watch import SOFTWARE, log, metrics, systemd
+from tracker_watch import daemon_jobs as jobs
 from tracker_watch.config import Settings
-from tracker_watch.domain.evidence import utc_now_ms
-from tracker_watch.domain.peerwire import new_peer_id
+from tracker_watch.domain.evidence import Observation
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
 from tracker_watch.evidence.spool import Spool
-from tracker_watch.ledger import retention, signing
-from tracker_watch.ledger.db import Database
+from tracker_watch.ledger import signing
+from tracker_watch.ledger.db import Database, is_outage
 from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.outbox import Outbox
 from tracker_watch.ledger.ownership import Ownership
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
-from tracker_watch.swarm.announcer import Announcer, Announcers
+from tracker_watch.node_targets import CopyKeeper, DatabaseAway, NodeTargets
+from tracker_watch.swarm.announcer import Announcers, announcers_for
 from tracker_watch.swarm.engine import SwarmEngine
+from tracker_watch.swarm.local_copy import LocalCopy
 from tracker_watch.swarm.swarm import Swarm
 from tracker_watch.swarm.watchlist import Watchlist
 
@@ -71,6 +76,10 @@ class Daemon:
         self._seen_pulse: tuple[Any, ...] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self.targets = NodeTargets()  # the ledger once connected; the local copy until then
+        self.copy_keeper = CopyKeeper(LocalCopy(settings.node.state_dir / "local-copy"))
+        self._pending_metadata: list[tuple[list[int], bytes, TorrentMeta]] = []
+        self.online = False  # leases, API and ledger jobs running (the database answered and was reconciled)
 
     async def start(self) -> None:
         s = self.settings
@@ -78,71 +87,129 @@ class Daemon:
         spool = Spool(Path(s.spool.dir) if s.spool.dir else s.node.state_dir / "spool", s.spool.max_bytes,
                       s.spool.segment_bytes)
         spool.open()  # first: a second daemon on this state directory stops here
-        try:
-            await self.db.start()
-        except BaseException:
-            spool.close()
-            raise
-        self.writer = EvidenceWriter(self.db.pool, s.node.name, signing.load_or_create(s.node.state_dir),
-                                     s.evidence.incident_window_s, s.evidence.checkpoint_every,
-                                     s.evidence.checkpoint_interval_s)
-        self.batcher = Batcher(self.writer.write, spool, s.collector.batch_size, s.collector.flush_interval_s,
+        self.batcher = Batcher(self._write_evidence, spool, s.collector.batch_size, s.collector.flush_interval_s,
                                s.spool.fsync_interval_s, s.database.write_timeout_s, s.spool.near_full_ratio)
         if spool.pending_records:
             _log.info("spool_replay", records=spool.pending_records, spool_bytes=spool.pending_bytes)
+        try:
+            await self.db.start_or_wait()  # a server that does not answer is waited for in the background
+        except BaseException:
+            spool.close()
+            raise
         self.batcher.start()
         self.collector = Collector(s.node.name, SOFTWARE, self.batcher.put, s.collector.reobserve_s,
                                    change_gap_s=s.swarm.peer_refresh_s)
         self.engine = engine = SwarmEngine(s, self.collector.handle, on_metadata=self._on_metadata)
         await self.engine.start()
-        session = Announcer(s.trackers, self.engine.add_peer, self.engine.listen_port, self.engine.peer_id,
-                            None, policy=self.engine.policy, own_ips=lambda: engine.own_ips,
-                            local_ips=s.swarm.outgoing_interfaces)
-        self.announcer = Announcers(session)
-        if self.engine.verifier is not None:
-            # the verifier's listener too, from its own address: a peer that dials it is proven on that connection
-            probe = [s.verify.probe_interface] if s.verify.probe_interface else []
-            self.announcer = Announcers(session, Announcer(
-                s.trackers, self.engine.add_peer, self.engine.announce_port, new_peer_id(), None,
-                policy=self.engine.policy, own_ips=lambda: engine.own_ips,
-                local_ips=[*probe, *s.swarm.outgoing_interfaces]))
+        self.announcer = announcers_for(s, engine)
         await self.announcer.start()
-        self.watchlist = Watchlist(TargetStore(self.db.pool), self.engine, self.collector, self.announcer,
-                                   s.daemon.target_poll_s, actor=f"node:{s.node.name}")
-        self.ownership = Ownership(self.db.pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
-                                   s.node.heartbeat_s, lambda: (spool.pending_records, spool.pending_bytes))
-        await self._heartbeat()  # take our leases (our own at once after a crash) and resume those targets
-        if s.api.enabled:
-            from tracker_watch.api.app import ApiServer
-
-            self.api = ApiServer(self.db.pool, s, self.engine, self.watchlist)
-            await self.api.start()
-        self.strikes = StrikeLedger(self.db.pool, s)
-        self.outbox = Outbox(self.db.pool, s.notices)
+        self.watchlist = Watchlist(self.targets, self.engine, self.collector, self.announcer, s.daemon.target_poll_s,
+                                   actor=f"node:{s.node.name}", on_change=self._copy_changed)
         if s.metrics.enabled:
             metrics.init_label_sets()
             self._collector = metrics.DaemonCollector(self, s.metrics.per_target_limit)
             REGISTRY.register(self._collector)
             self.metrics_server = metrics.MetricsServer(s.metrics.listen)
             await self.metrics_server.start()
-            await metrics.refresh_database_gauges(self.db.pool)
+        try:
+            if self.db.connected:
+                await self._online()  # take our leases (our own at once after a crash) and resume those targets
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            _log.error("database_lost_at_start", error=(str(exc) or type(exc).__name__)[:300])
+        if not self.online:
+            await self._start_offline()
+        self._tasks += [asyncio.create_task(self.watchlist.run(), name="watchlist"),
+                        asyncio.create_task(jobs.every(60.0, self._forget_idle), name="forget-idle")]
+        if (interval := systemd.watchdog_interval()) is not None:
+            self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
+        self.started.set()
+        systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
+        _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows), database=self.online,
+                  swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2), **self.listening())
+
+    async def _online(self) -> None:
+        """The database answers: write evidence, read targets from it, lease, serve the API, run the ledger jobs.
+        After a start without the database this is the reconciliation: the heartbeat re-reads the leases
+        (those another node took meanwhile are yielded) and the batcher writes the spool."""
+        s, pool = self.settings, self.db.pool
+        self.writer = EvidenceWriter(pool, s.node.name, signing.load_or_create(s.node.state_dir),
+                                     s.evidence.incident_window_s, s.evidence.checkpoint_every,
+                                     s.evidence.checkpoint_interval_s)
+        self.targets.connect(pool)
+        assert self.batcher is not None
+        spool = self.batcher.spool
+        self.ownership = Ownership(pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
+                                   s.node.heartbeat_s, lambda: (spool.pending_records, spool.pending_bytes))
+        await self._heartbeat()
+        self.batcher.kick()  # write the spool now rather than at the end of the batcher's back-off
+        metrics.LOCAL_COPY_TARGETS.set(0)
+        for ids, info, meta in self._pending_metadata:  # fetched while the database was away
+            await TargetStore(pool).set_metadata(ids, info, meta)
+        self._pending_metadata.clear()
+        if s.api.enabled and self.api is None:
+            from tracker_watch.api.app import ApiServer
+
+            self.api = ApiServer(pool, s, self.engine, self.watchlist, read_pool=self.db.read_pool)
+            await self.api.start()
+        self.strikes = StrikeLedger(pool, s)
+        self.outbox = Outbox(pool, s.notices)
+        if s.metrics.enabled:
+            await metrics.refresh_database_gauges(pool)
         periodic = {"heartbeat": (s.node.heartbeat_s, self._heartbeat),
                     "fence": (min(1.0, s.node.heartbeat_s / 4), self._fence),
-                    "new-targets": (s.daemon.target_poll_s, self._new_targets),
-                    "forget-idle": (60.0, self._forget_idle), "retention": (3600.0, self._retention),
-                    "metrics": (s.metrics.refresh_s, lambda: metrics.refresh_database_gauges(self.db.pool)),
+                    "new-targets": (s.daemon.target_poll_s, self._new_targets), "retention": (3600.0, self._retention),
+                    "metrics": (s.metrics.refresh_s, lambda: metrics.refresh_database_gauges(pool)),
                     "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
                     "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
                     "outbox": (s.notices.delivery_interval_s, self._deliver_notices)}
-        self._tasks = [asyncio.create_task(self.watchlist.run(), name="watchlist")]
-        self._tasks += [asyncio.create_task(_every(every, job), name=name) for name, (every, job) in periodic.items()]
-        if (interval := systemd.watchdog_interval()) is not None:
-            self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
-        await warn_placeholders(s, self.db.pool)
-        self.started.set()
-        systemd.notify(f"READY=1\nSTATUS=watching {len(self.engine.swarms)} swarms")
-        _log.info("daemon_started", version=SOFTWARE, targets=len(self.watchlist.rows),
-                  swarms=len(self.engine.swarms), seconds=round(time.monotonic() - t0, 2), **self.listening())
+        await jobs.warn_placeholders(s, pool)
+        self._tasks += [asyncio.create_task(jobs.every(every, job), name=name)
+                        for name, (every, job) in periodic.items()]  # last: a retried _online adds them once
+        self.online = True
+
+    async def _start_offline(self) -> None:
+        """Run what the local copy says this node ran, and keep trying the database."""
+        assert self.watchlist is not None
+        self.targets.store = None  # (the database may have gone again half-way through _online)
+        loaded = await asyncio.to_thread(self.copy_keeper.copy.load)
+        if loaded.problems:
+            _log.error("local_copy_unusable" if not loaded.targets else "local_copy_incomplete",
+                       problems=loaded.problems[:20], count=len(loaded.problems), targets=len(loaded.targets),
+                       note="monitoring what the copy holds until the database answers")
+        self.targets.offline = loaded.targets
+        metrics.LOCAL_COPY_TARGETS.set(len(loaded.targets))
+        await self.watchlist.set_owned(loaded.owned)
+        _log.info("started_from_local_copy", targets=len(self.watchlist.rows), swarms=len(self.watchlist.groups))
+        self._tasks.append(asyncio.create_task(self._reconnect(), name="reconnect"))
+
+    async def _reconnect(self) -> None:
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                if not self.db.connected:
+                    await self.db.start()
+                await self._online()
+            except Exception as exc:
+                metrics.DATABASE_UP.set(0)
+                _log.warning("database_reconnect_failed", error=(str(exc) or type(exc).__name__)[:300],
+                             outage=is_outage(exc), retry_in_s=delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            _log.info("database_reconnected", targets=len(self.watchlist.rows) if self.watchlist else 0)
+            return
+
+    async def _write_evidence(self, batch: Sequence[Observation]) -> int:
+        if self.writer is None:
+            raise DatabaseAway("database not connected yet: the batch stays in the spool")
+        return await self.writer.write(batch)
+
+    def _copy_changed(self) -> None:
+        """The watchlist changed what it runs: keep the local copy in step (only what the database said)."""
+        if self.watchlist is not None and self.targets.store is not None:
+            self.copy_keeper.changed(self.watchlist.owned or frozenset(), self.watchlist.rows)
 
     def listening(self) -> dict[str, Any]:
         """The addresses actually bound (a configured port 0 becomes the port the OS chose)."""
@@ -206,7 +273,8 @@ class Daemon:
                              note="the leases lapse after node.lease_ttl_s")
         unwritten = 0
         if self.batcher is not None:
-            unwritten = await self.batcher.stop(timeout=max(0.5, deadline - time.monotonic() - 1.0))
+            grace = deadline - time.monotonic() - 1.0 if self.writer is not None else 0.0
+            unwritten = await self.batcher.stop(timeout=max(0.5, grace))
         if self.writer is not None:
             try:  # seal what was written with a signed checkpoint
                 await asyncio.wait_for(self.writer.checkpoint(), timeout=max(0.1, deadline - time.monotonic()))
@@ -219,6 +287,7 @@ class Daemon:
         if self._collector is not None:
             REGISTRY.unregister(self._collector)
             self._collector = None
+        await self.copy_keeper.close()
         await self.db.stop()
         _log.info("daemon_stopped", unwritten=unwritten,
                   written=self.batcher.written if self.batcher else 0)
@@ -229,6 +298,9 @@ class Daemon:
         if group is None:
             return
         ids = [r.target_id for r in group.refs]
+        if not self.db.connected:  # stored once the database answers
+            self._pending_metadata.append((ids, info, meta))
+            return
         task = asyncio.create_task(TargetStore(self.db.pool).set_metadata(ids, info, meta))
         self._background.add(task)
         task.add_done_callback(self._background_done)
@@ -287,15 +359,7 @@ class Daemon:
             self._tasks[self._tasks.index(task)] = asyncio.create_task(self.watchlist.run(), name="watchlist")
 
     async def _forget_idle(self) -> None:
-        now = utc_now_ms()
-        if self.collector is not None:
-            self.collector.evict_idle(now)
-        if self.engine is not None:
-            for swarm in self.engine.swarms.values():
-                if len(swarm.listed) >= swarm.max_peers:
-                    swarm.forget_listed()
-                if swarm.planner is not None:
-                    swarm.planner.prune(now.date())
+        await jobs.forget_idle(self.collector, self.engine)
 
     async def _checkpoint(self) -> None:
         """Seal new evidence even when no batch makes a checkpoint due (quiet periods)."""
@@ -304,47 +368,11 @@ class Daemon:
 
     async def _evaluate_strikes(self) -> None:
         assert self.strikes is not None
-        report = await self.strikes.tick()
-        if report.created or report.superseded:
-            _log.info("strikes_evaluated", subjects=report.subjects, created=report.created,
-                      superseded=report.superseded, out_of_jurisdiction=report.out_of_jurisdiction)
-        if report.out_of_jurisdiction:
-            _log.info("evidence_out_of_jurisdiction", observations=report.out_of_jurisdiction,
-                      jurisdictions=self.settings.policy.jurisdictions,
-                      test_country=self.settings.policy.test_country or None,
-                      note="kept, but starts no strike; loopback and private addresses have a country only "
-                           "through policy.test_country")
+        await jobs.evaluate_strikes(self.strikes, self.settings)
 
     async def _deliver_notices(self) -> None:
         assert self.outbox is not None
         await self.outbox.deliver_due()
 
     async def _retention(self) -> None:
-        cutoff = utc_now_ms() - timedelta(days=self.settings.evidence.retention_days)
-        async with self.db.pool.acquire() as conn:
-            report = await retention.purge(conn, cutoff, self.settings.evidence.incident_window_s, dry_run=False)
-        if report.incidents:
-            _log.info("evidence_redacted", incidents=report.incidents, observations=report.observations)
-
-
-async def warn_placeholders(s: Settings, pool: Any) -> None:
-    """Loudly: a notice naming a reserved-domain address (reply or ISP abuse desk) reaches nobody who can answer."""
-    from tracker_watch.domain.contacts import is_placeholder
-
-    if is_placeholder(s.notices.complainant_email):
-        _log.warning("placeholder_contact", setting="notices.complainant_email", value=s.notices.complainant_email,
-                     note="every notice names this reply address; set a real one before notices reach an ISP")
-    for r in await pool.fetch("SELECT name, abuse_email FROM isps WHERE abuse_email IS NOT NULL ORDER BY name"):
-        if is_placeholder(r["abuse_email"]):
-            _log.warning("placeholder_contact", isp=r["name"], value=r["abuse_email"],
-                         note="this ISP's notices name this abuse address; `tracker-watch isp set` a real one")
-
-
-async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
-    """Run `job` every `seconds`; a failure is logged and retried at the next tick, never fatal."""
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await job()
-        except Exception as exc:
-            _log.warning("periodic_job_failed", job=getattr(job, "__name__", "?"), error=str(exc)[:300])
+        await jobs.retention(self.db.pool, self.settings)

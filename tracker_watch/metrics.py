@@ -64,6 +64,9 @@ LEASES = Gauge("tracker_watch_leases", "Swarm leases this node holds.")
 LEASE_CHANGES = Counter("tracker_watch_lease_changes_total",
                         "Swarm leases taken, released, lost, or fenced (no heartbeat within the lease).", ["change"])
 DATABASE_UP = Gauge("tracker_watch_database_up", "1 if the last database probe succeeded.")
+LOCAL_COPY_TARGETS = Gauge("tracker_watch_local_copy_targets",
+                           "Targets run from the node's local copy: it started while the database was away "
+                           "(0 once the database answered, or when the copy was missing or damaged).")
 # Database-wide: refreshed from PostgreSQL, so every node exports the same figures. Aggregate them across
 # nodes with max(), never sum() (README, "Metrics"; the dashboards and alert rules do).
 TARGETS = Gauge("tracker_watch_targets", "Registered targets by state.", ["state"])

@@ -21,9 +21,11 @@ from tracker_watch.api.keys import (
     OPENAPI,
     POOL,
     PRINCIPAL,
+    READ_POOL,
     ROUTE_TABLE,
     SETTINGS,
     WATCHLIST,
+    db,
 )
 from tracker_watch.api.openapi import document
 from tracker_watch.api.registry import ROUTES, Route, route, router_path
@@ -59,7 +61,7 @@ async def authorize(request: web.Request, handler: Any) -> web.StreamResponse:
         failures = request.app[AUTH_FAILURES]
         failures.check(client)
         try:
-            who = await authenticate(request.app[POOL], header)
+            who = await authenticate(db(request), header)
         except Problem:
             if header is not None:  # a wrong token, not a missing one: the guesses are what is limited
                 failures.failed(client)
@@ -70,9 +72,11 @@ async def authorize(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
-def create_app(pool: Any, settings: Settings, engine: Any = None, watchlist: Any = None) -> web.Application:
+def create_app(pool: Any, settings: Settings, engine: Any = None, watchlist: Any = None,
+               read_pool: Any = None) -> web.Application:
     app = web.Application(client_max_size=settings.api.max_body_bytes, middlewares=[measure, problems, authorize])
     app[POOL], app[SETTINGS], app[ENGINE], app[WATCHLIST] = pool, settings, engine, watchlist
+    app[READ_POOL] = read_pool if read_pool is not None else pool
     app[MAX_BODY] = settings.api.max_body_bytes
     app[LIMITER] = RateLimiter(settings.api.rate_per_s, settings.api.burst)
     app[AUTH_FAILURES] = FailureLimiter(settings.api.auth_failures_per_s, settings.api.auth_failure_burst)
@@ -86,8 +90,9 @@ def create_app(pool: Any, settings: Settings, engine: Any = None, watchlist: Any
 
 
 class ApiServer:
-    def __init__(self, pool: Any, settings: Settings, engine: Any = None, watchlist: Any = None) -> None:
-        self.app = create_app(pool, settings, engine, watchlist)
+    def __init__(self, pool: Any, settings: Settings, engine: Any = None, watchlist: Any = None,
+                 read_pool: Any = None) -> None:
+        self.app = create_app(pool, settings, engine, watchlist, read_pool)
         self.settings = settings
         self._runner: web.AppRunner | None = None
         self.port = 0

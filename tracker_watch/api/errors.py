@@ -10,6 +10,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from tracker_watch import log
+from tracker_watch.ledger.db import is_outage
 
 _log = log.get("tracker_watch.api")
 PROBLEM = "application/problem+json"
@@ -69,6 +70,10 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
         return problem_response(request, exc.status, TITLES.get(exc.status, "Error"))
     except (HttpProcessingError, RequestPayloadError):  # the body broke as it was read: chunking, gzip
         return problem_response(request, 400, "malformed HTTP request body")
-    except Exception:
+    except Exception as exc:
+        if is_outage(exc):  # the primary (or the replica) is away: a retry later may succeed, unlike a 500
+            _log.warning("api_database_unavailable", method=request.method, path=request.path,
+                         error=(str(exc) or type(exc).__name__)[:300])
+            return problem_response(request, 503, "the database is unavailable; retry later", {"Retry-After": "5"})
         _log.exception("api_error", method=request.method, path=request.path)
         return problem_response(request, 500, "an internal error occurred; it has been logged")

@@ -9,7 +9,7 @@ from aiohttp import web
 from tracker_watch.api import schemas as s
 from tracker_watch.api.common import reply, require
 from tracker_watch.api.errors import Problem
-from tracker_watch.api.keys import POOL
+from tracker_watch.api.keys import db
 from tracker_watch.api.params import (
     ID_CURSOR,
     IP,
@@ -55,7 +55,7 @@ async def _filters(request: web.Request) -> tuple[Any, ...]:
 async def list_observations(request: web.Request) -> web.Response:
     holder, target, ip, grade, since, until, limit = await _filters(request)
     after_t, after_id = query_time_cursor(request) or (None, None)
-    rows = await request.app[POOL].fetch(
+    rows = await db(request).fetch(
         "SELECT o.* FROM observations o " + _SCOPE.format(a="o") + " AND ($4::text IS NULL OR o.grade = $4) "
         "AND ($5::timestamptz IS NULL OR o.observed_at >= $5) AND ($6::timestamptz IS NULL OR o.observed_at < $6) "
         "AND ($7::timestamptz IS NULL OR (o.observed_at, o.id) > ($7, $8)) ORDER BY o.observed_at, o.id LIMIT $9",
@@ -76,7 +76,7 @@ async def list_incidents(request: web.Request) -> web.Response:
     # 'corrupt' is a flag on incidents, the other grades are their best grade
     grade_sql = "AND CASE WHEN $4::text IS NULL THEN true WHEN $4 = 'corrupt' THEN i.corrupt ELSE i.best_grade = $4 END"
     after = query_id_cursor(request) or 0
-    rows = await request.app[POOL].fetch(
+    rows = await db(request).fetch(
         "SELECT i.* FROM incidents i " + _SCOPE.format(a="i") + f" {grade_sql} "
         "AND ($5::timestamptz IS NULL OR i.last_seen >= $5) AND ($6::timestamptz IS NULL OR i.first_seen < $6) "
         "AND i.id > $7 ORDER BY i.id LIMIT $8",
@@ -101,7 +101,7 @@ async def evidence_package(request: web.Request) -> web.Response:
         raise Problem(400, "query parameters target and ip are required")
     await visible_target(request, target_id)
     try:
-        async with request.app[POOL].acquire() as conn:
+        async with db(request).acquire() as conn:
             data = await build(conn, Selection(target_id, ip, query_time(request, "since"),
                                                query_time(request, "until")))
     except SegmentInvalid as exc:  # the ledger was tampered with: never hand out a package that fails verify.py
@@ -124,7 +124,7 @@ SIGNING_KEY = s.obj({"node": {"type": "string"}, "key_id": {"type": "string", "p
                                                        "every key that ever signed a checkpoint")})
 async def signing_keys(request: web.Request) -> web.Response:
     require(request, *ROLES)
-    rows = await request.app[POOL].fetch("SELECT * FROM signing_keys ORDER BY node, created_at")
+    rows = await db(request).fetch("SELECT * FROM signing_keys ORDER BY node, created_at")
     return reply({"items": [{"node": r["node"], "key_id": r["key_id"], "public_key": bytes(r["public_key"]).hex(),
                              "fingerprint": signing.fingerprint(bytes(r["public_key"])), "created_at": r["created_at"]}
                             for r in rows]})

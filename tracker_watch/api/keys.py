@@ -9,7 +9,8 @@ from aiohttp import web
 from tracker_watch.api.auth import FailureLimiter, Principal, RateLimiter
 from tracker_watch.config import Settings
 
-POOL: web.AppKey[Any] = web.AppKey("pool")
+POOL: web.AppKey[Any] = web.AppKey("pool")  # the primary: every write, and reads of requests that write
+READ_POOL: web.AppKey[Any] = web.AppKey("read_pool")  # database.read_dsn's replica, or the primary without one
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE: web.AppKey[Any] = web.AppKey("engine")  # the daemon's swarm engine, or None when the API runs without one
 MAX_BODY = web.AppKey("max_body", int)
@@ -20,3 +21,10 @@ WATCHLIST: web.AppKey[Any] = web.AppKey("watchlist")
 ROUTE_TABLE: web.AppKey[dict[Any, Any]] = web.AppKey("routes")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def db(request: web.Request) -> Any:
+    """The pool a request's queries go to: a read-only request (GET, HEAD) reads from the replica when one is
+    configured (`database.read_dsn`), anything else uses the primary, so what it reads and writes agree."""
+    key = READ_POOL if request.method in ("GET", "HEAD") else POOL
+    return request.config_dict[key]

@@ -12,7 +12,7 @@ from tracker_watch.api import schemas as s
 from tracker_watch.api.auth import create_token
 from tracker_watch.api.common import audit, json_body, principal, reply, require
 from tracker_watch.api.errors import Problem, not_found
-from tracker_watch.api.keys import ENGINE, POOL, SETTINGS
+from tracker_watch.api.keys import ENGINE, SETTINGS, db
 from tracker_watch.api.params import ID_CURSOR, id_cursor, path_id, query_choice, query_id_cursor, query_int
 from tracker_watch.api.registry import Param, path_param, route
 from tracker_watch.domain.policy import LEVEL_NAMES
@@ -54,7 +54,7 @@ async def list_strikes(request: web.Request) -> web.Response:
     who = require(request, "rightsholder", "operator")
     subject, status = query_int(request, "subject"), query_choice(request, "status", ["active", "voided", "superseded"])
     before = query_id_cursor(request) or 2**62
-    rows = await request.app[POOL].fetch(
+    rows = await db(request).fetch(
         _STRIKES + " AND ($2::bigint IS NULL OR s.subject_id = $2) AND ($3::text IS NULL OR s.status = $3) "
         "AND s.id < $4 ORDER BY s.id DESC LIMIT 201", who.holder_id, subject, status, before)
     more = len(rows) > 200
@@ -68,7 +68,7 @@ async def list_strikes(request: web.Request) -> web.Response:
 async def get_strike(request: web.Request) -> web.Response:
     who = require(request, "rightsholder", "operator")
     strike_id = path_id(request)
-    row = await request.app[POOL].fetchrow(_STRIKES + " AND s.id = $2", who.holder_id, strike_id)
+    row = await db(request).fetchrow(_STRIKES + " AND s.id = $2", who.holder_id, strike_id)
     if row is None:
         raise not_found(f"strike {strike_id}")
     return reply(_strike_json(row))
@@ -81,7 +81,7 @@ async def void_strike(request: web.Request) -> web.Response:
     who = require(request, "operator")
     strike_id = path_id(request)
     doc = await json_body(request, s.VOID)
-    result = await StrikeLedger(request.app[POOL], request.app[SETTINGS]).void(strike_id, who.actor,
+    result = await StrikeLedger(db(request), request.app[SETTINGS]).void(strike_id, who.actor,
                                                                                    doc["reason"].strip())
     if result is None:
         raise not_found(f"active strike {strike_id}")
@@ -102,7 +102,7 @@ async def list_notices(request: web.Request) -> web.Response:
     holder, isp = _notice_scope(request)
     state = query_choice(request, "state", ["pending", "delivered", "failed", "held", "cancelled"])
     before = query_id_cursor(request) or 2**62
-    rows = await request.app[POOL].fetch(
+    rows = await db(request).fetch(
         _NOTICES + " AND ($3::text IS NULL OR n.state = $3) AND n.id < $4 ORDER BY n.id DESC LIMIT 201",
         holder, isp, state, before)
     more = len(rows) > 200
@@ -120,7 +120,7 @@ async def get_notice(request: web.Request) -> web.Response:
     holder, isp = _notice_scope(request)
     notice_id = path_id(request)
     fmt = query_choice(request, "format", ["json", "xml"])
-    row = await request.app[POOL].fetchrow(_NOTICES + " AND n.id = $3", holder, isp, notice_id)
+    row = await db(request).fetchrow(_NOTICES + " AND n.id = $3", holder, isp, notice_id)
     if row is None:
         raise not_found(f"notice {notice_id}")
     if fmt == "xml":
@@ -135,7 +135,7 @@ async def get_notice(request: web.Request) -> web.Response:
 async def create_api_token(request: web.Request) -> web.Response:
     who = require(request, "operator")
     doc = await json_body(request, s.TOKEN_CREATE)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with db(request).acquire() as conn, conn.transaction():
         token_id, token = await create_token(conn, doc["role"], doc["name"].strip(), who.actor)
         row = await conn.fetchrow("SELECT id, name, role, created_at, revoked_at FROM api_tokens WHERE id = $1",
                                   token_id)
@@ -146,7 +146,7 @@ async def create_api_token(request: web.Request) -> web.Response:
        responses={200: (JSON, s.page(s.TOKEN), "tokens")})
 async def list_tokens(request: web.Request) -> web.Response:
     require(request, "operator")
-    rows = await request.app[POOL].fetch("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id")
+    rows = await db(request).fetch("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id")
     return reply({"items": [dict(r) for r in rows], "next_cursor": None})
 
 
@@ -155,7 +155,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     who = require(request, "operator")
     token_id = path_id(request)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with db(request).acquire() as conn, conn.transaction():
         done = await conn.fetchval("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL "
                                    "RETURNING id", token_id)
         if done is None:
@@ -176,7 +176,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Anyone may ask, so the answer is only ready or not; why not goes to the log."""
     reason = None
     try:
-        await request.app[POOL].fetchval("SELECT 1")
+        await db(request).fetchval("SELECT 1")
     except Exception as exc:
         reason = f"database unreachable: {type(exc).__name__}"
     engine = request.app.get(ENGINE)

@@ -15,7 +15,7 @@ from tracker_watch.api import schemas as s
 from tracker_watch.api.auth import Principal
 from tracker_watch.api.common import audit, bad_text, json_body, principal, reply, require, validate
 from tracker_watch.api.errors import Problem, not_found
-from tracker_watch.api.keys import ENGINE, POOL, WATCHLIST
+from tracker_watch.api.keys import ENGINE, WATCHLIST, db
 from tracker_watch.api.params import (
     ID_CURSOR,
     id_cursor,
@@ -69,7 +69,7 @@ def target_json(row: TargetRow, live: dict[int, Any]) -> dict[str, Any]:
 
 async def live_status(request: web.Request, rows: list[TargetRow]) -> dict[int, Any]:
     """Peers connected now (from the running swarm engine, if this process has one) and when last seen."""
-    seen = {r["target_id"]: r["last"] for r in await request.app[POOL].fetch(
+    seen = {r["target_id"]: r["last"] for r in await db(request).fetch(
         "SELECT target_id, max(observed_at) AS last FROM observations WHERE target_id = ANY($1::bigint[]) "
         "GROUP BY target_id", [r.id for r in rows])}
     engine, watchlist = request.app.get(ENGINE), request.app.get(WATCHLIST)
@@ -86,7 +86,7 @@ async def live_status(request: web.Request, rows: list[TargetRow]) -> dict[int, 
 
 async def visible_target(request: web.Request, target_id: int) -> TargetRow:
     who = principal(request)
-    row = await TargetStore(request.app[POOL]).get(target_id)
+    row = await TargetStore(db(request)).get(target_id)
     if row is None or row.status == "deleted" or (who.holder_id is not None and row.holder_id != who.holder_id):
         raise not_found(f"target {target_id}")
     return row
@@ -101,8 +101,8 @@ async def create_target(request: web.Request) -> web.Response:
     else:
         item = await json_body(request, s.TARGET_CREATE)
     spec = spec_of(item)
-    holder, work = await resolve_work(request.app[POOL], who, item)
-    row, created = await TargetStore(request.app[POOL]).register(spec, holder, work, actor=who.actor)
+    holder, work = await resolve_work(db(request), who, item)
+    row, created = await TargetStore(db(request)).register(spec, holder, work, actor=who.actor)
     return reply(target_json(row, await live_status(request, [row])), 201 if created else 200)
 
 
@@ -143,7 +143,7 @@ async def bulk_targets(request: web.Request) -> web.Response:
             key = (item.get("holder"), item.get("work_id"), item.get("work"))
             if key not in works:
                 try:
-                    works[key] = await resolve_work(request.app[POOL], who, item)
+                    works[key] = await resolve_work(db(request), who, item)
                 except Problem as p:
                     works[key] = p
             found = works[key]
@@ -155,7 +155,7 @@ async def bulk_targets(request: web.Request) -> web.Response:
     if errors:
         raise Problem(422, f"{len(errors)} of {len(doc['targets'])} targets are invalid; none was registered",
                       errors=errors[:1000])
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with db(request).acquire() as conn, conn.transaction():
         ids, created = await register_many(conn, items)
         await audit(conn, who, "target.bulk_register", f"targets:{len(ids)}", created=created)
     return reply({"created": created, "existing": len(ids) - created, "target_ids": ids}, 201)
@@ -171,7 +171,7 @@ async def list_targets(request: web.Request) -> web.Response:
     status = query_choice(request, "status", ["active", "paused", "error"])
     limit = query_int(request, "limit", 100, 1, 1000) or 100
     after = query_id_cursor(request) or 0
-    rows = [r for r in await TargetStore(request.app[POOL]).page(who.holder_id, status, after, limit + 1)
+    rows = [r for r in await TargetStore(db(request)).page(who.holder_id, status, after, limit + 1)
             if r.status != "deleted"]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -194,7 +194,7 @@ async def get_target(request: web.Request) -> web.Response:
 async def _set_status(request: web.Request, status: str) -> web.Response:
     who = require(request, *RH_OP)
     row = await visible_target(request, path_id(request))
-    await TargetStore(request.app[POOL]).set_status(row.id, status, actor=who.actor)
+    await TargetStore(db(request)).set_status(row.id, status, actor=who.actor)
     if status == "deleted":
         return web.Response(status=204)
     updated = await visible_target(request, row.id)
@@ -229,7 +229,7 @@ async def create_work(request: web.Request) -> web.Response:
         raise Problem(403, "a rights holder token creates works for itself only")
     if not holder:
         raise Problem(400, "holder: an operator must name the rights holder")
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with db(request).acquire() as conn, conn.transaction():
         holder_id = await conn.fetchval("INSERT INTO rights_holders (name) VALUES ($1) ON CONFLICT (name) DO UPDATE "
                                         "SET name = EXCLUDED.name RETURNING id", holder)
         row = await conn.fetchrow("INSERT INTO works (holder_id, title) VALUES ($1, $2) ON CONFLICT DO NOTHING "
@@ -249,7 +249,7 @@ async def create_work(request: web.Request) -> web.Response:
 async def list_works(request: web.Request) -> web.Response:
     who = require(request, *RH_OP)
     after = query_id_cursor(request) or 0
-    rows = await request.app[POOL].fetch(
+    rows = await db(request).fetch(
         "SELECT w.id, w.title, h.name AS holder, w.created_at FROM works w JOIN rights_holders h ON h.id = w.holder_id "
         "WHERE w.id > $1 AND ($2::bigint IS NULL OR h.id = $2) ORDER BY w.id LIMIT 501", after, who.holder_id)
     more = len(rows) > 500
@@ -262,7 +262,7 @@ async def list_works(request: web.Request) -> web.Response:
 async def get_work(request: web.Request) -> web.Response:
     who = require(request, *RH_OP)
     work_id = path_id(request)
-    row = await request.app[POOL].fetchrow(
+    row = await db(request).fetchrow(
         "SELECT w.id, w.title, h.name AS holder, w.created_at FROM works w JOIN rights_holders h ON h.id = w.holder_id "
         "WHERE w.id = $1 AND ($2::bigint IS NULL OR h.id = $2)", work_id, who.holder_id)
     if row is None:

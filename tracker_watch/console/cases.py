@@ -13,7 +13,7 @@ from xml.dom import minidom
 
 from aiohttp import web
 
-from tracker_watch.api.keys import POOL, SETTINGS
+from tracker_watch.api.keys import SETTINGS, db
 from tracker_watch.console import queries
 from tracker_watch.console.core import ConsoleError, flash, not_visible, redirect, render, require, who
 from tracker_watch.domain.policy import LEVEL_NAMES
@@ -33,7 +33,7 @@ async def strikes_page(request: web.Request) -> web.Response:
     me = require(request, "rightsholder", "operator")
     work_text = request.query.get("work", "")
     work = int(work_text) if work_text.isdigit() and int(work_text) <= 2**62 else None
-    rows = await queries.strikes(request.app[POOL], me.holder_id, work=work)
+    rows = await queries.strikes(db(request), me.holder_id, work=work)
     subjects = [(key, list(group)) for key, group in groupby(rows, key=lambda r: r["subject_id"])]
     return render(request, "strikes.html", {"subjects": subjects, "levels": LEVEL_NAMES,
                                             "work": rows[0]["title"] if work and rows else None})
@@ -47,7 +47,7 @@ async def void(request: web.Request) -> web.StreamResponse:
         raise ConsoleError(400, "give a reason for voiding the strike (it goes into the audit log)")
     if len(reason) > 2000:
         raise ConsoleError(400, "the reason is longer than 2,000 characters")
-    result = await StrikeLedger(request.app[POOL], request.app[SETTINGS]).void(strike_id, me.actor, reason)
+    result = await StrikeLedger(db(request), request.app[SETTINGS]).void(strike_id, me.actor, reason)
     if result is None:
         raise ConsoleError(404, f"strike {strike_id} is not an active strike (already voided or superseded?)")
     flash(request, f"Strike {strike_id} voided; the ledger was re-derived ({result[0]} strike(s) created, "
@@ -73,7 +73,7 @@ async def notices_page(request: web.Request) -> web.Response:
     since, until = _day(request, "from"), _day(request, "to")
     if until is not None:
         until = until.replace(hour=23, minute=59, second=59, microsecond=999_999)
-    rows = await queries.notices(request.app[POOL], me.holder_id, me.isp, state, since, until)
+    rows = await queries.notices(db(request), me.holder_id, me.isp, state, since, until)
     return render(request, "notices.html", {"notices": rows, "states": STATES, "state": state,
                                             "from": request.query.get("from", ""), "to": request.query.get("to", ""),
                                             "levels": LEVEL_NAMES})
@@ -82,7 +82,7 @@ async def notices_page(request: web.Request) -> web.Response:
 async def _visible_notice(request: web.Request) -> Any:
     me = who(request)
     notice_id = _id(request, "notice")
-    row = await queries.notice(request.app[POOL], me.holder_id, me.isp, notice_id)
+    row = await queries.notice(db(request), me.holder_id, me.isp, notice_id)
     if row is None:
         raise not_visible(f"notice {notice_id}")
     return row
@@ -96,7 +96,7 @@ async def notice_page(request: web.Request) -> web.Response:
         pretty = row["xml"]
     doc = json.loads(row["json"])
     return render(request, "notice.html", {"n": row, "xml": pretty, "doc": doc, "levels": LEVEL_NAMES,
-                                           "acks": await queries.acknowledgements(request.app[POOL], row["id"])})
+                                           "acks": await queries.acknowledgements(db(request), row["id"])})
 
 
 async def notice_xml(request: web.Request) -> web.Response:
@@ -109,7 +109,7 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
     me = require(request, "isp")
     row = await _visible_notice(request)
     note = str((await request.post()).get("note") or "").strip()[:2000]
-    done = await queries.acknowledge(request.app[POOL], row["id"], me.actor, me.isp or "", note)
+    done = await queries.acknowledge(db(request), row["id"], me.actor, me.isp or "", note)
     flash(request, f"Notice {row['id']} acknowledged." if done else f"Notice {row['id']} was already acknowledged.")
     raise redirect(f"/console/notices/{row['id']}")
 
@@ -123,7 +123,7 @@ async def search_page(request: web.Request) -> web.Response:
             ip = str(ipaddress.ip_address(q))
         except ValueError:
             infohash = _infohash(q)
-    results = await queries.search(request.app[POOL], me.holder_id, q, ip, infohash) if q else None
+    results = await queries.search(db(request), me.holder_id, q, ip, infohash) if q else None
     kind = "IP address" if ip else "infohash" if infohash else "work title"
     return render(request, "search.html", {"q": q, "results": results, "kind": kind, "levels": LEVEL_NAMES})
 

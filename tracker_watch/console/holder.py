@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from tracker_watch.api.common import audit
-from tracker_watch.api.keys import POOL
+from tracker_watch.api.keys import db
 from tracker_watch.api.targets import live_status, visible_target
 from tracker_watch.console import chart, queries
 from tracker_watch.console.bulk import parse_lines
@@ -46,7 +46,7 @@ def _target_id(request: web.Request) -> int:
 
 async def targets_page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:
     me = require(request, *RH_OP)
-    pool = request.app[POOL]
+    pool = db(request)
     after_text = request.query.get("after", "")
     after = int(after_text) if after_text.isdigit() and int(after_text) <= 2**62 else 0
     rows = [r for r in await TargetStore(pool).page(me.holder_id, None, after, PAGE + 1) if r.status != "deleted"]
@@ -79,7 +79,7 @@ async def register_one(request: web.Request) -> web.StreamResponse:
     except TargetParseError as exc:
         return await targets_page(request, single_error=str(exc), one_work=work,
                                   one_target=str(form.get("target") or ""), status=400)
-    row, created = await TargetStore(request.app[POOL]).register(spec, me.holder or "", work[:500], actor=me.actor)
+    row, created = await TargetStore(db(request)).register(spec, me.holder or "", work[:500], actor=me.actor)
     what = row.name or row.display_name or row.key
     flash(request, f"Registered target {row.id} ({what}) for “{row.work}”." if created
           else f"Target {row.id} ({what}) was already registered for “{row.work}”.")
@@ -104,7 +104,7 @@ async def register_bulk(request: web.Request) -> web.StreamResponse:
         return await targets_page(request, bulk_errors=[(e.line, e.text, e.detail) for e in errors[:1000]],
                                   bulk_total=len(items) + len(errors), bulk_text=text[:200_000],
                                   bulk_work=str(form.get("work") or ""), status=400)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with db(request).acquire() as conn, conn.transaction():
         ids, created = await register_many(conn, [(spec, me.holder or "", work) for spec, work in items])
         await audit(conn, me, "target.bulk_register", f"targets:{len(ids)}", created=created, via="console")
     flash(request, f"Registered {created} new target(s) from {len(items)} line(s); {len(ids) - created} were "
@@ -115,7 +115,7 @@ async def register_bulk(request: web.Request) -> web.StreamResponse:
 async def _set_status(request: web.Request, status: str, verb: str) -> web.StreamResponse:
     me = require(request, *RH_OP)
     row = await visible_target(request, _target_id(request))
-    await TargetStore(request.app[POOL]).set_status(row.id, status, actor=me.actor)
+    await TargetStore(db(request)).set_status(row.id, status, actor=me.actor)
     flash(request, f"Target {row.id} {verb}.")
     raise redirect("/console/targets" if status == "deleted" else f"/console/targets/{row.id}")
 
@@ -135,7 +135,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
 async def target_page(request: web.Request) -> web.Response:
     require(request, *RH_OP)
     row = await visible_target(request, _target_id(request))
-    pool = request.app[POOL]
+    pool = db(request)
     now = datetime.now(UTC)
     first = await pool.fetchval("SELECT min(observed_at) FROM observations WHERE target_id = $1", row.id)
     step = chart.bucket_size(first, now)
@@ -160,7 +160,7 @@ async def evidence_package(request: web.Request) -> web.Response:
     except ValueError:
         raise ConsoleError(400, "name the peer's IP address (?ip=…)") from None
     try:
-        async with request.app[POOL].acquire() as conn:
+        async with db(request).acquire() as conn:
             data = await build(conn, Selection(row.id, ip, None, None))
     except SegmentInvalid as exc:
         raise ConsoleError(409, f"the ledger rows this package would carry do not verify: {exc}") from None

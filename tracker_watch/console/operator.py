@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from tracker_watch.api.auth import create_token
 from tracker_watch.api.common import audit
-from tracker_watch.api.keys import ENGINE, POOL, SETTINGS
+from tracker_watch.api.keys import ENGINE, SETTINGS, db
 from tracker_watch.console import queries
 from tracker_watch.console.core import ConsoleError, flash, redirect, render, require
 
@@ -40,7 +40,7 @@ def _gauges() -> list[tuple[str, float | None]]:
 
 async def ops_page(request: web.Request) -> web.Response:
     require(request, "operator")
-    pool = request.app[POOL]
+    pool = db(request)
     engine = request.app.get(ENGINE)
     counts: dict[str, Any] = {
         "targets": await pool.fetch("SELECT status AS k, count(*) AS n FROM targets GROUP BY 1 ORDER BY 1"),
@@ -56,7 +56,7 @@ async def ops_page(request: web.Request) -> web.Response:
 
 async def tokens_page(request: web.Request, created: dict[str, Any] | None = None) -> web.Response:
     require(request, "operator")
-    rows = await request.app[POOL].fetch(
+    rows = await db(request).fetch(
         "SELECT t.id, t.name, t.role, t.isp, h.name AS holder, t.created_at, t.created_by, t.revoked_at "
         "FROM api_tokens t LEFT JOIN rights_holders h ON h.id = t.holder_id ORDER BY t.id")
     return render(request, "tokens.html", {"tokens": rows, "created": created})
@@ -70,7 +70,7 @@ async def create(request: web.Request) -> web.Response:
         raise ConsoleError(400, "role: choose rights holder, ISP or operator")
     if not 1 <= len(name) <= 200:
         raise ConsoleError(400, "name: give the rights holder's, ISP's or person's name (1 to 200 characters)")
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with db(request).acquire() as conn, conn.transaction():
         token_id, token = await create_token(conn, role, name, me.actor)
     # shown on this response only: it is not stored anywhere but as its hash
     return await tokens_page(request, {"id": token_id, "name": name, "role": role, "token": token})
@@ -80,7 +80,7 @@ async def revoke(request: web.Request) -> web.StreamResponse:
     me = require(request, "operator")
     text = request.match_info["id"]
     token_id = int(text) if text.isdigit() and int(text) <= 2**62 else 0
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with db(request).acquire() as conn, conn.transaction():
         done = await conn.fetchval("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL "
                                    "RETURNING id", token_id)
         if done is None:
@@ -95,8 +95,8 @@ async def audit_page(request: web.Request) -> web.Response:
     before_text = request.query.get("before", "")
     before = int(before_text) if before_text.isdigit() and int(before_text) <= 2**62 else None
     action = request.query.get("action") or None
-    rows = await queries.audit(request.app[POOL], before, action)
-    actions = [r["action"] for r in await request.app[POOL].fetch(
+    rows = await queries.audit(db(request), before, action)
+    actions = [r["action"] for r in await db(request).fetch(
         "SELECT DISTINCT action FROM audit_log ORDER BY action")]
     return render(request, "audit.html", {"rows": rows, "actions": actions, "action": action,
                                           "next": rows[-1]["id"] if len(rows) == 200 else None})

@@ -78,6 +78,10 @@ class Batcher:
                        spool_bytes=used, error=error)
 
     # --- the writer --------------------------------------------------------------------------------------
+    def kick(self) -> None:
+        """Try the database now rather than at the end of the current back-off (it just came back)."""
+        self._wake.set()
+
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(), name="batcher")]
         if self.fsync_interval_s > 0:

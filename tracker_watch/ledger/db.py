@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from tracker_watch import log
+from tracker_watch import log, metrics
 from tracker_watch.config import Settings
 from tracker_watch.ledger import migrate
 
@@ -21,6 +21,14 @@ _log = log.get("tracker_watch.ledger")
 
 # a plain connection or one borrowed from the pool: store functions accept either
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+# what a server that is down, restarting or cut off looks like (not a wrong password, database or schema)
+OUTAGE: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
+                                            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, OUTAGE)
 
 
 class EmbeddedPostgres:
@@ -57,13 +65,23 @@ class Database:
         self.schema = settings.database.schema
         self._embedded: EmbeddedPostgres | None = None
         self._pool: asyncpg.Pool | None = None
+        self._read_pool: asyncpg.Pool | None = None
         self.dsn = settings.database.dsn
+
+    @property
+    def connected(self) -> bool:
+        return self._pool is not None
 
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError("database not started")
         return self._pool
+
+    @property
+    def read_pool(self) -> asyncpg.Pool:
+        """The replica's pool (database.read_dsn) for read-only queries; the primary's when there is none."""
+        return self._read_pool if self._read_pool is not None else self.pool
 
     async def start(self, run_migrations: bool = True) -> None:
         if not self.dsn:
@@ -85,8 +103,36 @@ class Database:
             server_settings={"search_path": self.schema, "application_name": "tracker-watch"},
         )
         _log.info("database_ready", dsn=log.redact_dsn(self.dsn), schema=self.schema)
+        if self.settings.database.read_dsn and self._read_pool is None:
+            await self._start_replica(self.settings.database.read_dsn)
+
+    async def _start_replica(self, dsn: str) -> None:
+        # min_size 0: a replica that is away now is connected to at the first read, not a reason to stop
+        self._read_pool = await asyncpg.create_pool(
+            dsn, min_size=0, max_size=self.settings.database.pool_max_size,
+            timeout=self.settings.database.connect_timeout_s,
+            server_settings={"search_path": self.schema, "application_name": "tracker-watch-read"})
+        _log.info("read_replica_configured", dsn=log.redact_dsn(dsn), schema=self.schema)
+
+    async def start_or_wait(self) -> None:
+        """Start; a configured server that does not answer (an outage, not a wrong password, database or schema,
+        nor an embedded server that cannot start) is left for the caller to retry: `connected` stays False."""
+        try:
+            await self.start()
+        except Exception as exc:
+            if not (self.settings.database.dsn and is_outage(exc)):
+                raise
+            metrics.DATABASE_UP.set(0)
+            _log.error("database_unreachable_at_start", error=(str(exc) or type(exc).__name__)[:300],
+                       note="monitoring from the local copy; evidence is spooled until the database answers")
 
     async def stop(self) -> None:
+        if self._read_pool is not None:
+            read_pool, self._read_pool = self._read_pool, None
+            try:
+                await asyncio.wait_for(read_pool.close(), timeout=5)
+            except TimeoutError:
+                read_pool.terminate()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:

@@ -15,17 +15,22 @@ import socket
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from tracker_watch import SOFTWARE, log, metrics
-from tracker_watch.config import TrackerSettings
+from tracker_watch.config import Settings, TrackerSettings
 from tracker_watch.domain import tracker_proto as tp
 from tracker_watch.domain.addresses import STRICT, AddressPolicy
 from tracker_watch.domain.evidence import Source, normalize_ip
 from tracker_watch.domain.peers import Endpoint
+from tracker_watch.domain.peerwire import new_peer_id
 from tracker_watch.domain.trackers import MAX_TRACKERS, TrackerUrlError, clean_tracker_url, redact
 from tracker_watch.swarm.tracker_http import PolicyResolver, check_literal_host, get_reply
+
+if TYPE_CHECKING:
+    from tracker_watch.swarm.engine import SwarmEngine
 
 _log = log.get("tracker_watch.swarm")
 UNKNOWN_LEFT = 2**34  # a leecher that wants everything: some trackers only list seeds to leechers
@@ -254,3 +259,16 @@ class Announcers:
     def untrack(self, key: str) -> None:
         for a in self.members:
             a.untrack(key)
+
+
+def announcers_for(s: Settings, engine: SwarmEngine) -> Announcers:
+    """The session's identity, and the verifier's listener from its own address (a peer that dials it is
+    proven on that connection) when verification runs."""
+    session = Announcer(s.trackers, engine.add_peer, engine.listen_port, engine.peer_id, None, policy=engine.policy,
+                        own_ips=lambda: engine.own_ips, local_ips=s.swarm.outgoing_interfaces)
+    if engine.verifier is None:
+        return Announcers(session)
+    probe = [s.verify.probe_interface] if s.verify.probe_interface else []
+    return Announcers(session, Announcer(s.trackers, engine.add_peer, engine.announce_port, new_peer_id(), None,
+                                         policy=engine.policy, own_ips=lambda: engine.own_ips,
+                                         local_ips=[*probe, *s.swarm.outgoing_interfaces]))

@@ -1,4 +1,4 @@
-"""Keeps the running swarms in step with the targets table.
+"""Keeps the running swarms in step with the registered targets (read through a `TargetSource`).
 
 Each poll reads targets whose revision grew since the last one (every insert and update takes a new
 revision); every `full_every` polls a full pass over active ids also catches a revision committed out of
@@ -13,16 +13,16 @@ this poll, start-up and a takeover go on. One bad .torrent once stopped every no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tracker_watch import log
 from tracker_watch.domain.targets import TargetParseError, meta_from_info
 from tracker_watch.evidence.collector import Collector, TargetRef
-from tracker_watch.ledger.targets import TargetRow, TargetStore
 from tracker_watch.swarm.announcer import Announcer, Announcers, AnnounceTarget
 from tracker_watch.swarm.engine import SwarmEngine
 from tracker_watch.swarm.swarm import SwarmSpec
+from tracker_watch.swarm.targets import TargetSource, WatchedTarget
 
 _log = log.get("tracker_watch.swarm")
 
@@ -34,21 +34,23 @@ class _Group:
 
 
 class Watchlist:
-    def __init__(self, store: TargetStore, engine: SwarmEngine, collector: Collector, announcer: Announcer | Announcers,
-                 poll_s: float, full_every: int = 15, actor: str = "daemon") -> None:
+    def __init__(self, store: TargetSource, engine: SwarmEngine, collector: Collector,
+                 announcer: Announcer | Announcers, poll_s: float, full_every: int = 15, actor: str = "daemon",
+                 on_change: Callable[[], None] | None = None) -> None:
         self.store = store
         self.engine = engine
         self.collector = collector
         self.announcer = announcer
         self.poll_s = poll_s
         self.full_every = full_every
-        self.rows: dict[int, TargetRow] = {}
+        self.rows: dict[int, WatchedTarget] = {}
         self.owned: frozenset[int] | None = None  # None: every active target
         self._lock = asyncio.Lock()  # a lease change and a poll never interleave their reads and writes
         self.groups: dict[str, _Group] = {}
         self._revision = 0
         self._polls = 0
         self.actor = actor
+        self.on_change = on_change  # told after each pass: the daemon keeps its local copy of what runs
         self._broken: dict[int, str] = {}  # target id → why it cannot be watched, until recorded
         self._valid: dict[int, int] = {}  # target id → revision whose stored metadata libtorrent accepted
         engine.on_broken = self._on_broken
@@ -85,7 +87,9 @@ class Watchlist:
 
     async def _sync_once(self) -> None:
         if self.owned is not None and not self.owned:
+            self.rows.clear()
             self._apply({})
+            self._changed()
             return
         await self._set_aside()
         for row in await self.store.changed_since(self._revision, None if self.owned is None else set(self.owned)):
@@ -110,7 +114,12 @@ class Watchlist:
     async def _apply_and_set_aside(self) -> None:
         for key, reason in self._apply(self._group(self.rows.values())).items():
             self._note_broken(key, reason)
+        self._changed()
         await self._set_aside()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def _on_broken(self, key: str, reason: str) -> None:
         """The engine found a running swarm unwatchable (e.g. its fetched metadata); the next poll sets it aside."""
@@ -137,8 +146,8 @@ class Watchlist:
             for key, reason in self._apply(self._group(self.rows.values())).items():
                 self._note_broken(key, reason)  # set aside at the next poll
 
-    def _group(self, rows: Iterable[TargetRow]) -> dict[str, _Group]:
-        by_key: dict[str, list[TargetRow]] = {}
+    def _group(self, rows: Iterable[WatchedTarget]) -> dict[str, _Group]:
+        by_key: dict[str, list[WatchedTarget]] = {}
         for row in rows:
             if row.id in self._broken or not self._info_ok(row):
                 continue
@@ -155,7 +164,7 @@ class Watchlist:
             groups[key] = _Group(spec, refs)
         return groups
 
-    def _info_ok(self, row: TargetRow) -> bool:
+    def _info_ok(self, row: WatchedTarget) -> bool:
         """A target's stored metadata must be what libtorrent accepts; one holder's broken copy never takes the
         swarm away from another holder whose copy is fine. Checked once per revision of the row."""
         if row.info is None or self._valid.get(row.id) == row.revision:
