@@ -84,8 +84,10 @@ class EvidenceWriter:
             return 0
         async with self.pool.acquire() as conn, conn.transaction():
             seq, head = await self._lock_head(conn)
+            # a replay carries its original time: the bounds keep the lookup to the batch's day partitions
             known = {r["id"] for r in await conn.fetch(
-                "SELECT id FROM observations WHERE id = ANY($1::uuid[])", [o.id for o in batch])}
+                "SELECT id FROM observations WHERE id = ANY($1::uuid[]) AND observed_at BETWEEN $2 AND $3",
+                [o.id for o in batch], min(o.observed_at for o in batch), max(o.observed_at for o in batch))}
             new = list({o.id: o for o in batch if o.id not in known}.values())
             if not new:
                 return 0

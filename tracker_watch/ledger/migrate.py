@@ -43,8 +43,9 @@ def available() -> list[Migration]:
     return out
 
 
-async def apply(conn: asyncpg.Connection, schema: str) -> list[int]:
-    """Bring `schema` up to date; returns the versions applied now."""
+async def apply(conn: asyncpg.Connection, schema: str, upto: int | None = None) -> list[int]:
+    """Bring `schema` up to date (or to version `upto`: tests of a migration over a populated schema);
+    returns the versions applied now."""
     # lock first: even CREATE SCHEMA IF NOT EXISTS races between two starting nodes
     await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"tracker_watch.migrate.{schema}")
     try:
@@ -60,6 +61,8 @@ async def apply(conn: asyncpg.Connection, schema: str) -> list[int]:
         done = {r["version"]: r["checksum"] for r in rows}
         applied = []
         for mig in available():
+            if upto is not None and mig.version > upto:
+                break
             if mig.version in done:
                 if done[mig.version] != mig.checksum:
                     raise MigrationError(f"migration {mig.version:04d}_{mig.name} changed after it was applied")
