@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -21,7 +22,7 @@ from tracker_watch.ledger.verify import verify_ledger
 PARTITIONED = 11
 
 
-async def snapshot(conn: asyncpg.Connection) -> list[dict[str, object]]:
+async def snapshot(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in await conn.fetch("SELECT * FROM observations ORDER BY node, chain_seq")]
 
 

@@ -38,11 +38,14 @@ class PurgeReport:
     months_compacted: int = 0
 
 
-async def purge(conn: Conn, cutoff: datetime, window_s: int, dry_run: bool) -> PurgeReport:
+async def purge(conn: Conn, cutoff: datetime, window_s: int, dry_run: bool, compact: bool = True) -> PurgeReport:
+    """Redact what is due; `compact=False` keeps to row-by-row updates (the baseline bench/retention.py
+    measures the rewrite against)."""
     if not dry_run:
         await partitions.ensure(conn)  # rows the DEFAULT partition caught go to their days first
     async with conn.transaction():
         await conn.execute(f"CREATE TEMP TABLE purge_due ON COMMIT DROP AS {_DUE}", cutoff, float(window_s))
+        await conn.execute("ANALYZE purge_due")  # temp tables get no autovacuum statistics
         counts = await conn.fetchrow("""
             SELECT (SELECT count(*) FROM purge_due) AS incidents,
                    (SELECT count(*) FROM observations o JOIN purge_due d ON o.target_id = d.target_id
@@ -52,7 +55,7 @@ async def purge(conn: Conn, cutoff: datetime, window_s: int, dry_run: bool) -> P
                     WHERE c.redacted_at IS NULL) AS incident_changes""")
         assert counts is not None
         # a month ending a window before the cutoff holds only evidence of due (or held) incidents
-        months = await partitions.compactable(conn, cutoff - timedelta(seconds=window_s))
+        months = await partitions.compactable(conn, cutoff - timedelta(seconds=window_s)) if compact else []
         report = PurgeReport(counts["incidents"], counts["observations"], counts["incident_changes"], dry_run,
                              len(months))
         if dry_run:
@@ -83,7 +86,11 @@ async def _redacting_select(conn: Conn) -> str:
     columns = [r["attname"] for r in await conn.fetch(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'observations'::regclass AND attnum > 0 "
         "AND NOT attisdropped ORDER BY attnum")]
-    blank = {c: f"CASE WHEN x.due THEN NULL ELSE o.{c} END" for c in PERSONAL}
-    blank["redacted_at"] = "CASE WHEN x.due THEN now() ELSE o.redacted_at END"
+    due = "(d.id IS NOT NULL AND o.redacted_at IS NULL)"
+    blank = {c: f"CASE WHEN {due} THEN NULL ELSE o.{c} END" for c in PERSONAL}
+    blank["redacted_at"] = f"CASE WHEN {due} THEN now() ELSE o.redacted_at END"
+    # a hash join, not a lookup per row; incident windows of one address and target never overlap, so
+    # an observation meets at most one due incident
     return (f"SELECT {', '.join(blank.get(c, f'o.{c}') for c in columns)} FROM observations o "
-            f"CROSS JOIN LATERAL (SELECT {_DUE_ROW} AS due) x WHERE o.observed_at >= $1 AND o.observed_at < $2")
+            "LEFT JOIN purge_due d ON o.target_id = d.target_id AND o.ip = d.ip AND o.observed_at >= d.window_start "
+            "AND o.observed_at < d.window_end WHERE o.observed_at >= $1 AND o.observed_at < $2")
