@@ -50,6 +50,8 @@ async def test_populated_observations_move_into_partitions(pg_dsn: str, schema: 
             await conn.execute("SET LOCAL tracker_watch.redact = 'on'")
             await conn.execute("UPDATE observations SET ip = NULL, port = NULL, peer_id = NULL, client = NULL, "
                                "redacted_at = now() WHERE host(ip) = '127.0.0.12'")
+        # an index another migration might have added is carried over
+        await conn.execute("CREATE INDEX observations_client ON observations (client)")
         before, checks = await snapshot(conn), await constraints(conn)
         assert (await verify_ledger(conn)).ok
 
@@ -63,6 +65,9 @@ async def test_populated_observations_move_into_partitions(pg_dsn: str, schema: 
             "WHERE i.inhparent = 'observations'::regclass")}
         assert {"observations_p20250130", "observations_p20250131", "observations_p20250201"} <= days
         assert await conn.fetchval("SELECT count(*) FROM observations_default") == 0
+        assert await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'observations_client' "
+                                   "AND schemaname = current_schema()") == (
+            f"CREATE INDEX observations_client ON ONLY {schema}.observations USING btree (client)")
         report = await verify_ledger(conn)
         assert report.ok
         assert report.nodes[0].redacted > 0

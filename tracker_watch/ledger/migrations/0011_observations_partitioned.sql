@@ -39,6 +39,24 @@ CREATE INDEX observations_target_ip ON observations (target_id, ip, observed_at)
 CREATE INDEX observations_ip ON observations (ip, observed_at);
 CREATE INDEX observations_observed_at ON observations (observed_at);
 CREATE INDEX observations_target_time ON observations (target_id, observed_at, id);
+-- any other index an earlier migration gave the table, carried over (a unique one needs observed_at added
+-- by hand: refuse rather than drop it silently)
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.relname, i.indisunique, i.indisprimary, pg_get_indexdef(i.indexrelid) AS def
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE i.indrelid = 'observations_unpartitioned'::regclass LOOP
+        CONTINUE WHEN r.indisprimary OR to_regclass(quote_ident(substr(r.relname, 5))) IS NOT NULL;
+        IF r.indisunique THEN
+            RAISE EXCEPTION 'unique index % on observations: it must include observed_at to be partitioned',
+                substr(r.relname, 5);
+        END IF;
+        EXECUTE regexp_replace(r.def, 'INDEX \S+ ON \S+',
+                               format('INDEX %I ON observations', substr(r.relname, 5)));
+    END LOOP;
+END $$;
 -- row triggers are cloned onto every partition; TRUNCATE of one partition is guarded per partition below
 CREATE TRIGGER observations_append_only BEFORE UPDATE OR DELETE ON observations
     FOR EACH ROW EXECUTE FUNCTION reject_change_except_redaction('ip', 'port', 'peer_id', 'client');
