@@ -15,9 +15,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench.common import fresh_schema, pool_for, run, server_dsn, write_result
 from bench.ingestion import make_observations, seed_targets
 from tracker_watch.domain.evidence import encode_observation
+from tracker_watch.ledger.db import Conn
 from tracker_watch.ledger.evidence import EvidenceWriter
 
 TABLES = ("observations", "incidents", "incident_changes")
+
+
+async def sizes(conn: Conn, table: str) -> tuple[int, int]:
+    """(heap, heap + indexes + TOAST) in bytes, summed over the partitions of a partitioned table (its
+    own size is 0; pg_partition_tree lists nothing for a plain table)."""
+    row = await conn.fetchrow(
+        "SELECT coalesce(sum(pg_relation_size(relid)), pg_relation_size($1::regclass)) AS heap, "
+        "coalesce(sum(pg_total_relation_size(relid)), pg_total_relation_size($1::regclass)) AS total "
+        "FROM pg_partition_tree($1::regclass) WHERE isleaf", table)
+    assert row is not None
+    return int(row["heap"]), int(row["total"])
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -35,8 +47,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 for table in TABLES:
                     await conn.execute(f"VACUUM ANALYZE {table}")
                     rows = await conn.fetchval(f"SELECT count(*) FROM {table}")
-                    heap = await conn.fetchval(f"SELECT pg_relation_size('{table}')")
-                    total = await conn.fetchval(f"SELECT pg_total_relation_size('{table}')")
+                    # summed over partitions (a partitioned table's own size is 0; a plain table is its own tree)
+                    heap, total = await sizes(conn, table)
                     out[table] = {"rows": rows, "heap_bytes_per_row": heap / rows, "total_bytes_per_row": total / rows}
                     print(f"{table}: {rows:,} rows, {heap / rows:.0f} B/row heap, "
                           f"{total / rows:.0f} B/row with indexes")

@@ -31,9 +31,13 @@ def require(request: web.Request, *roles: str) -> Principal:
     return p
 
 
-async def json_body(request: web.Request, schema: dict[str, Any]) -> Any:
+def require_json(request: web.Request) -> None:
     if request.content_type != "application/json":
         raise Problem(415, f"send the body as application/json, not {request.content_type[:100] or 'nothing'}")
+
+
+async def json_body(request: web.Request, schema: dict[str, Any]) -> Any:
+    require_json(request)
     doc = parse_json(await request.read())
     validate(doc, schema)
     return doc

@@ -92,6 +92,9 @@ class Database:
             conn = await asyncpg.connect(self.dsn, timeout=self.settings.database.connect_timeout_s)
             try:
                 applied = await migrate.apply(conn, self.schema)
+                from tracker_watch.ledger import partitions  # (it imports this module)
+
+                await partitions.ensure(conn)  # the days ahead exist before the first write
             finally:
                 await conn.close()
             if applied:

@@ -167,8 +167,11 @@ class EvidenceWriter:
             return 0
         async with self.pool.acquire() as conn, conn.transaction():
             seq, head = await self._lock_head(conn)
+            # a replay carries its original time: the bounds keep the lookup to the batch's day partitions
             known = {r["id"] for r in await conn.fetch(
-                "SELECT id FROM observations WHERE id = ANY($1::uuid[])", [o.id for o in p.observations])}
+                "SELECT id FROM observations WHERE id = ANY($1::uuid[]) AND observed_at BETWEEN $2 AND $3",
+                [o.id for o in p.observations], min(o.observed_at for o in p.observations),
+                max(o.observed_at for o in p.observations))}
             if known:  # a replayed batch: only the rest is new, and only the rest folds into incidents
                 keep = [i for i, o in enumerate(p.observations) if o.id not in known]
                 if not keep:

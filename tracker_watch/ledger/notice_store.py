@@ -40,7 +40,8 @@ _EVIDENCE = """
            o.piece_bytes, o.node, o.chain_seq, t.name, t.display_name, t.total_size, t.infohash_v1, t.infohash_v2
     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS u(strike_id, subject_id, work_id, ws)
     JOIN attributions a ON a.subject_id = u.subject_id AND a.work_id = u.work_id AND a.window_start = u.ws
-    JOIN observations o ON o.id = a.observation_id JOIN targets t ON t.id = a.target_id
+    JOIN observations o ON o.id = a.observation_id AND o.observed_at = a.observed_at  -- (its day's partition)
+    JOIN targets t ON t.id = a.target_id
     ORDER BY u.strike_id, a.observed_at, o.id
 """
 _INSERT = """

@@ -84,6 +84,11 @@ async def chunks(conn: Conn, node: str, after: int = 0) -> AsyncIterator[list[ch
 
 
 async def verify_ledger(conn: Conn) -> LedgerReport:
+    if not conn.is_in_transaction():
+        # one snapshot: observations and incident changes are read by separate queries, and a batch a
+        # running daemon commits between them would look like a gap in the chain
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            return await verify_ledger(conn)
     nodes = [r["node"] for r in await conn.fetch(
         "SELECT node FROM observations WHERE chain_seq IS NOT NULL UNION SELECT node FROM incident_changes "
         "UNION SELECT node FROM chain_checkpoints ORDER BY 1")]
