@@ -55,7 +55,7 @@ async def test_populated_observations_move_into_partitions(pg_dsn: str, schema: 
         before, checks = await snapshot(conn), await constraints(conn)
         assert (await verify_ledger(conn)).ok
 
-        assert await migrate.apply(conn, schema) == [PARTITIONED]
+        assert await migrate.apply(conn, schema, upto=PARTITIONED) == [PARTITIONED]
 
         assert await conn.fetchval("SELECT relkind::text FROM pg_class WHERE oid = 'observations'::regclass") == "p"
         assert await snapshot(conn) == before
