@@ -38,9 +38,11 @@ CREATE TEMP TABLE IF NOT EXISTS incidents_stage (
     best_grade text, corrupt boolean, ports integer[], pieces_verified integer[], bytes_verified bigint,
     observations integer) ON COMMIT DELETE ROWS
 """
+# rows are upserted (so locked) in key order, the one order every writer of incidents keeps (strikes.py's
+# legal hold too): two transactions that lock rows in one global order can never wait on each other in a cycle
 _UPSERT_INCIDENTS = f"""
 INSERT INTO incidents AS i ({", ".join(_INC_STAGE_COLUMNS)})
-SELECT {", ".join(_INC_STAGE_COLUMNS)} FROM incidents_stage
+SELECT {", ".join(_INC_STAGE_COLUMNS)} FROM incidents_stage ORDER BY target_id, ip, window_start
 ON CONFLICT (target_id, ip, window_start) DO UPDATE SET
     first_seen = least(i.first_seen, EXCLUDED.first_seen),
     last_seen = greatest(i.last_seen, EXCLUDED.last_seen),

@@ -49,6 +49,17 @@ _LOCK_SUBJECTS = """
     SELECT id FROM subjects WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
 """
 
+# legal hold: the incident rows are locked in key order first (evidence writers upsert in that order too, see
+# ledger/evidence.py), so a writer and the ledger never each hold a row the other waits for (issue 14)
+_HOLD = """
+    UPDATE incidents SET legal_hold = true WHERE id IN (
+        SELECT i.id FROM incidents i JOIN attributions a
+            ON i.target_id = a.target_id AND i.ip = a.ip AND i.window_start = a.window_start
+        JOIN unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS u(subject_id, work_id, ws)
+            ON a.subject_id = u.subject_id AND a.work_id = u.work_id AND a.window_start = u.ws
+        WHERE NOT i.legal_hold ORDER BY i.target_id, i.ip, i.window_start FOR NO KEY UPDATE OF i)
+"""
+
 
 @dataclass
 class TickReport:
@@ -209,11 +220,7 @@ class StrikeLedger:
 
     async def _hold_evidence(self, conn: Conn, strikes: list[Any]) -> None:
         """Evidence a strike rests on is never purged by retention."""
-        await conn.execute(
-            "UPDATE incidents i SET legal_hold = true FROM attributions a "
-            "JOIN unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS u(subject_id, work_id, ws) "
-            "ON a.subject_id = u.subject_id AND a.work_id = u.work_id AND a.window_start = u.ws "
-            "WHERE i.target_id = a.target_id AND i.ip = a.ip AND i.window_start = a.window_start AND NOT i.legal_hold",
+        await conn.execute(_HOLD,
             [r["subject_id"] for r in strikes], [r["work_id"] for r in strikes],
             [window_start(r["issued_at"], self.window_s) for r in strikes])
 
