@@ -118,7 +118,7 @@ class Daemon:
             self.api = ApiServer(self.db.pool, s, self.engine, self.watchlist)
             await self.api.start()
         self.strikes = StrikeLedger(self.db.pool, s)
-        self.outbox = Outbox(self.db.pool, s.notices)
+        self.outbox = Outbox(self.db.pool, s.notices, s.evidence.incident_window_s)
         if s.metrics.enabled:
             metrics.init_label_sets()
             self._collector = metrics.DaemonCollector(self, s.metrics.per_target_limit)

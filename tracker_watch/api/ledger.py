@@ -16,6 +16,7 @@ from tracker_watch.api.keys import ENGINE, POOL, SETTINGS
 from tracker_watch.api.params import ID_CURSOR, id_cursor, path_id, query_choice, query_id_cursor, query_int
 from tracker_watch.api.registry import Param, path_param, route
 from tracker_watch.domain.policy import LEVEL_NAMES
+from tracker_watch.ledger.notice_render import ensure_rendered
 from tracker_watch.ledger.strikes import StrikeLedger
 
 JSON = "application/json"
@@ -120,6 +121,8 @@ async def get_notice(request: web.Request) -> web.Response:
     holder, isp = _notice_scope(request)
     notice_id = path_id(request)
     fmt = query_choice(request, "format", ["json", "xml"])
+    if fmt is not None:  # the body as sent, or as it will be: rendered on first need (ledger/notice_render.py)
+        await ensure_rendered(request.app[POOL], request.app[SETTINGS], [notice_id])
     row = await request.app[POOL].fetchrow(_NOTICES + " AND n.id = $3", holder, isp, notice_id)
     if row is None:
         raise not_found(f"notice {notice_id}")

@@ -17,6 +17,7 @@ from tracker_watch.api.keys import POOL, SETTINGS
 from tracker_watch.console import queries
 from tracker_watch.console.core import ConsoleError, flash, not_visible, redirect, render, require, who
 from tracker_watch.domain.policy import LEVEL_NAMES
+from tracker_watch.ledger.notice_render import ensure_rendered
 from tracker_watch.ledger.strikes import StrikeLedger
 
 STATES = ["pending", "delivered", "failed", "held", "cancelled"]
@@ -82,6 +83,7 @@ async def notices_page(request: web.Request) -> web.Response:
 async def _visible_notice(request: web.Request) -> Any:
     me = who(request)
     notice_id = _id(request, "notice")
+    await ensure_rendered(request.app[POOL], request.app[SETTINGS], [notice_id])  # bodies render on first need
     row = await queries.notice(request.app[POOL], me.holder_id, me.isp, notice_id)
     if row is None:
         raise not_visible(f"notice {notice_id}")

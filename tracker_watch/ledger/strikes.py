@@ -194,7 +194,7 @@ class StrikeLedger:
             "jsonb_build_object('reason', $2::text) FROM unnest($3::bigint[]) AS id", why.actor, why.reason, strike_ids)
         for sid in strike_ids:
             _log.info("strike_superseded", strike=sid, reason=why.reason)
-        return len(await retire_notices(conn, strike_ids, why.cause))
+        return len(await retire_notices(conn, self.settings, strike_ids, why.cause))
 
     async def _issue(self, conn: Conn, wanted: list[tuple[int, pol.Strike]]) -> int:
         """Insert the new strikes (a unique index makes a second one impossible), hold their evidence, and
@@ -238,7 +238,7 @@ class StrikeLedger:
                 "WHERE id = $1 AND status = 'active' RETURNING subject_id", strike_id, actor, reason)
             if row is None:
                 return None
-            withdrawn = len(await retire_notices(conn, [strike_id], "voided"))
+            withdrawn = len(await retire_notices(conn, self.settings, [strike_id], "voided"))
             await conn.execute("INSERT INTO audit_log (actor, action, object, detail) VALUES ($1, 'strike.void', $2, "
                                "jsonb_build_object('reason', $3::text))", actor, f"strike:{strike_id}", reason)
             _log.info("strike_voided", strike=strike_id, actor=actor)
