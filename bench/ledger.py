@@ -132,7 +132,7 @@ class TimedLedger(StrikeLedger):
         finally:
             self._add("evaluate", time.perf_counter() - t)
 
-    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 2000) -> tuple[int, int]:
+    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 10000) -> tuple[int, int]:
         # StrikeLedger now evaluates subjects in batches (the in-progress rewrite of strikes.py)
         t = time.perf_counter()
         try:

@@ -26,25 +26,32 @@ _BATCH = """
     WHERE o.node = $1 AND o.chain_seq > $2 AND o.chain_seq <= $3 AND o.ip IS NOT NULL AND grade_rank(o.grade) >= $4
 """
 _DISTINCT_KEYS = "SELECT DISTINCT host(o.ip) AS ip, l.isp, l.subscriber_ref" + _BATCH
-# window_start as domain/incidents.py computes it: epoch seconds floored to the window
+# window_start as domain/incidents.py computes it: epoch seconds floored to the window. A bare address's subject
+# comes in with its country ($9): joining `subjects` instead hashed the whole table for every batch (issue 14)
 _INSERT_ATTRIBUTIONS = """
     INSERT INTO attributions (observation_id, subject_id, lease_id, target_id, work_id, ip, port, observed_at,
                               window_start, country, in_jurisdiction)
-    SELECT o.id, coalesce(ss.id, si.id), l.id, o.target_id, t.work_id, o.ip, o.port, o.observed_at,
+    SELECT o.id, coalesce(ss.id, CASE WHEN l.id IS NULL THEN c.subject END), l.id, o.target_id, t.work_id, o.ip,
+           o.port, o.observed_at,
            to_timestamp(floor(extract(epoch FROM o.observed_at))::bigint / $5 * $5), c.country, c.inside
     """ + _BATCH.replace("WHERE o.node", """
     JOIN targets t ON t.id = o.target_id
-    JOIN unnest($6::text[], $7::text[], $8::bool[]) AS c(ip, country, inside) ON c.ip = host(o.ip)
+    JOIN unnest($6::text[], $7::text[], $8::bool[], $9::bigint[]) AS c(ip, country, inside, subject)
+         ON c.ip = host(o.ip)
     LEFT JOIN subjects ss ON l.id IS NOT NULL AND ss.kind = 'subscriber' AND ss.isp = l.isp
                              AND ss.subscriber_ref = l.subscriber_ref
-    LEFT JOIN subjects si ON l.id IS NULL AND si.kind = 'ip' AND si.ip = o.ip
     WHERE o.node""") + """
     ON CONFLICT (observation_id) DO NOTHING
     RETURNING subject_id, in_jurisdiction
 """
+# a lie is rare: find the batch's first (by the chain index), and only then the subjects it concerns
+_LIARS = """
+    SELECT DISTINCT target_id, ip FROM observations
+    WHERE node = $1 AND chain_seq > $2 AND chain_seq <= $3 AND grade = 'corrupt'
+"""
 _LIED = """
-    SELECT DISTINCT a.subject_id FROM observations o JOIN attributions a ON a.target_id = o.target_id AND a.ip = o.ip
-    WHERE o.node = $1 AND o.chain_seq > $2 AND o.chain_seq <= $3 AND o.grade = 'corrupt'
+    SELECT DISTINCT a.subject_id FROM attributions a JOIN unnest($1::bigint[], $2::inet[]) AS u(target_id, ip)
+    ON a.target_id = u.target_id AND a.ip = u.ip
 """
 
 
@@ -105,7 +112,9 @@ async def attribute(pool: Any, settings: Settings, min_rank: int, window_s: int,
                 counted += attributed
                 foreign += foreign_here
                 # a lie in a window already counted against someone: re-evaluate them
-                touched |= {r["subject_id"] for r in await conn.fetch(_LIED, *batch[:3])}
+                if liars := await conn.fetch(_LIARS, *batch[:3]):
+                    touched |= {r["subject_id"] for r in await conn.fetch(
+                        _LIED, [r["target_id"] for r in liars], [r["ip"] for r in liars])}
                 await conn.execute("UPDATE attribution_progress SET seq = $2 WHERE node = $1", node, span["upto"])
     return walked, touched, counted, foreign
 
@@ -119,9 +128,9 @@ async def _attribute_batch(conn: Conn, settings: Settings, window_s: int, batch:
         countries[r["ip"]] = _country(r["ip"], settings.policy.test_country)
     if not keys:
         return set(), 0, 0
-    await _subject_ids(conn, keys)  # create the missing; the INSERT below finds them by key
+    ids = await _subject_ids(conn, keys)  # created where missing; subscribers' the INSERT finds by key
     ips = list(countries)
     inside = [covered(countries[ip], settings.policy.jurisdictions) for ip in ips]
     rows = await conn.fetch(_INSERT_ATTRIBUTIONS, *batch, window_s, ips, [countries[ip] for ip in ips],
-                            inside)
+                            inside, [ids.get(ip) for ip in ips])
     return {r["subject_id"] for r in rows}, len(rows), sum(1 for r in rows if not r["in_jurisdiction"])

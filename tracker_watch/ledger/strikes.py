@@ -28,25 +28,23 @@ from tracker_watch.domain.incidents import window_start
 from tracker_watch.ledger.attribution import attribute
 from tracker_watch.ledger.db import Conn
 from tracker_watch.ledger.notice_store import create_notices, retire_notices
+from tracker_watch.ledger.unchanged import POLICY_INCIDENTS, changed_subjects, counting, digest, fingerprint
+from tracker_watch.ledger.unchanged import incident_key as incident_key
 
 _log = log.get("tracker_watch.ledger")
 
-_POLICY_INCIDENTS = """
-    SELECT a.subject_id, a.work_id, a.window_start, min(a.observed_at) AS at,
-           bool_or(coalesce(i.corrupt, false)) AS corrupt, bool_or(a.in_jurisdiction) AS in_jurisdiction
-    FROM attributions a
-    LEFT JOIN incidents i ON i.target_id = a.target_id AND i.ip = a.ip AND i.window_start = a.window_start
-    WHERE a.subject_id = ANY($1::bigint[])
-    GROUP BY a.subject_id, a.work_id, a.window_start
-"""
+_INPUTS = POLICY_INCIDENTS.format(where="WHERE a.subject_id = ANY($1::bigint[]) AND a.subject_id BETWEEN $2 AND $3")
+# the id range (chunks are sorted) lets the planner see how few rows a chunk needs: an index range scan
+# instead of a scan of the whole table per chunk
 _STRIKES_OF = """
     SELECT id, subject_id, level, cycle_start, issued_at, incident_key, status
-    FROM strikes WHERE subject_id = ANY($1::bigint[]) AND status IN ('voided', 'active')
+    FROM strikes
+    WHERE subject_id = ANY($1::bigint[]) AND subject_id BETWEEN $2 AND $3 AND status IN ('voided', 'active')
 """
 # row locks on the subjects, in id order: they live in the rows, not in the shared lock table, so a chunk of
 # thousands costs little (2,000 advisory locks per transaction took ~0.8 s), and ordering prevents deadlocks
 _LOCK_SUBJECTS = """
-    SELECT id FROM subjects WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
+    SELECT id, policy_digest FROM subjects WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
 """
 
 # legal hold: the incident rows are locked in key order first (evidence writers upsert in that order too, see
@@ -78,11 +76,6 @@ def strike_policy(settings: Settings) -> pol.StrikePolicy:
 
 
 @functools.lru_cache(maxsize=65536)
-def incident_key(work_id: int, start: Any) -> str:
-    return f"{work_id}/{start.isoformat()}"
-
-
-@functools.lru_cache(maxsize=65536)
 def key_window(key: str) -> datetime:
     """The evidence window an incident key names (see incident_key)."""
     return datetime.fromisoformat(key.split("/", 1)[1])
@@ -110,6 +103,7 @@ class StrikeLedger:
         self.pool = pool
         self.settings = settings
         self.policy = strike_policy(settings)
+        self.policy_fp = fingerprint(self.policy)
         self.min_rank = Grade(settings.policy.minimum_grade).rank
         self.window_s = settings.evidence.incident_window_s
 
@@ -142,7 +136,7 @@ class StrikeLedger:
         """Make the subject's active strikes what the policy says; returns (created, superseded)."""
         return await self.evaluate_subjects({subject_id})
 
-    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 2000) -> tuple[int, int]:
+    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 10000) -> tuple[int, int]:
         created = superseded = 0
         ordered = sorted(subject_ids)
         for i in range(0, len(ordered), chunk):
@@ -154,20 +148,28 @@ class StrikeLedger:
     async def _evaluate_chunk(self, subject_ids: list[int]) -> tuple[int, int]:
         async with self.pool.acquire() as conn, conn.transaction():
             # one evaluator per subject at a time (two nodes, a void and the daemon's tick): see _LOCK_SUBJECTS
-            await conn.execute(_LOCK_SUBJECTS, subject_ids)
-            created, superseded, _ = await self._evaluate_locked(conn, subject_ids, _BY_EVIDENCE)
+            stored = {r["id"]: r["policy_digest"] for r in await conn.fetch(_LOCK_SUBJECTS, subject_ids)}
+            created, superseded, _ = await self._evaluate_locked(conn, subject_ids, _BY_EVIDENCE, stored)
             return created, superseded
 
-    async def _evaluate_locked(self, conn: Conn, subject_ids: list[int], why: Retirement) -> tuple[int, int, int]:
-        """Plan each subject's strikes from its incidents and issued strikes; (created, superseded, withdrawals)."""
+    async def _evaluate_locked(self, conn: Conn, subject_ids: list[int], why: Retirement,
+                               stored: dict[int, str | None] | None = None) -> tuple[int, int, int]:
+        """Plan each subject's strikes from its incidents and issued strikes; (created, superseded, withdrawals).
+        With `stored` (the digests the subjects were last planned from), subjects whose inputs are unchanged
+        are skipped (ledger/unchanged.py); a void passes none, its subject's voided windows having changed."""
         incidents: dict[int, list[pol.Incident]] = {s: [] for s in subject_ids}
-        for r in await conn.fetch(_POLICY_INCIDENTS, subject_ids):
-            if r["in_jurisdiction"] and not r["corrupt"]:
-                incidents[r["subject_id"]].append(pol.Incident(incident_key(r["work_id"], r["window_start"]),
-                                                               r["at"], r["window_start"]))
+        for r in await conn.fetch(_INPUTS, subject_ids, min(subject_ids), max(subject_ids)):
+            if (incident := counting(r)) is not None:
+                incidents[r["subject_id"]].append(incident)
+        digests = {s: digest(self.policy_fp, found) for s, found in incidents.items()}
+        if stored is not None:
+            subject_ids = [s for s in subject_ids if digests[s] != stored.get(s)]
+            if not subject_ids:
+                return 0, 0, 0
+        span = (subject_ids, min(subject_ids), max(subject_ids))
         voided: dict[int, set[datetime]] = {}
         active: dict[int, dict[pol.Strike, int]] = {}
-        for r in await conn.fetch(_STRIKES_OF, subject_ids):
+        for r in await conn.fetch(_STRIKES_OF, *span):
             if r["status"] == "voided":
                 voided.setdefault(r["subject_id"], set()).add(key_window(r["incident_key"]))
             else:
@@ -182,6 +184,8 @@ class StrikeLedger:
             wanted += [(subject, s) for s in plan.add]
         withdrawals = await self._supersede(conn, superseded, why) if superseded else 0
         created = await self._issue(conn, wanted)
+        await conn.execute("UPDATE subjects s SET policy_digest = u.d FROM unnest($1::bigint[], $2::text[]) "
+                           "AS u(id, d) WHERE s.id = u.id", subject_ids, [digests[s] for s in subject_ids])
         return created, len(superseded), withdrawals
 
     async def _supersede(self, conn: Conn, strike_ids: list[int], why: Retirement) -> int:
@@ -246,16 +250,26 @@ class StrikeLedger:
             created, superseded, more = await self._evaluate_locked(conn, [int(subject)], why)
         return VoidResult(created, superseded, withdrawn + more)
 
-    async def rebuild(self) -> TickReport:
-        """Re-derive attributions and strikes from the evidence alone; a sound ledger comes out unchanged."""
+    async def rebuild(self, full: bool = False) -> TickReport:
+        """Re-derive attributions and strikes from the evidence alone; a sound ledger comes out unchanged.
+        Subjects whose policy inputs come out as they were last planned from are not planned again (one
+        streaming pass finds them, ledger/unchanged.py) unless `full`."""
         async with self.pool.acquire() as conn, conn.transaction():
             # TRUNCATE, not DELETE: a rebuild re-inserts every row, and dead rows would double the table
             await conn.execute("TRUNCATE attributions, attribution_progress")
-        report, evaluated = await self._tick(5000)
-        # subjects whose strikes no longer rest on any attribution
-        rest = {int(r["subject_id"]) for r in await self.pool.fetch(
-            "SELECT DISTINCT subject_id FROM strikes WHERE status = 'active'")} - evaluated
-        created, superseded = await self.evaluate_subjects(rest)
-        report.created += created
-        report.superseded += superseded
+        report = TickReport()
+        touched: set[int] = set()
+        while True:
+            done, subjects, counted, foreign = await self.attribute(5000)
+            touched |= subjects
+            report.attributed += counted
+            report.out_of_jurisdiction += foreign
+            if done < 5000:
+                break
+        evaluate, seen = (touched, touched) if full else await changed_subjects(self.pool, self.policy_fp)
+        # and the subjects whose strikes no longer rest on any attribution
+        evaluate |= {int(r["subject_id"]) for r in await self.pool.fetch(
+            "SELECT DISTINCT subject_id FROM strikes WHERE status = 'active'")} - seen
+        report.created, report.superseded = await self.evaluate_subjects(evaluate)
+        report.subjects = len(evaluate)
         return report

@@ -8,3 +8,11 @@ ALTER TABLE notices ADD COLUMN evidence_upto jsonb;
 ALTER TABLE notices ADD CONSTRAINT notices_body_whole CHECK ((xml IS NULL) = (json IS NULL));
 ALTER TABLE notices ADD CONSTRAINT notices_renderable CHECK (xml IS NOT NULL OR evidence_upto IS NOT NULL);
 ALTER TABLE notices ADD CONSTRAINT notices_sent_rendered CHECK (xml IS NOT NULL OR (attempts = 0 AND state <> 'delivered'));
+
+-- The strike ledger asks, per chunk of subjects, which of their incidents came from a corrupt peer; they
+-- are few, and without this index the question hashed every incident each time (BENCHMARKS.md, Ledger).
+CREATE INDEX incidents_corrupt ON incidents (target_id, ip, window_start) WHERE corrupt;
+
+-- What each subject's strikes were last planned from (ledger/unchanged.py): a rebuild that re-derives the
+-- same inputs for a subject does not plan it again.
+ALTER TABLE subjects ADD COLUMN policy_digest text;
