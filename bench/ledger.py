@@ -118,10 +118,10 @@ class TimedLedger(StrikeLedger):
     def _add(self, phase: str, seconds: float) -> None:
         self.phases[phase] = self.phases.get(phase, 0.0) + seconds
 
-    async def attribute(self, limit: int) -> tuple[int, set[int], int, int]:
+    async def attribute(self, limit: int, conn: Any = None) -> tuple[int, set[int], int, int]:
         t = time.perf_counter()
         try:
-            return await super().attribute(limit)
+            return await super().attribute(limit, conn)
         finally:
             self._add("attribute", time.perf_counter() - t)
 

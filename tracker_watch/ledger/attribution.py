@@ -45,6 +45,8 @@ _INSERT_ATTRIBUTIONS = """
     RETURNING subject_id, in_jurisdiction
 """
 # a lie is rare: find the batch's first (by the chain index), and only then the subjects it concerns
+# a rebuild attributes into the emptied table it holds locked, its indexes dropped (built once at the end)
+_INSERT_BULK = _INSERT_ATTRIBUTIONS.replace("ON CONFLICT (observation_id) DO NOTHING", "")
 _LIARS = """
     SELECT DISTINCT target_id, ip FROM observations
     WHERE node = $1 AND chain_seq > $2 AND chain_seq <= $3 AND grade = 'corrupt'
@@ -89,38 +91,47 @@ async def _subject_ids(conn: Conn, keys: list[tuple[str, str] | str]) -> dict[tu
     raise RuntimeError("subjects vanished while being attributed")
 
 
-async def attribute(pool: Any, settings: Settings, min_rank: int, window_s: int, limit: int) -> tuple[
-        int, set[int], int, int]:
+async def attribute(pool: Any, settings: Settings, min_rank: int, window_s: int, limit: int,
+                    conn: Conn | None = None) -> tuple[int, set[int], int, int]:
     """One batch per node: (rows walked, subjects touched, observations attributed, out of jurisdiction).
     The rows stay in the server: only each batch's distinct addresses and leases come to Python (for the
-    country lookup and the subjects), then one INSERT … SELECT attributes the whole batch."""
+    country lookup and the subjects), then one INSERT … SELECT attributes the whole batch. With `conn`, the
+    rebuild's: the attributions table is its own (locked, emptied, without indexes) until it commits."""
+    if conn is None:
+        async with pool.acquire() as mine:
+            return await _attribute(mine, settings, min_rank, window_s, limit, _INSERT_ATTRIBUTIONS)
+    return await _attribute(conn, settings, min_rank, window_s, limit, _INSERT_BULK)
+
+
+async def _attribute(conn: Conn, settings: Settings, min_rank: int, window_s: int, limit: int, insert: str) -> tuple[
+        int, set[int], int, int]:
     walked, touched, counted, foreign = 0, set(), 0, 0
-    async with pool.acquire() as conn:
-        for node in [r["node"] for r in await conn.fetch("SELECT node FROM chain_heads ORDER BY node")]:
-            async with conn.transaction():
-                await conn.execute("INSERT INTO attribution_progress (node, seq) VALUES ($1, 0) "
-                                   "ON CONFLICT (node) DO NOTHING", node)
-                after = await conn.fetchval("SELECT seq FROM attribution_progress WHERE node = $1 FOR UPDATE",
-                                            node)
-                span = await conn.fetchrow(_SPAN, node, after, limit)
-                if not span["n"]:
-                    continue
-                walked += span["n"]
-                batch = (node, after, span["upto"], min_rank)
-                subjects, attributed, foreign_here = await _attribute_batch(conn, settings, window_s, batch)
-                touched |= subjects
-                counted += attributed
-                foreign += foreign_here
-                # a lie in a window already counted against someone: re-evaluate them
-                if liars := await conn.fetch(_LIARS, *batch[:3]):
-                    touched |= {r["subject_id"] for r in await conn.fetch(
-                        _LIED, [r["target_id"] for r in liars], [r["ip"] for r in liars])}
-                await conn.execute("UPDATE attribution_progress SET seq = $2 WHERE node = $1", node, span["upto"])
+    for node in [r["node"] for r in await conn.fetch("SELECT node FROM chain_heads ORDER BY node")]:
+        async with conn.transaction():
+            await conn.execute("INSERT INTO attribution_progress (node, seq) VALUES ($1, 0) "
+                               "ON CONFLICT (node) DO NOTHING", node)
+            after = await conn.fetchval("SELECT seq FROM attribution_progress WHERE node = $1 FOR UPDATE",
+                                        node)
+            span = await conn.fetchrow(_SPAN, node, after, limit)
+            assert span is not None  # an aggregate: always one row
+            if not span["n"]:
+                continue
+            walked += span["n"]
+            batch = (node, after, span["upto"], min_rank)
+            subjects, attributed, foreign_here = await _attribute_batch(conn, settings, window_s, batch, insert)
+            touched |= subjects
+            counted += attributed
+            foreign += foreign_here
+            # a lie in a window already counted against someone: re-evaluate them
+            if liars := await conn.fetch(_LIARS, *batch[:3]):
+                touched |= {r["subject_id"] for r in await conn.fetch(
+                    _LIED, [r["target_id"] for r in liars], [r["ip"] for r in liars])}
+            await conn.execute("UPDATE attribution_progress SET seq = $2 WHERE node = $1", node, span["upto"])
     return walked, touched, counted, foreign
 
 
-async def _attribute_batch(conn: Conn, settings: Settings, window_s: int, batch: tuple[str, int, int, int]) -> tuple[
-        set[int], int, int]:
+async def _attribute_batch(conn: Conn, settings: Settings, window_s: int, batch: tuple[str, int, int, int],
+                           insert: str) -> tuple[set[int], int, int]:
     keys: list[tuple[str, str] | str] = []
     countries: dict[str, str | None] = {}
     for r in await conn.fetch(_DISTINCT_KEYS, *batch):
@@ -131,6 +142,6 @@ async def _attribute_batch(conn: Conn, settings: Settings, window_s: int, batch:
     ids = await _subject_ids(conn, keys)  # created where missing; subscribers' the INSERT finds by key
     ips = list(countries)
     inside = [covered(countries[ip], settings.policy.jurisdictions) for ip in ips]
-    rows = await conn.fetch(_INSERT_ATTRIBUTIONS, *batch, window_s, ips, [countries[ip] for ip in ips],
+    rows = await conn.fetch(insert, *batch, window_s, ips, [countries[ip] for ip in ips],
                             inside, [ids.get(ip) for ip in ips])
     return {r["subject_id"] for r in rows}, len(rows), sum(1 for r in rows if not r["in_jurisdiction"])

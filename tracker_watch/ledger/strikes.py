@@ -58,6 +58,19 @@ _HOLD = """
         WHERE NOT i.legal_hold ORDER BY i.target_id, i.ip, i.window_start FOR NO KEY UPDATE OF i)
 """
 
+# a rebuild's attribution: emptied and without indexes (built once at the end, in the same transaction)
+_REBUILD_BATCH = 50_000
+_EMPTY_ATTRIBUTIONS = """
+    TRUNCATE attributions, attribution_progress;
+    ALTER TABLE attributions DROP CONSTRAINT attributions_pkey;
+    DROP INDEX attributions_subject;
+"""
+_INDEX_ATTRIBUTIONS = """
+    ALTER TABLE attributions ADD CONSTRAINT attributions_pkey PRIMARY KEY (observation_id);
+    CREATE INDEX attributions_subject ON attributions (subject_id, work_id, window_start);
+    ANALYZE attributions;
+"""
+
 
 @dataclass
 class TickReport:
@@ -127,9 +140,9 @@ class StrikeLedger:
         return report, subjects
 
     # --- attribution ---------------------------------------------------------------------------
-    async def attribute(self, limit: int) -> tuple[int, set[int], int, int]:
+    async def attribute(self, limit: int, conn: Conn | None = None) -> tuple[int, set[int], int, int]:
         """One batch per node: (rows walked, subjects touched, observations attributed, out of jurisdiction)."""
-        return await attribute(self.pool, self.settings, self.min_rank, self.window_s, limit)
+        return await attribute(self.pool, self.settings, self.min_rank, self.window_s, limit, conn)
 
     # --- evaluation ------------------------------------------------------------------------------
     async def evaluate_subject(self, subject_id: int) -> tuple[int, int]:
@@ -254,18 +267,20 @@ class StrikeLedger:
         """Re-derive attributions and strikes from the evidence alone; a sound ledger comes out unchanged.
         Subjects whose policy inputs come out as they were last planned from are not planned again (one
         streaming pass finds them, ledger/unchanged.py) unless `full`."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            # TRUNCATE, not DELETE: a rebuild re-inserts every row, and dead rows would double the table
-            await conn.execute("TRUNCATE attributions, attribution_progress")
         report = TickReport()
         touched: set[int] = set()
-        while True:
-            done, subjects, counted, foreign = await self.attribute(5000)
-            touched |= subjects
-            report.attributed += counted
-            report.out_of_jurisdiction += foreign
-            if done < 5000:
-                break
+        async with self.pool.acquire() as conn, conn.transaction():
+            # one transaction: nobody sees the table half re-derived (a tick elsewhere waits for it), so its
+            # indexes can go while it fills (TRUNCATE, not DELETE: dead rows would double the table)
+            await conn.execute(_EMPTY_ATTRIBUTIONS)
+            while True:
+                done, subjects, counted, foreign = await self.attribute(_REBUILD_BATCH, conn)
+                touched |= subjects
+                report.attributed += counted
+                report.out_of_jurisdiction += foreign
+                if done < _REBUILD_BATCH:
+                    break
+            await conn.execute(_INDEX_ATTRIBUTIONS)
         evaluate, seen = (touched, touched) if full else await changed_subjects(self.pool, self.policy_fp)
         # and the subjects whose strikes no longer rest on any attribution
         evaluate |= {int(r["subject_id"]) for r in await self.pool.fetch(
