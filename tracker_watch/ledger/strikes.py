@@ -61,6 +61,7 @@ _HOLD = """
 # a rebuild's attribution: emptied and without indexes (built once at the end, in the same transaction)
 _REBUILD_BATCH = 50_000
 _EMPTY_ATTRIBUTIONS = """
+    SET LOCAL maintenance_work_mem = '256MB';
     TRUNCATE attributions, attribution_progress;
     ALTER TABLE attributions DROP CONSTRAINT attributions_pkey;
     DROP INDEX attributions_subject;
