@@ -58,13 +58,16 @@ _HOLD = """
         WHERE NOT i.legal_hold ORDER BY i.target_id, i.ip, i.window_start FOR NO KEY UPDATE OF i)
 """
 
-# a rebuild's attribution: emptied and without indexes (built once at the end, in the same transaction)
+# a rebuild's attribution (and a first one of a long chain): emptied and without indexes, built once at the end
 _REBUILD_BATCH = 50_000
 _EMPTY_ATTRIBUTIONS = """
     SET LOCAL maintenance_work_mem = '256MB';
     TRUNCATE attributions, attribution_progress;
     ALTER TABLE attributions DROP CONSTRAINT attributions_pkey;
     DROP INDEX attributions_subject;
+"""
+_BACKLOG = """
+    SELECT coalesce(sum(h.seq - coalesce(p.seq, 0)), 0) FROM chain_heads h LEFT JOIN attribution_progress p USING (node)
 """
 _INDEX_ATTRIBUTIONS = """
     ALTER TABLE attributions ADD CONSTRAINT attributions_pkey PRIMARY KEY (observation_id);
@@ -128,6 +131,10 @@ class StrikeLedger:
     async def _tick(self, batch: int) -> tuple[TickReport, set[int]]:
         report = TickReport()
         subjects: set[int] = set()
+        # the first evaluation of a large chain attributes it as a rebuild does
+        if not await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM attributions)") and await self.pool.fetchval(
+                _BACKLOG) >= _REBUILD_BATCH:
+            subjects |= await self._attribute_in_bulk(report, only_if_empty=True) or set()
         while True:
             done, touched, counted, foreign = await self.attribute(batch)
             subjects |= touched
@@ -264,15 +271,15 @@ class StrikeLedger:
             created, superseded, more = await self._evaluate_locked(conn, [int(subject)], why)
         return VoidResult(created, superseded, withdrawn + more)
 
-    async def rebuild(self, full: bool = False) -> TickReport:
-        """Re-derive attributions and strikes from the evidence alone; a sound ledger comes out unchanged.
-        Subjects whose policy inputs come out as they were last planned from are not planned again (one
-        streaming pass finds them, ledger/unchanged.py) unless `full`."""
-        report = TickReport()
+    async def _attribute_in_bulk(self, report: TickReport, only_if_empty: bool = False) -> set[int] | None:
+        """Attribute every node's chain afresh; the subjects touched (None: `only_if_empty`, and it was not).
+        One transaction: nobody sees the table half derived (a tick elsewhere waits for it), so its indexes
+        can go while it fills (TRUNCATE, not DELETE: dead rows would double the table)."""
         touched: set[int] = set()
         async with self.pool.acquire() as conn, conn.transaction():
-            # one transaction: nobody sees the table half re-derived (a tick elsewhere waits for it), so its
-            # indexes can go while it fills (TRUNCATE, not DELETE: dead rows would double the table)
+            await conn.execute("LOCK TABLE attributions IN ACCESS EXCLUSIVE MODE")
+            if only_if_empty and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM attributions)"):
+                return None
             await conn.execute(_EMPTY_ATTRIBUTIONS)
             while True:
                 done, subjects, counted, foreign = await self.attribute(_REBUILD_BATCH, conn)
@@ -282,6 +289,15 @@ class StrikeLedger:
                 if done < _REBUILD_BATCH:
                     break
             await conn.execute(_INDEX_ATTRIBUTIONS)
+        return touched
+
+    async def rebuild(self, full: bool = False) -> TickReport:
+        """Re-derive attributions and strikes from the evidence alone; a sound ledger comes out unchanged.
+        Subjects whose policy inputs come out as they were last planned from are not planned again (one
+        streaming pass finds them, ledger/unchanged.py) unless `full`."""
+        report = TickReport()
+        touched = await self._attribute_in_bulk(report)
+        assert touched is not None
         evaluate, seen = (touched, touched) if full else await changed_subjects(self.pool, self.policy_fp)
         # and the subjects whose strikes no longer rest on any attribution
         evaluate |= {int(r["subject_id"]) for r in await self.pool.fetch(
