@@ -13,7 +13,7 @@ async def test_a_first_tick_in_bulk_gives_what_batches_give(world: World,  # noq
     for ip, days in (("10.0.0.5", (0, 3, 8, 20)), ("10.0.0.6", (1, 9)), ("10.0.0.7", (2,))):
         for day in days:
             await world.see(ip, 6881, day)
-    monkeypatch.setattr(strikes, "_REBUILD_BATCH", 3)  # so this short chain counts as a long backlog
+    monkeypatch.setattr(strikes, "REBUILD_BATCH", 3)  # so this short chain counts as a long backlog
     report = await world.ledger.tick()
     assert (report.attributed, report.created) == (7, 6)
     assert await world.strikes() == [(1, "10.0.0.5", 0), (2, "10.0.0.5", 8), (3, "10.0.0.5", 20),

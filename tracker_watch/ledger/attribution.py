@@ -57,6 +57,24 @@ _LIED = """
 """
 
 
+# a rebuild's attribution (and a first one of a long chain): emptied and without indexes, built once at the end
+REBUILD_BATCH = 50_000
+EMPTY_ATTRIBUTIONS = """
+    SET LOCAL maintenance_work_mem = '256MB';
+    TRUNCATE attributions, attribution_progress;
+    ALTER TABLE attributions DROP CONSTRAINT attributions_pkey;
+    DROP INDEX attributions_subject;
+"""
+BACKLOG = """
+    SELECT coalesce(sum(h.seq - coalesce(p.seq, 0)), 0) FROM chain_heads h LEFT JOIN attribution_progress p USING (node)
+"""
+INDEX_ATTRIBUTIONS = """
+    ALTER TABLE attributions ADD CONSTRAINT attributions_pkey PRIMARY KEY (observation_id);
+    CREATE INDEX attributions_subject ON attributions (subject_id, work_id, window_start);
+    ANALYZE attributions;
+"""
+
+
 # sized for a national programme's addresses: a rebuild looks up every attributed one again, and a cache
 # smaller than the working set (100,000 subjects in bench/ledger.py) misses on every call
 @functools.lru_cache(maxsize=262144)

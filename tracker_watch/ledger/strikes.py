@@ -25,7 +25,7 @@ from tracker_watch.config import Settings
 from tracker_watch.domain import policy as pol
 from tracker_watch.domain.evidence import Grade
 from tracker_watch.domain.incidents import window_start
-from tracker_watch.ledger.attribution import attribute
+from tracker_watch.ledger.attribution import BACKLOG, EMPTY_ATTRIBUTIONS, INDEX_ATTRIBUTIONS, REBUILD_BATCH, attribute
 from tracker_watch.ledger.db import Conn
 from tracker_watch.ledger.notice_store import create_notices, retire_notices
 from tracker_watch.ledger.unchanged import POLICY_INCIDENTS, changed_subjects, counting, digest, fingerprint
@@ -57,24 +57,6 @@ _HOLD = """
             ON a.subject_id = u.subject_id AND a.work_id = u.work_id AND a.window_start = u.ws
         WHERE NOT i.legal_hold ORDER BY i.target_id, i.ip, i.window_start FOR NO KEY UPDATE OF i)
 """
-
-# a rebuild's attribution (and a first one of a long chain): emptied and without indexes, built once at the end
-_REBUILD_BATCH = 50_000
-_EMPTY_ATTRIBUTIONS = """
-    SET LOCAL maintenance_work_mem = '256MB';
-    TRUNCATE attributions, attribution_progress;
-    ALTER TABLE attributions DROP CONSTRAINT attributions_pkey;
-    DROP INDEX attributions_subject;
-"""
-_BACKLOG = """
-    SELECT coalesce(sum(h.seq - coalesce(p.seq, 0)), 0) FROM chain_heads h LEFT JOIN attribution_progress p USING (node)
-"""
-_INDEX_ATTRIBUTIONS = """
-    ALTER TABLE attributions ADD CONSTRAINT attributions_pkey PRIMARY KEY (observation_id);
-    CREATE INDEX attributions_subject ON attributions (subject_id, work_id, window_start);
-    ANALYZE attributions;
-"""
-
 
 @dataclass
 class TickReport:
@@ -133,7 +115,7 @@ class StrikeLedger:
         subjects: set[int] = set()
         # the first evaluation of a large chain attributes it as a rebuild does
         if not await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM attributions)") and await self.pool.fetchval(
-                _BACKLOG) >= _REBUILD_BATCH:
+                BACKLOG) >= REBUILD_BATCH:
             subjects |= await self._attribute_in_bulk(report, only_if_empty=True) or set()
         while True:
             done, touched, counted, foreign = await self.attribute(batch)
@@ -280,15 +262,15 @@ class StrikeLedger:
             await conn.execute("LOCK TABLE attributions IN ACCESS EXCLUSIVE MODE")
             if only_if_empty and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM attributions)"):
                 return None
-            await conn.execute(_EMPTY_ATTRIBUTIONS)
+            await conn.execute(EMPTY_ATTRIBUTIONS)
             while True:
-                done, subjects, counted, foreign = await self.attribute(_REBUILD_BATCH, conn)
+                done, subjects, counted, foreign = await self.attribute(REBUILD_BATCH, conn)
                 touched |= subjects
                 report.attributed += counted
                 report.out_of_jurisdiction += foreign
-                if done < _REBUILD_BATCH:
+                if done < REBUILD_BATCH:
                     break
-            await conn.execute(_INDEX_ATTRIBUTIONS)
+            await conn.execute(INDEX_ATTRIBUTIONS)
         return touched
 
     async def rebuild(self, full: bool = False) -> TickReport:
