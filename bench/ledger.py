@@ -118,10 +118,10 @@ class TimedLedger(StrikeLedger):
     def _add(self, phase: str, seconds: float) -> None:
         self.phases[phase] = self.phases.get(phase, 0.0) + seconds
 
-    async def attribute(self, limit: int) -> tuple[int, set[int], int, int]:
+    async def attribute(self, limit: int, conn: Any = None) -> tuple[int, set[int], int, int]:
         t = time.perf_counter()
         try:
-            return await super().attribute(limit)
+            return await super().attribute(limit, conn)
         finally:
             self._add("attribute", time.perf_counter() - t)
 
@@ -132,7 +132,7 @@ class TimedLedger(StrikeLedger):
         finally:
             self._add("evaluate", time.perf_counter() - t)
 
-    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 2000) -> tuple[int, int]:
+    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 10000) -> tuple[int, int]:
         # StrikeLedger now evaluates subjects in batches (the in-progress rewrite of strikes.py)
         t = time.perf_counter()
         try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from tracker_watch.cli_ledger import EXIT_OK, usage
 from tracker_watch.config import Settings
+from tracker_watch.ledger.notice_render import ensure_rendered
 
 
 def add_parsers(sub: Any) -> None:
@@ -152,6 +153,7 @@ async def notices_list(db: Any, settings: Settings, args: argparse.Namespace) ->
 
 
 async def notices_show(db: Any, settings: Settings, args: argparse.Namespace) -> int:
+    await ensure_rendered(db.pool, settings, [args.id])  # bodies render on first need (ledger/notice_render.py)
     row = await db.pool.fetchrow("SELECT xml, json FROM notices WHERE id = $1", args.id)
     if row is None:
         return usage(f"no notice {args.id}")

@@ -154,7 +154,7 @@ class Daemon:
             self.api = ApiServer(pool, s, self.engine, self.watchlist, read_pool=self.db.read_pool)
             await self.api.start()
         self.strikes = StrikeLedger(pool, s)
-        self.outbox = Outbox(pool, s.notices)
+        self.outbox = Outbox(pool, s.notices, s.evidence.incident_window_s)
         if s.metrics.enabled:
             await metrics.refresh_database_gauges(pool)
         periodic = {"heartbeat": (s.node.heartbeat_s, self._heartbeat),

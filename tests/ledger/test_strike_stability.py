@@ -31,6 +31,7 @@ from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger.db import Database
 from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.leases import import_leases
+from tracker_watch.ledger.notice_render import ensure_rendered, render_notices
 from tracker_watch.ledger.outbox import Outbox
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
@@ -88,6 +89,7 @@ async def open_bench(settings: Settings, drop: Path, ip: str = "10.0.0.5", ref: 
 async def bench(make_settings: SettingsFactory, tmp_path: Path) -> AsyncIterator[Bench]:
     b = await open_bench(make_settings(policy={"test_country": "KZ", "jurisdictions": ["KZ"]}), tmp_path / "drop")
     yield b
+    await ensure_rendered(b.db.pool, b.settings, [r["id"] for r in await b.db.pool.fetch("SELECT id FROM notices")])
     for notice in await b.db.pool.fetch("SELECT xml FROM notices"):
         validate(notice["xml"].encode())
     await b.outbox.close()
@@ -155,7 +157,9 @@ async def test_a_void_during_a_delivery_waits_for_it_and_withdraws(bench: Bench)
     async with bench.db.pool.acquire() as outbox:  # an outbox node mid-delivery holds the notice's row lock
         tx = outbox.transaction()
         await tx.start()
-        await outbox.execute("SELECT id FROM notices WHERE strike_id = $1 FOR UPDATE", strike)
+        notice = await outbox.fetchval("SELECT id FROM notices WHERE strike_id = $1 FOR UPDATE", strike)
+        # as the outbox does: the body is rendered when the notice is claimed for delivery
+        await render_notices(outbox, bench.settings.notices, bench.settings.evidence.incident_window_s, [notice])
         me = await outbox.fetchval("SELECT pg_backend_pid()")
         voiding = asyncio.create_task(bench.ledger.void(strike, "cli:ana", "disputed"))
 
@@ -192,6 +196,7 @@ async def test_the_notice_names_the_client_when_any_row_of_the_incident_knew_it(
     await bench.see(0, "10.0.0.5", T0 + timedelta(seconds=1), port=6000, grade=Grade.ADVERTISED, client="other")
     await bench.see(0, "10.0.0.5", T0 + timedelta(seconds=2), client=None)  # verified, before any handshake sample
     await bench.ledger.tick()
+    await ensure_rendered(bench.db.pool, bench.settings, [await bench.db.pool.fetchval("SELECT id FROM notices")])
     xml = await bench.db.pool.fetchval("SELECT xml FROM notices")
     sub_type = ET.fromstring(xml).find("a:Source/a:SubType", {"a": NS})
     assert sub_type is not None

@@ -21,6 +21,7 @@ from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger.db import Database
 from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.leases import import_leases
+from tracker_watch.ledger.notice_render import ensure_rendered
 from tracker_watch.ledger.outbox import Outbox
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
@@ -62,7 +63,9 @@ async def world(make_settings: SettingsFactory) -> AsyncIterator[World]:
     await db.pool.execute("UPDATE targets SET name = 'film.mkv', total_size = 3000000000 WHERE id = $1", row.id)
     yield World(db, settings, StrikeLedger(db.pool, settings), EvidenceWriter(db.pool, "n1",
                 Ed25519PrivateKey.generate()), row.id)
-    for notice in await db.pool.fetch("SELECT xml FROM notices"):  # every notice a test produced
+    # every notice a test produced, rendered as a reader or the outbox would (bodies render on first need)
+    await ensure_rendered(db.pool, settings, [r["id"] for r in await db.pool.fetch("SELECT id FROM notices")])
+    for notice in await db.pool.fetch("SELECT xml FROM notices"):
         validate(notice["xml"].encode())
     await db.stop()
 
@@ -73,6 +76,8 @@ async def test_three_strikes_for_an_unattributed_address(world: World) -> None:
     report = await world.ledger.tick()
     assert report.created == 3
     assert await world.strikes() == [(1, "10.0.0.5", 0), (2, "10.0.0.5", 8), (3, "10.0.0.5", 20)]
+    await ensure_rendered(world.db.pool, world.settings, [r["id"] for r in await world.db.pool.fetch(
+        "SELECT id FROM notices")])
     notices = await world.db.pool.fetch("SELECT state, last_error, xml FROM notices ORDER BY id")
     assert [n["state"] for n in notices] == ["held"] * 3  # no ISP is known for a bare address
     assert "not covered by any ISP" in notices[0]["last_error"]
@@ -213,6 +218,8 @@ async def test_notice_names_the_key_that_signs_its_evidence(world: World) -> Non
     await world.see("10.0.0.9", 6881, 0)
     await world.writer.checkpoint()
     await world.ledger.tick()
+    [notice_id] = [r["id"] for r in await world.db.pool.fetch("SELECT id FROM notices")]
+    await ensure_rendered(world.db.pool, world.settings, [notice_id])
     [notice] = await world.db.pool.fetch("SELECT xml, json FROM notices")
     fingerprint = signing.fingerprint(signing.public_raw(world.writer.key))
     assert f"Evidence signing key of node n1: {fingerprint}" in json.loads(notice["json"])["text"]

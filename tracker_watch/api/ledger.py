@@ -12,10 +12,11 @@ from tracker_watch.api import schemas as s
 from tracker_watch.api.auth import create_token
 from tracker_watch.api.common import audit, json_body, principal, reply, require
 from tracker_watch.api.errors import Problem, not_found
-from tracker_watch.api.keys import ENGINE, SETTINGS, db
+from tracker_watch.api.keys import ENGINE, POOL, SETTINGS, db
 from tracker_watch.api.params import ID_CURSOR, id_cursor, path_id, query_choice, query_id_cursor, query_int
 from tracker_watch.api.registry import Param, path_param, route
 from tracker_watch.domain.policy import LEVEL_NAMES
+from tracker_watch.ledger.notice_render import ensure_rendered
 from tracker_watch.ledger.strikes import StrikeLedger
 
 JSON = "application/json"
@@ -120,7 +121,11 @@ async def get_notice(request: web.Request) -> web.Response:
     holder, isp = _notice_scope(request)
     notice_id = path_id(request)
     fmt = query_choice(request, "format", ["json", "xml"])
-    row = await db(request).fetchrow(_NOTICES + " AND n.id = $3", holder, isp, notice_id)
+    if fmt is not None:  # the body as sent, or as it will be: rendered on first need (ledger/notice_render.py)
+        await ensure_rendered(request.config_dict[POOL], request.app[SETTINGS], [notice_id])
+    # a body just rendered is on the primary; a replica may not have replayed it yet
+    pool = request.config_dict[POOL] if fmt is not None else db(request)
+    row = await pool.fetchrow(_NOTICES + " AND n.id = $3", holder, isp, notice_id)
     if row is None:
         raise not_found(f"notice {notice_id}")
     if fmt == "xml":

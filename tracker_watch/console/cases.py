@@ -13,10 +13,11 @@ from xml.dom import minidom
 
 from aiohttp import web
 
-from tracker_watch.api.keys import SETTINGS, db
+from tracker_watch.api.keys import POOL, SETTINGS, db
 from tracker_watch.console import queries
 from tracker_watch.console.core import ConsoleError, flash, not_visible, redirect, render, require, who
 from tracker_watch.domain.policy import LEVEL_NAMES
+from tracker_watch.ledger.notice_render import ensure_rendered
 from tracker_watch.ledger.strikes import StrikeLedger
 
 STATES = ["pending", "delivered", "failed", "held", "cancelled"]
@@ -82,7 +83,9 @@ async def notices_page(request: web.Request) -> web.Response:
 async def _visible_notice(request: web.Request) -> Any:
     me = who(request)
     notice_id = _id(request, "notice")
-    row = await queries.notice(db(request), me.holder_id, me.isp, notice_id)
+    # bodies render on first need, on the primary: read it there too (a replica may lag)
+    await ensure_rendered(request.config_dict[POOL], request.app[SETTINGS], [notice_id])
+    row = await queries.notice(request.config_dict[POOL], me.holder_id, me.isp, notice_id)
     if row is None:
         raise not_visible(f"notice {notice_id}")
     return row

@@ -18,6 +18,7 @@ from tracker_watch.cli_strikes import fetch_strikes, print_strike_table
 from tracker_watch.daemon import Daemon
 from tracker_watch.domain.leases import parse
 from tracker_watch.ledger.leases import import_leases
+from tracker_watch.ledger.notice_render import ensure_rendered
 
 ISP = "Demo Telecom"
 
@@ -49,6 +50,9 @@ async def show_strikes(daemon: Daemon, seeder_ips: list[str], bystanders: list[s
     notice = await daemon.db.pool.fetchrow(
         "SELECT n.id, n.state, n.xml FROM notices n WHERE n.isp = $1 ORDER BY n.id LIMIT 1", ISP)
     if notice is not None:
+        await ensure_rendered(daemon.db.pool, daemon.settings, [notice["id"]])
+        notice = await daemon.db.pool.fetchrow("SELECT id, state, xml FROM notices WHERE id = $1", notice["id"])
+        assert notice is not None
         print(f"\nnotice {notice['id']} for {ISP} ({notice['state']}: written to its drop folder), ACNS XML:")
         print(minidom.parseString(notice["xml"]).toprettyxml(indent="  ").split("\n", 1)[1].rstrip())
     struck = _addresses(rows)

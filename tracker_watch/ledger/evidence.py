@@ -50,6 +50,8 @@ CREATE TEMP TABLE IF NOT EXISTS incidents_stage (
     best_grade text, corrupt boolean, ports integer[], pieces_verified integer[], bytes_verified bigint,
     observations integer) ON COMMIT DELETE ROWS
 """
+# rows are upserted (so locked) in key order, the one order every writer of incidents keeps (strikes.py's
+# legal hold too): two transactions that lock rows in one global order can never wait on each other in a cycle
 # Arrays merged only when the delta brings something new: most touches repeat a known port and no piece,
 # and the DISTINCT-unnest-sort subquery was the upsert's costliest part per row.
 _MERGE = ("CASE WHEN EXCLUDED.{c} <@ i.{c} THEN i.{c} "
@@ -58,7 +60,7 @@ _RETURNING = ("i.id AS incident_id, i.target_id, i.ip, i.window_start, i.first_s
               "i.corrupt, i.ports, i.pieces_verified, i.bytes_verified, i.observations")
 _UPSERT = f"""
 INSERT INTO incidents AS i ({", ".join(_INC_STAGE_COLUMNS)})
-SELECT {", ".join(_INC_STAGE_COLUMNS)} FROM incidents_stage
+SELECT {", ".join(_INC_STAGE_COLUMNS)} FROM incidents_stage ORDER BY target_id, ip, window_start
 ON CONFLICT (target_id, ip, window_start) DO UPDATE SET
     first_seen = least(i.first_seen, EXCLUDED.first_seen),
     last_seen = greatest(i.last_seen, EXCLUDED.last_seen),

@@ -3,6 +3,8 @@
 Due notices are claimed with FOR UPDATE SKIP LOCKED, so several nodes can work the outbox without
 delivering one notice twice; the receiving side also gets an Idempotency-Key header (and drop-folder
 files are named by it) so a delivery repeated after an unclear failure is recognisable as a repeat.
+A notice's body is rendered when it is first claimed (ledger/notice_render.py) and stored, so every
+attempt sends the same bytes.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import aiohttp
 
 from tracker_watch import SOFTWARE, log, metrics
 from tracker_watch.config import NoticeSettings
+from tracker_watch.ledger.notice_render import render_notices
 
 _log = log.get("tracker_watch.notices")
 
-_DUE = """
+_NOTICE = """
     SELECT n.id, n.kind, n.idempotency_key, n.xml, n.json, n.attempts, i.name AS isp, i.webhook_url, i.drop_dir,
            i.format, s.level
     FROM notices n JOIN isps i ON i.name = n.isp JOIN strikes s ON s.id = n.strike_id
+"""
+_DUE = _NOTICE + """
     WHERE n.state = 'pending' AND n.next_attempt_at <= now()
     ORDER BY n.next_attempt_at, n.id LIMIT $1
     FOR UPDATE OF n SKIP LOCKED
@@ -39,9 +44,10 @@ class DeliveryReport:
 
 
 class Outbox:
-    def __init__(self, pool: Any, settings: NoticeSettings) -> None:
+    def __init__(self, pool: Any, settings: NoticeSettings, window_s: int = 86400) -> None:
         self.pool = pool
         self.settings = settings
+        self.window_s = window_s  # evidence.incident_window_s: rendering looks up clients within the window
         self._http: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -60,6 +66,8 @@ class Outbox:
     async def _deliver_one(self, report: DeliveryReport) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             for n in await conn.fetch(_DUE, 1):
+                if n["xml"] is None and not (n := await self._render(conn, n)):
+                    return True
                 try:
                     await self._deliver(n)
                 except Exception as exc:  # any failure: retry later, keep the reason
@@ -84,6 +92,14 @@ class Outbox:
                     report.delivered += 1
                 return True
         return False
+
+    async def _render(self, conn: Any, n: Any) -> Any:
+        """Render a claimed notice's body (kept: a retry sends the same bytes); None when it cannot be yet
+        (a rebuild is re-attributing its evidence), and then it waits a little without counting an attempt."""
+        if await render_notices(conn, self.settings, self.window_s, [n["id"]]):
+            return await conn.fetchrow(_NOTICE + " WHERE n.id = $1", n["id"])  # locked by this transaction
+        await conn.execute("UPDATE notices SET next_attempt_at = now() + interval '5 seconds' WHERE id = $1", n["id"])
+        return None
 
     async def _deliver(self, n: Any) -> None:
         body, media = (n["xml"], "application/xml") if n["format"] == "xml" else (n["json"], "application/json")

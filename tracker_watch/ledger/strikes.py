@@ -25,30 +25,38 @@ from tracker_watch.config import Settings
 from tracker_watch.domain import policy as pol
 from tracker_watch.domain.evidence import Grade
 from tracker_watch.domain.incidents import window_start
-from tracker_watch.ledger.attribution import attribute
+from tracker_watch.ledger.attribution import BACKLOG, EMPTY_ATTRIBUTIONS, INDEX_ATTRIBUTIONS, REBUILD_BATCH, attribute
 from tracker_watch.ledger.db import Conn
 from tracker_watch.ledger.notice_store import create_notices, retire_notices
+from tracker_watch.ledger.unchanged import POLICY_INCIDENTS, changed_subjects, counting, digest, fingerprint
+from tracker_watch.ledger.unchanged import incident_key as incident_key
 
 _log = log.get("tracker_watch.ledger")
 
-_POLICY_INCIDENTS = """
-    SELECT a.subject_id, a.work_id, a.window_start, min(a.observed_at) AS at,
-           bool_or(coalesce(i.corrupt, false)) AS corrupt, bool_or(a.in_jurisdiction) AS in_jurisdiction
-    FROM attributions a
-    LEFT JOIN incidents i ON i.target_id = a.target_id AND i.ip = a.ip AND i.window_start = a.window_start
-    WHERE a.subject_id = ANY($1::bigint[])
-    GROUP BY a.subject_id, a.work_id, a.window_start
-"""
+_INPUTS = POLICY_INCIDENTS.format(where="WHERE a.subject_id = ANY($1::bigint[]) AND a.subject_id BETWEEN $2 AND $3")
+# the id range (chunks are sorted) lets the planner see how few rows a chunk needs: an index range scan
+# instead of a scan of the whole table per chunk
 _STRIKES_OF = """
     SELECT id, subject_id, level, cycle_start, issued_at, incident_key, status
-    FROM strikes WHERE subject_id = ANY($1::bigint[]) AND status IN ('voided', 'active')
+    FROM strikes
+    WHERE subject_id = ANY($1::bigint[]) AND subject_id BETWEEN $2 AND $3 AND status IN ('voided', 'active')
 """
 # row locks on the subjects, in id order: they live in the rows, not in the shared lock table, so a chunk of
 # thousands costs little (2,000 advisory locks per transaction took ~0.8 s), and ordering prevents deadlocks
 _LOCK_SUBJECTS = """
-    SELECT id FROM subjects WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
+    SELECT id, policy_digest FROM subjects WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
 """
 
+# legal hold: the incident rows are locked in key order first (evidence writers upsert in that order too, see
+# ledger/evidence.py), so a writer and the ledger never each hold a row the other waits for (issue 14)
+_HOLD = """
+    UPDATE incidents SET legal_hold = true WHERE id IN (
+        SELECT i.id FROM incidents i JOIN attributions a
+            ON i.target_id = a.target_id AND i.ip = a.ip AND i.window_start = a.window_start
+        JOIN unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS u(subject_id, work_id, ws)
+            ON a.subject_id = u.subject_id AND a.work_id = u.work_id AND a.window_start = u.ws
+        WHERE NOT i.legal_hold ORDER BY i.target_id, i.ip, i.window_start FOR NO KEY UPDATE OF i)
+"""
 
 @dataclass
 class TickReport:
@@ -64,11 +72,6 @@ def strike_policy(settings: Settings) -> pol.StrikePolicy:
     return pol.StrikePolicy(min_gap=timedelta(days=p.min_gap_days), level2_window=timedelta(days=p.level2_window_days),
                             level3_window=timedelta(days=p.level3_window_days),
                             referral_cooldown=timedelta(days=p.referral_cooldown_days))
-
-
-@functools.lru_cache(maxsize=65536)
-def incident_key(work_id: int, start: Any) -> str:
-    return f"{work_id}/{start.isoformat()}"
 
 
 @functools.lru_cache(maxsize=65536)
@@ -99,6 +102,7 @@ class StrikeLedger:
         self.pool = pool
         self.settings = settings
         self.policy = strike_policy(settings)
+        self.policy_fp = fingerprint(self.policy)
         self.min_rank = Grade(settings.policy.minimum_grade).rank
         self.window_s = settings.evidence.incident_window_s
 
@@ -109,6 +113,10 @@ class StrikeLedger:
     async def _tick(self, batch: int) -> tuple[TickReport, set[int]]:
         report = TickReport()
         subjects: set[int] = set()
+        # the first evaluation of a large chain attributes it as a rebuild does
+        if not await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM attributions)") and await self.pool.fetchval(
+                BACKLOG) >= REBUILD_BATCH:
+            subjects |= await self._attribute_in_bulk(report, only_if_empty=True) or set()
         while True:
             done, touched, counted, foreign = await self.attribute(batch)
             subjects |= touched
@@ -122,16 +130,16 @@ class StrikeLedger:
         return report, subjects
 
     # --- attribution ---------------------------------------------------------------------------
-    async def attribute(self, limit: int) -> tuple[int, set[int], int, int]:
+    async def attribute(self, limit: int, conn: Conn | None = None) -> tuple[int, set[int], int, int]:
         """One batch per node: (rows walked, subjects touched, observations attributed, out of jurisdiction)."""
-        return await attribute(self.pool, self.settings, self.min_rank, self.window_s, limit)
+        return await attribute(self.pool, self.settings, self.min_rank, self.window_s, limit, conn)
 
     # --- evaluation ------------------------------------------------------------------------------
     async def evaluate_subject(self, subject_id: int) -> tuple[int, int]:
         """Make the subject's active strikes what the policy says; returns (created, superseded)."""
         return await self.evaluate_subjects({subject_id})
 
-    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 2000) -> tuple[int, int]:
+    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 10000) -> tuple[int, int]:
         created = superseded = 0
         ordered = sorted(subject_ids)
         for i in range(0, len(ordered), chunk):
@@ -143,20 +151,28 @@ class StrikeLedger:
     async def _evaluate_chunk(self, subject_ids: list[int]) -> tuple[int, int]:
         async with self.pool.acquire() as conn, conn.transaction():
             # one evaluator per subject at a time (two nodes, a void and the daemon's tick): see _LOCK_SUBJECTS
-            await conn.execute(_LOCK_SUBJECTS, subject_ids)
-            created, superseded, _ = await self._evaluate_locked(conn, subject_ids, _BY_EVIDENCE)
+            stored = {r["id"]: r["policy_digest"] for r in await conn.fetch(_LOCK_SUBJECTS, subject_ids)}
+            created, superseded, _ = await self._evaluate_locked(conn, subject_ids, _BY_EVIDENCE, stored)
             return created, superseded
 
-    async def _evaluate_locked(self, conn: Conn, subject_ids: list[int], why: Retirement) -> tuple[int, int, int]:
-        """Plan each subject's strikes from its incidents and issued strikes; (created, superseded, withdrawals)."""
+    async def _evaluate_locked(self, conn: Conn, subject_ids: list[int], why: Retirement,
+                               stored: dict[int, str | None] | None = None) -> tuple[int, int, int]:
+        """Plan each subject's strikes from its incidents and issued strikes; (created, superseded, withdrawals).
+        With `stored` (the digests the subjects were last planned from), subjects whose inputs are unchanged
+        are skipped (ledger/unchanged.py); a void passes none, its subject's voided windows having changed."""
         incidents: dict[int, list[pol.Incident]] = {s: [] for s in subject_ids}
-        for r in await conn.fetch(_POLICY_INCIDENTS, subject_ids):
-            if r["in_jurisdiction"] and not r["corrupt"]:
-                incidents[r["subject_id"]].append(pol.Incident(incident_key(r["work_id"], r["window_start"]),
-                                                               r["at"], r["window_start"]))
+        for r in await conn.fetch(_INPUTS, subject_ids, min(subject_ids), max(subject_ids)):
+            if (incident := counting(r)) is not None:
+                incidents[r["subject_id"]].append(incident)
+        digests = {s: digest(self.policy_fp, found) for s, found in incidents.items()}
+        if stored is not None:
+            subject_ids = [s for s in subject_ids if digests[s] != stored.get(s)]
+            if not subject_ids:
+                return 0, 0, 0
+        span = (subject_ids, min(subject_ids), max(subject_ids))
         voided: dict[int, set[datetime]] = {}
         active: dict[int, dict[pol.Strike, int]] = {}
-        for r in await conn.fetch(_STRIKES_OF, subject_ids):
+        for r in await conn.fetch(_STRIKES_OF, *span):
             if r["status"] == "voided":
                 voided.setdefault(r["subject_id"], set()).add(key_window(r["incident_key"]))
             else:
@@ -171,6 +187,8 @@ class StrikeLedger:
             wanted += [(subject, s) for s in plan.add]
         withdrawals = await self._supersede(conn, superseded, why) if superseded else 0
         created = await self._issue(conn, wanted)
+        await conn.execute("UPDATE subjects s SET policy_digest = u.d FROM unnest($1::bigint[], $2::text[]) "
+                           "AS u(id, d) WHERE s.id = u.id", subject_ids, [digests[s] for s in subject_ids])
         return created, len(superseded), withdrawals
 
     async def _supersede(self, conn: Conn, strike_ids: list[int], why: Retirement) -> int:
@@ -183,7 +201,7 @@ class StrikeLedger:
             "jsonb_build_object('reason', $2::text) FROM unnest($3::bigint[]) AS id", why.actor, why.reason, strike_ids)
         for sid in strike_ids:
             _log.info("strike_superseded", strike=sid, reason=why.reason)
-        return len(await retire_notices(conn, strike_ids, why.cause))
+        return len(await retire_notices(conn, self.settings, strike_ids, why.cause))
 
     async def _issue(self, conn: Conn, wanted: list[tuple[int, pol.Strike]]) -> int:
         """Insert the new strikes (a unique index makes a second one impossible), hold their evidence, and
@@ -209,11 +227,7 @@ class StrikeLedger:
 
     async def _hold_evidence(self, conn: Conn, strikes: list[Any]) -> None:
         """Evidence a strike rests on is never purged by retention."""
-        await conn.execute(
-            "UPDATE incidents i SET legal_hold = true FROM attributions a "
-            "JOIN unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS u(subject_id, work_id, ws) "
-            "ON a.subject_id = u.subject_id AND a.work_id = u.work_id AND a.window_start = u.ws "
-            "WHERE i.target_id = a.target_id AND i.ip = a.ip AND i.window_start = a.window_start AND NOT i.legal_hold",
+        await conn.execute(_HOLD,
             [r["subject_id"] for r in strikes], [r["work_id"] for r in strikes],
             [window_start(r["issued_at"], self.window_s) for r in strikes])
 
@@ -231,7 +245,7 @@ class StrikeLedger:
                 "WHERE id = $1 AND status = 'active' RETURNING subject_id", strike_id, actor, reason)
             if row is None:
                 return None
-            withdrawn = len(await retire_notices(conn, [strike_id], "voided"))
+            withdrawn = len(await retire_notices(conn, self.settings, [strike_id], "voided"))
             await conn.execute("INSERT INTO audit_log (actor, action, object, detail) VALUES ($1, 'strike.void', $2, "
                                "jsonb_build_object('reason', $3::text))", actor, f"strike:{strike_id}", reason)
             _log.info("strike_voided", strike=strike_id, actor=actor)
@@ -239,16 +253,37 @@ class StrikeLedger:
             created, superseded, more = await self._evaluate_locked(conn, [int(subject)], why)
         return VoidResult(created, superseded, withdrawn + more)
 
-    async def rebuild(self) -> TickReport:
-        """Re-derive attributions and strikes from the evidence alone; a sound ledger comes out unchanged."""
+    async def _attribute_in_bulk(self, report: TickReport, only_if_empty: bool = False) -> set[int] | None:
+        """Attribute every node's chain afresh; the subjects touched (None: `only_if_empty`, and it was not).
+        One transaction: nobody sees the table half derived (a tick elsewhere waits for it), so its indexes
+        can go while it fills (TRUNCATE, not DELETE: dead rows would double the table)."""
+        touched: set[int] = set()
         async with self.pool.acquire() as conn, conn.transaction():
-            # TRUNCATE, not DELETE: a rebuild re-inserts every row, and dead rows would double the table
-            await conn.execute("TRUNCATE attributions, attribution_progress")
-        report, evaluated = await self._tick(5000)
-        # subjects whose strikes no longer rest on any attribution
-        rest = {int(r["subject_id"]) for r in await self.pool.fetch(
-            "SELECT DISTINCT subject_id FROM strikes WHERE status = 'active'")} - evaluated
-        created, superseded = await self.evaluate_subjects(rest)
-        report.created += created
-        report.superseded += superseded
+            await conn.execute("LOCK TABLE attributions IN ACCESS EXCLUSIVE MODE")
+            if only_if_empty and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM attributions)"):
+                return None
+            await conn.execute(EMPTY_ATTRIBUTIONS)
+            while True:
+                done, subjects, counted, foreign = await self.attribute(REBUILD_BATCH, conn)
+                touched |= subjects
+                report.attributed += counted
+                report.out_of_jurisdiction += foreign
+                if done < REBUILD_BATCH:
+                    break
+            await conn.execute(INDEX_ATTRIBUTIONS)
+        return touched
+
+    async def rebuild(self, full: bool = False) -> TickReport:
+        """Re-derive attributions and strikes from the evidence alone; a sound ledger comes out unchanged.
+        Subjects whose policy inputs come out as they were last planned from are not planned again (one
+        streaming pass finds them, ledger/unchanged.py) unless `full`."""
+        report = TickReport()
+        touched = await self._attribute_in_bulk(report)
+        assert touched is not None
+        evaluate, seen = (touched, touched) if full else await changed_subjects(self.pool, self.policy_fp)
+        # and the subjects whose strikes no longer rest on any attribution
+        evaluate |= {int(r["subject_id"]) for r in await self.pool.fetch(
+            "SELECT DISTINCT subject_id FROM strikes WHERE status = 'active'")} - seen
+        report.created, report.superseded = await self.evaluate_subjects(evaluate)
+        report.subjects = len(evaluate)
         return report
