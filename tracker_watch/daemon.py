@@ -73,6 +73,16 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
+        # from the start: taking over thousands of targets at start-up is when the loop is most at risk
+        lag = asyncio.create_task(metrics.watch_loop_lag(), name="loop-lag")
+        self._tasks = [lag]
+        try:
+            await self._start()
+        except BaseException:
+            lag.cancel()
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         t0 = time.monotonic()
         spool = Spool(Path(s.spool.dir) if s.spool.dir else s.node.state_dir / "spool", s.spool.max_bytes,
@@ -133,7 +143,7 @@ class Daemon:
                     "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
                     "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
                     "outbox": (s.notices.delivery_interval_s, self._deliver_notices)}
-        self._tasks = [asyncio.create_task(self.watchlist.run(), name="watchlist")]
+        self._tasks.append(asyncio.create_task(self.watchlist.run(), name="watchlist"))
         self._tasks += [asyncio.create_task(_every(every, job), name=name) for name, (every, job) in periodic.items()]
         if (interval := systemd.watchdog_interval()) is not None:
             self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
