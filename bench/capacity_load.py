@@ -66,8 +66,9 @@ class Sampler:
             fields = f.read().rsplit(")", 1)[1].split()
         buckets = {s.labels["le"]: s.value for fam in metrics.EVENT_LOOP_LAG.collect() for s in fam.samples
                    if s.name.endswith("_bucket")}
-        self.rows.append({"t": time.time(), "cpu": time.process_time(), "main": (int(fields[11]) + int(fields[12])) / TICK,
-                          "rss": rss_bytes(), "lag": buckets, **self.extra()})
+        main = (int(fields[11]) + int(fields[12])) / TICK  # utime + stime of the event loop's thread
+        self.rows.append({"t": time.time(), "cpu": time.process_time(), "main": main, "rss": rss_bytes(),
+                          "lag": buckets, **self.extra()})
 
     async def run(self) -> None:
         while True:
@@ -135,7 +136,8 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
         daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema))
         await daemon.start()
         engine = daemon.engine
-        assert engine is not None and daemon.batcher is not None
+        assert engine is not None
+        assert daemon.batcher is not None
         verifier = engine.verifier
         sampler = Sampler(lambda: {"alerts_dropped": float(engine.alerts_dropped),
                                    "observations_written": float(daemon.batcher.written if daemon.batcher else 0),
@@ -145,7 +147,9 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
         items = [(parse_target(t.magnet(args.tracker)), "Bench Studio", f"Work {t.index}") for t in torrents]
         async with daemon.db.pool.acquire() as conn, conn.transaction():
             await bulk.register_many(conn, items)
-        while len(engine.swarms) < args.swarms:
+        while True:  # the watchlist picks them up within daemon.target_poll_s
+            if len(engine.swarms) >= args.swarms:
+                break
             await asyncio.sleep(0.1)
         marks["reg1"] = time.time()
         try:

@@ -126,7 +126,9 @@ async def main_async(args: argparse.Namespace) -> None:
         swarm = tracker.swarms.get(t.info_hash)
         return swarm is not None and set(args.monitor_ip) <= {ip for ip, _ in swarm.peers}
 
-    while not all(monitored(t) for t in torrents):
+    while True:  # the load starts once the monitor can be found in every swarm
+        if all(monitored(t) for t in torrents):
+            break
         await asyncio.sleep(0.5)
     load_start = time.time()
     print("LOAD", load_start, flush=True)
