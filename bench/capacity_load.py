@@ -119,9 +119,9 @@ def max_bucket(cumulative: dict[str, float]) -> float:
 async def _until_stopped(sampler: Sampler, marks: dict[str, float]) -> dict[str, Any]:
     print("WATCHING", flush=True)
     line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    _, t0, t1 = line.split()
     sampler.sample()
-    return {"load": sampler.window(float(t0), float(t1)),
+    _, t0, t1, tc = line.split()
+    return {"load": sampler.window(float(t0), float(t1)), "contact_phase": sampler.window(float(t0), float(tc)),
             "registration": sampler.window(marks["reg0"], marks["reg1"]),
             "rss_end_mib": sampler.rows[-1]["rss"] / 2**20}
 
@@ -229,7 +229,8 @@ def measure(mode: str, n: int, peers: int, timeout: float) -> dict[str, Any]:
         _line(node, "WATCHING")
         load = json.loads(_line(gen, "RESULT "))
         assert node.stdin is not None
-        node.stdin.write(f"stop {load['load_start']} {load['last_activity']}\n")
+        contact_end = load["load_start"] + load["all_contacted_s"] + 3.0  # every pair reached, not yet all proven
+        node.stdin.write(f"stop {load['load_start']} {load['last_activity']} {contact_end}\n")
         node.stdin.flush()
         mon = json.loads(_line(node, "RESULT "))
         node.wait(timeout=120)
@@ -260,7 +261,11 @@ def parent(args: argparse.Namespace) -> None:
                      f"{m['registration']['lag_max_le_s']:g} s, {m['registration']['wall_s']:.1f} s); "
                      if mode == "node" else "") +
                   f"alerts dropped {m['alerts_dropped_total']:.0f}; load avg {res[mode]['loadavg'][0]:.1f}")
-        print(f"capacity_load {n:>6,} swarms: CPU node / bare = {ratio:.2f}")
+        contact = (d["monitor"]["contact_phase"]["cpu_s"], b["monitor"]["contact_phase"]["cpu_s"])
+        rows[-1]["cpu_ratio_contact_phase"] = contact[0] / max(1e-9, contact[1])
+        print(f"capacity_load {n:>6,} swarms: CPU node / bare = {ratio:.2f} over the whole load window; "
+              f"{contact[0]:.1f} s / {contact[1]:.1f} s = {rows[-1]['cpu_ratio_contact_phase']:.2f} until every pair "
+              f"was contacted (+3 s)")
     write_result(args.name, {"scale": vars(args), "rows": rows})
 
 

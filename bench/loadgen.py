@@ -9,7 +9,8 @@ valid BitTorrent handshake for one of its torrents, either direction. It stops o
 pair has been contacted, as many pieces (one block each) were served as there are pairs (the monitor's
 proof of each peer, or the bare session's P pieces per swarm), and nothing new happened for QUIET_S (or
 at `--timeout`), then prints
-`RESULT {json}`. Everything stays on 127.0.0.0/8.
+`RESULT {json}`. The peers run in worker processes of PEERS_PER_SHARD each (this one keeps the tracker),
+since one process may hold only so many sockets. Everything stays on 127.0.0.0/8.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import hashlib
 import json
 import resource
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -30,6 +33,7 @@ from tracker_watch.demo.tracker import LocalTracker
 from tracker_watch.domain import bencode
 
 QUIET_S = 3.0
+PEERS_PER_SHARD = 1500  # simulated peers per worker process: ~5 sockets each, under a 20,000-descriptor limit
 
 
 class LoadTorrent(SimTorrent):
@@ -112,53 +116,100 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def _peers(args: argparse.Namespace, tracker_url: str) -> list[CountingPeer]:
+    n = args.swarms
+    torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(n)]
+    ips = list(addresses(n))
+    return [CountingPeer(ips[j], {torrents[(j + k) % n].info_hash: torrents[(j + k) % n] for k in range(args.peers)},
+                         tracker_url) for j in range(args.worker, n, args.shards)]
+
+
+async def worker(args: argparse.Namespace) -> None:
+    """One shard of the peers (a process holds at most RLIMIT_NOFILE sockets): start on `go`, report, stop."""
+    raise_fd_limit()
+    peers = _peers(args, args.tracker)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)  # go
+    async with aiohttp.ClientSession() as http:
+        for i in range(0, len(peers), 100):
+            await asyncio.gather(*(p.start(http) for p in peers[i:i + 100]))
+        started = time.time()
+        stop = loop.run_in_executor(None, sys.stdin.readline)
+        while not stop.done():
+            print("P", json.dumps([sum(len(p.first_contact) for p in peers), sum(p.blocks_sent for p in peers),
+                                   max(p.last_activity for p in peers)]), flush=True)
+            await asyncio.sleep(0.5)
+        firsts = [t for p in peers for t in p.first_contact.values()]
+        print("R", json.dumps({"firsts": firsts, "contacts": sum(p.contacts_n for p in peers),
+                               "blocks": sum(p.blocks_sent for p in peers), "started": started,
+                               "last": max(p.last_activity for p in peers)}), flush=True)
+        for p in peers:
+            await p.stop()
+
+
 async def main_async(args: argparse.Namespace) -> None:
     raise_fd_limit()
     tracker = LocalTracker(interval=60, peer_ttl=3600)
     await tracker.start()
     print("TRACKER", tracker.url, flush=True)
-    torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(args.swarms)]
-    ips = addresses(args.swarms)
-    n = args.swarms
-    peers = [CountingPeer(next(ips), {torrents[(j + k) % n].info_hash: torrents[(j + k) % n]
-                                      for k in range(args.peers)}, tracker.url) for j in range(n)]
-    def monitored(t: LoadTorrent) -> bool:
-        swarm = tracker.swarms.get(t.info_hash)
+    n, shards = args.swarms, max(1, -(-args.swarms // PEERS_PER_SHARD))
+    me = [sys.executable, "-m", "bench.loadgen", "--swarms", str(n), "--peers", str(args.peers), "--shards",
+          str(shards), "--tracker", tracker.url]
+    workers = [await asyncio.create_subprocess_exec(*me, "--worker", str(j), stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE) for j in range(shards)]
+    infohashes = [LoadTorrent(i, piece_length=16384, pieces=4).info_hash for i in range(n)]
+
+    def monitored(h: bytes) -> bool:
+        swarm = tracker.swarms.get(h)
         return swarm is not None and set(args.monitor_ip) <= {ip for ip, _ in swarm.peers}
 
     while True:  # the load starts once the monitor can be found in every swarm
-        if all(monitored(t) for t in torrents):
+        if all(monitored(h) for h in infohashes):
             break
         await asyncio.sleep(0.5)
     load_start = time.time()
     print("LOAD", load_start, flush=True)
-    async with aiohttp.ClientSession() as http:
-        for i in range(0, n, 100):
-            await asyncio.gather(*(p.start(http) for p in peers[i:i + 100]))
-        started = time.time()
-        pairs = n * args.peers
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            contacted = sum(len(p.first_contact) for p in peers)
-            last = max(p.last_activity for p in peers)
-            blocks = sum(p.blocks_sent for p in peers)
-            if contacted >= pairs and blocks >= pairs and time.time() - last > QUIET_S:
-                break
-        contacted = sum(len(p.first_contact) for p in peers)
-        all_at = max((t for p in peers for t in p.first_contact.values()), default=float("nan"))
-        last = max(p.last_activity for p in peers)
-        firsts = sorted(t - load_start for p in peers for t in p.first_contact.values())
-        result = {"first_contact_quantiles_s": [firsts[int(q * (len(firsts) - 1))] for q in (0.1, 0.5, 0.9)]
-                  if firsts else [],"swarms": n, "peers_per_swarm": args.peers, "sim_peers": len(peers), "pairs": pairs,
-                  "pairs_contacted": contacted, "contacts": sum(p.contacts_n for p in peers),
-                  "blocks_served": sum(p.blocks_sent for p in peers), "load_start": load_start,
-                  "peers_started_s": started - load_start, "all_contacted_s": all_at - load_start,
-                  "last_activity": last, "busy_s": last - load_start}
-        for p in peers:
-            await p.stop()
+    progress = [[0, 0, 0.0] for _ in workers]
+    readers = [asyncio.create_task(_follow(w, progress[j])) for j, w in enumerate(workers)]
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write(b"go\n")
+    pairs = n * args.peers
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        contacted, blocks = sum(p[0] for p in progress), sum(p[1] for p in progress)
+        if contacted >= pairs and blocks >= pairs and time.time() - max(p[2] for p in progress) > QUIET_S:
+            break
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write(b"stop\n")
+    shard = [await r for r in readers]
+    for w in workers:
+        await w.wait()
     await tracker.stop()
+    firsts = sorted(t - load_start for r in shard for t in r["firsts"])
+    last = max(r["last"] for r in shard)
+    result = {"swarms": n, "peers_per_swarm": args.peers, "sim_peers": n, "shards": shards, "pairs": pairs,
+              "pairs_contacted": len(firsts), "contacts": sum(r["contacts"] for r in shard),
+              "blocks_served": sum(r["blocks"] for r in shard), "load_start": load_start,
+              "peers_started_s": max(r["started"] for r in shard) - load_start,
+              "all_contacted_s": firsts[-1] if firsts else float("nan"),
+              "first_contact_quantiles_s": [firsts[int(q * (len(firsts) - 1))] for q in (0.1, 0.5, 0.9)]
+              if firsts else [], "last_activity": last, "busy_s": last - load_start}
     print("RESULT", json.dumps(result), flush=True)
+
+
+async def _follow(proc: asyncio.subprocess.Process, progress: list[float]) -> dict[str, Any]:
+    """A worker's progress lines into `progress`; returns its final report."""
+    assert proc.stdout is not None
+    async for raw in proc.stdout:
+        line = raw.decode()
+        if line.startswith("P "):
+            progress[:] = json.loads(line[2:])
+        elif line.startswith("R "):
+            return dict(json.loads(line[2:]))
+    raise RuntimeError("a load generator worker ended without its report")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -167,10 +218,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--peers", type=int, default=2)
     p.add_argument("--monitor-ip", nargs="+", default=["127.0.0.2"], help="every address the monitor announces")
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--tracker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     from bench.common import run
 
-    run(lambda: main_async(args))
+    run(lambda: main_async(args) if args.worker is None else worker(args))
 
 
 if __name__ == "__main__":

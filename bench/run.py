@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("ingestion", "ledger", "capacity", "latency", "leases")
+BENCHMARKS = ("ingestion", "ledger", "capacity", "capacity_load", "latency", "leases")
 
 
 def main() -> int:
