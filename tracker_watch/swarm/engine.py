@@ -83,6 +83,7 @@ class SwarmEngine:
         self.alerts_dropped = 0
         self.upload_tripwire = 0
         self.recycled = 0
+        self._listen_port = 0
         self._pump: AlertPump | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +133,7 @@ class SwarmEngine:
             self._pump.stop()
         if self.session is not None:
             session, self.session = self.session, None
+            self._listen_port = 0
             # the destructor joins libtorrent's threads and may wait for trackers; keep the loop free
             await asyncio.to_thread(_destroy, session)
         if self._pump is not None:
@@ -234,7 +236,11 @@ class SwarmEngine:
         return self.listen_port()
 
     def listen_port(self) -> int:
-        return int(self.session.listen_port()) if self.session is not None else 0
+        # a synchronous round trip to libtorrent's network thread, and every announce asks: ask once (with
+        # 5,000 swarms on a busy machine these waits held the event loop for seconds; bench/capacity_load.py)
+        if not self._listen_port and self.session is not None:
+            self._listen_port = int(self.session.listen_port())
+        return self._listen_port
 
     def uploaded_payload_bytes(self) -> int:
         """Payload bytes this session sent, now: the number that must stay zero."""
