@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.capacity_load", description=__doc__.split("\n")[0])
     p.add_argument("--swarms", type=int, nargs="+", default=[1000])
     p.add_argument("--peers", type=int, default=2, help="active simulated peers per swarm")
-    p.add_argument("--timeout", type=float, default=300.0, help="longest load window, seconds")
+    p.add_argument("--timeout", type=float, default=150.0, help="longest load window, seconds")
     p.add_argument("--name", default="capacity_load", help="results file bench/results/<name>.json")
     p.add_argument("--child", choices=("node", "bare"), help=argparse.SUPPRESS)
     p.add_argument("--tracker", help=argparse.SUPPRESS)
