@@ -129,7 +129,8 @@ async def worker(args: argparse.Namespace) -> None:
     raise_fd_limit()
     peers = _peers(args, args.tracker)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.readline)  # go
+    if not await loop.run_in_executor(None, sys.stdin.readline):  # go, or the coordinator is gone: nothing to do
+        return
     async with aiohttp.ClientSession() as http:
         for i in range(0, len(peers), 100):
             await asyncio.gather(*(p.start(http) for p in peers[i:i + 100]))
