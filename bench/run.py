@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("ingestion", "ledger", "capacity", "latency", "leases", "api_bulk")
+BENCHMARKS = ("ingestion", "ledger", "capacity", "capacity_load", "latency", "leases", "api_bulk")
 
 
 def main() -> int:

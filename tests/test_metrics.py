@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
+import time
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SettingsFactory
-from tests.helpers import wait_for_async
+from tests.helpers import wait_for, wait_for_async
+from tracker_watch import metrics
 from tracker_watch.daemon import Daemon
 from tracker_watch.demo.swarm import LocalSwarm
 from tracker_watch.domain.targets import parse_target
@@ -25,6 +28,7 @@ REQUIRED = {
     "tracker_watch_alerts_dropped_total", "tracker_watch_target_peers_connected", "tracker_watch_spool_limit_bytes",
     "tracker_watch_leases", "tracker_watch_lease_changes_total", "tracker_watch_observations_dropped_total",
     "tracker_watch_spool_corrupt_records_total", "tracker_watch_limit_hits_total", "tracker_watch_node_max_targets",
+    "tracker_watch_event_loop_lag_seconds",
 }
 
 
@@ -81,3 +85,25 @@ async def test_metrics_of_a_running_daemon(make_settings: SettingsFactory, local
                 except ValueError:
                     continue
                 raise AssertionError(f"an IP address in a label: {value}")
+
+
+def lag_samples(above: float) -> tuple[float, float]:
+    """(samples so far, samples above `above` seconds) of the event-loop lag histogram."""
+    buckets = {s.labels["le"]: s.value for fam in metrics.EVENT_LOOP_LAG.collect() for s in fam.samples
+               if s.name.endswith("_bucket")}
+    return buckets["+Inf"], buckets["+Inf"] - buckets[str(above)]
+
+
+async def test_event_loop_lag_records_a_callback_that_holds_the_loop() -> None:
+    """A callback that holds the loop shows up as lag at least that long, less one sampling interval (a
+    lower bound, so a busy machine can only make it larger)."""
+    task = asyncio.create_task(metrics.watch_loop_lag())
+    try:
+        total, _ = lag_samples(0.1)
+        await wait_for(lambda: lag_samples(0.1)[0] >= total + 2, timeout=30, step=0.01)  # sampling runs
+        _, held_before = lag_samples(0.1)
+        time.sleep(0.1 + 2 * metrics.LOOP_LAG_INTERVAL_S + 0.05)  # noqa: ASYNC251 — holding the loop is the point
+        await wait_for(lambda: lag_samples(0.1)[0] >= total + 4, timeout=30, step=0.01)
+        assert lag_samples(0.1)[1] >= held_before + 1
+    finally:
+        task.cancel()

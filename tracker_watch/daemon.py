@@ -82,6 +82,16 @@ class Daemon:
         self.online = False  # leases, API and ledger jobs running (the database answered and was reconciled)
 
     async def start(self) -> None:
+        # from the start: taking over thousands of targets at start-up is when the loop is most at risk
+        lag = asyncio.create_task(metrics.watch_loop_lag(), name="loop-lag")
+        self._tasks = [lag]
+        try:
+            await self._start()
+        except BaseException:
+            lag.cancel()
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         t0 = time.monotonic()
         spool = Spool(Path(s.spool.dir) if s.spool.dir else s.node.state_dir / "spool", s.spool.max_bytes,

@@ -83,6 +83,7 @@ class SwarmEngine:
         self.alerts_dropped = 0
         self.upload_tripwire = 0
         self.recycled = 0
+        self._listen_port = 0
         self._pump: AlertPump | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,12 +130,20 @@ class SwarmEngine:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for key in list(self.swarms):
-            self.unwatch(key)
+        # all at once: unwatch() one by one rescans the engine's and the verifier's maps per swarm, and with
+        # 10,000 swarms that quadratic stop outlasted daemon.shutdown_grace_s (bench/capacity_load.py)
+        swarms, self.swarms = self.swarms, {}
+        self._by_handle.clear()
+        self._by_dht_hash.clear()
+        for swarm in swarms.values():
+            swarm.close()
+            if self.session is not None:
+                self.session.remove_torrent(swarm.handle, lt.session.delete_files | lt.session.delete_partfile)
         if self._pump is not None:
             self._pump.stop()
         if self.session is not None:
             session, self.session = self.session, None
+            self._listen_port = 0
             # the destructor joins libtorrent's threads and may wait for trackers; keep the loop free
             await asyncio.to_thread(_destroy, session)
         if self._pump is not None:
@@ -239,7 +248,11 @@ class SwarmEngine:
         return self.listen_port()
 
     def listen_port(self) -> int:
-        return int(self.session.listen_port()) if self.session is not None else 0
+        # a synchronous round trip to libtorrent's network thread, and every announce asks: ask once (with
+        # 5,000 swarms on a busy machine these waits held the event loop for seconds; bench/capacity_load.py)
+        if not self._listen_port and self.session is not None:
+            self._listen_port = int(self.session.listen_port())
+        return self._listen_port
 
     def uploaded_payload_bytes(self) -> int:
         """Payload bytes this session sent, now: the number that must stay zero."""

@@ -33,6 +33,8 @@ ZERO_UPLOAD: dict[str, Any] = {
     "allowed_fast_set_size": 0,      # no BEP 6 allowed-fast pieces that bypass choking
 }
 
+LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
+
 PEER_CLASSES = ("global_peer_class_id", "tcp_peer_class_id", "local_peer_class_id")
 
 
@@ -63,6 +65,9 @@ def session_settings(s: SwarmSettings, user_agent: str) -> dict[str, Any]:
         "close_redundant_connections": False,
         "connections_limit": s.connections_limit,
         "connection_speed": s.connection_speed,
+        # peers dial us in bursts (a tracker reply names us to many at once); libtorrent's default backlog of 5
+        # dropped SYNs, and a client that gave up came back only at its next announce (bench/capacity_load.py)
+        "listen_queue_size": LISTEN_BACKLOG,
         # ask one peer for a whole piece, so a verified (or failed) piece is attributable to it
         "whole_pieces_threshold": 600,
         "strict_end_game_mode": True,

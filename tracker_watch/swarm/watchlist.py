@@ -25,6 +25,9 @@ from tracker_watch.swarm.swarm import SwarmSpec
 from tracker_watch.swarm.targets import TargetSource, WatchedTarget
 
 _log = log.get("tracker_watch.swarm")
+# Swarms started (or stopped) between two yields to the event loop: starting one holds the loop ~0.2 ms
+# (libtorrent's synchronous add, the Swarm's set-up), so 10,000 new targets in one go held it ~2 s.
+APPLY_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class Watchlist:
     async def _sync_once(self) -> None:
         if self.owned is not None and not self.owned:
             self.rows.clear()
-            self._apply({})
+            await self._apply({})
             self._changed()
             return
         await self._set_aside()
@@ -112,7 +115,7 @@ class Watchlist:
         await self._apply_and_set_aside()
 
     async def _apply_and_set_aside(self) -> None:
-        for key, reason in self._apply(self._group(self.rows.values())).items():
+        for key, reason in (await self._apply(self._group(self.rows.values()))).items():
             self._note_broken(key, reason)
         self._changed()
         await self._set_aside()
@@ -143,7 +146,7 @@ class Watchlist:
                 _log.error("target_unwatchable", target_id=target_id, infohash=row.key if row else None, error=reason)
         self._valid = {k: v for k, v in self._valid.items() if k in self.rows}
         if by_reason:
-            for key, reason in self._apply(self._group(self.rows.values())).items():
+            for key, reason in (await self._apply(self._group(self.rows.values()))).items():
                 self._note_broken(key, reason)  # set aside at the next poll
 
     def _group(self, rows: Iterable[WatchedTarget]) -> dict[str, _Group]:
@@ -177,21 +180,29 @@ class Watchlist:
         self._valid[row.id] = row.revision
         return True
 
-    def _apply(self, wanted: dict[str, _Group]) -> dict[str, str]:
-        """Make the running swarms match `wanted`; returns {key: reason} of those that could not start."""
+    async def _apply(self, wanted: dict[str, _Group]) -> dict[str, str]:
+        """Make the running swarms match `wanted`; returns {key: reason} of those that could not start.
+        Yields to the event loop every APPLY_CHUNK swarms started or stopped, so that alerts, the API and the
+        verifier keep running while thousands of targets arrive. `groups` is updated as each swarm starts:
+        a swarm's metadata may arrive before the last chunk, and must find its group."""
+        done = 0
         for key in set(self.groups) - set(wanted):
             self._stop(key)
-        running: dict[str, _Group] = {}
+            self.groups.pop(key, None)
+            done = await _pace(done)
         broken: dict[str, str] = {}
         for key, group in wanted.items():
+            old = self.groups.get(key)
             try:
-                self._start_or_update(self.groups.get(key), group)
+                self._start_or_update(old, group)
             except Exception as exc:  # whatever one swarm does, the others run
                 self._stop(key)
+                self.groups.pop(key, None)
                 broken[key] = " ".join(str(exc).split())[:300] or type(exc).__name__
                 continue
-            running[key] = group
-        self.groups = running
+            self.groups[key] = group
+            if old is None:
+                done = await _pace(done)
         return broken
 
     def _start_or_update(self, old: _Group | None, group: _Group) -> None:
@@ -209,6 +220,14 @@ class Watchlist:
         self.announcer.untrack(key)
         self.engine.unwatch(key)
         self.collector.set_targets(key, [])
+
+
+async def _pace(done: int) -> int:
+    """Count one swarm started or stopped; every APPLY_CHUNK of them, let the event loop run."""
+    done += 1
+    if done % APPLY_CHUNK == 0:
+        await asyncio.sleep(0)
+    return done
 
 
 def _announce_target(spec: SwarmSpec) -> AnnounceTarget:
