@@ -43,6 +43,7 @@ class SwarmSpec:
     infohash_v2: bytes | None
     info: bytes | None  # raw info dict, when known: no need to fetch metadata from peers
     trackers: tuple[str, ...]
+    peers: tuple[Endpoint, ...] = ()  # magnet x.pe hints: dialled (and offered to the verifier) at start
 
 
 def endpoint(value: Any) -> Endpoint:
