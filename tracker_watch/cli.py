@@ -194,6 +194,9 @@ async def _target_add(db: Any, settings: Settings, args: argparse.Namespace) -> 
                                                         actor=f"cli:{os.environ.get('USER', 'unknown')}")
     verb = "registered" if created else "already registered"
     print(f"target {row.id} {verb}: {row.key} ({args.spec.kind}) for {row.holder!r} / {row.work!r}")
+    if args.spec.ignored_peer_hints:
+        print(f"note: {args.spec.ignored_peer_hints} x.pe peer hint(s) ignored: only literal ip:port or [ipv6]:port "
+              "are used (names are never resolved)")
     return EXIT_OK
 
 
@@ -205,6 +208,8 @@ async def _target_list(db: Any, settings: Settings, args: argparse.Namespace) ->
         pieces = str(r.num_pieces) if r.num_pieces is not None else "-"
         print(f"{r.id:>5}  {r.status:<7} {r.key:<64}  {pieces:>6}  {r.holder} / {r.work} / "
               f"{r.name or r.display_name or '(metadata unknown)'}")
+        if r.peer_hints:
+            print(f"{'':>5}  peer hints: {' '.join(r.peer_hints)}")
         if r.error:
             print(f"{'':>5}  cannot be watched: {r.error} (fix, then `target resume {r.id}`)")
     return EXIT_OK

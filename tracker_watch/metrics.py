@@ -53,6 +53,10 @@ PEERS_REFUSED = Counter("tracker_watch_peers_refused_total",
                         "Peer addresses neither dialled nor recorded: the address policy forbids them "
                         "(private, loopback, reserved …, see swarm.allowed_networks), by who named them.",
                         ["source"])
+PEERS_BANNED = Counter("tracker_watch_peers_banned_total",
+                       "Peers libtorrent banned or dropped for bad data, by how we learned it: 'alert' "
+                       "(peer_ban_alert) or 'disconnect' (reason 'peer banned' — smart-ban's silent ban — or "
+                       "'too many corrupt pieces'). Not evidence by itself.", ["how"])
 TRACKERS_REFUSED = Counter("tracker_watch_trackers_refused_total",
                            "Tracker URLs not announced to: malformed, too many, or a host the address policy "
                            "forbids.")
@@ -167,6 +171,8 @@ def init_label_sets() -> None:
         OBSERVATIONS_DROPPED.labels(reason=reason)
     for source in ("tracker", "dht", "pex", "incoming"):
         PEERS_REFUSED.labels(source=source)
+    for how in ("alert", "disconnect"):
+        PEERS_BANNED.labels(how=how)
     for change in ("taken", "released", "lost", "fenced"):
         LEASE_CHANGES.labels(change=change)
 

@@ -124,6 +124,7 @@ class FakePeer:
     after_handshake: bytes = b""    # raw bytes sent right after the handshake (garbage, huge lengths…)
     dribble: float | None = None    # after the handshake: one keep-alive byte per `dribble` seconds, forever
     port: int = 0
+    peer_id: bytes = b"-FK0001-" + bytes(12)  # libtorrent keeps one connection per peer id: vary it per peer
     received: list[pw.Message] | None = None
     _server: asyncio.Server | None = None
 
@@ -162,7 +163,7 @@ class FakePeer:
     async def _talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         pw.parse_handshake(await reader.readexactly(pw.HANDSHAKE_LEN))
         reserved = pw.reserved_bits(pw.EXTENSION_BIT, *([pw.FAST_BIT] if self.fast else []))
-        writer.write(pw.encode_handshake(self.answer_hash or self.info_hash, b"-FK0001-" + bytes(12), reserved))
+        writer.write(pw.encode_handshake(self.answer_hash or self.info_hash, self.peer_id, reserved))
         writer.write(self.after_handshake)
         while self.dribble is not None:
             writer.write(b"\x00")

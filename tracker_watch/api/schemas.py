@@ -69,6 +69,8 @@ TARGET: Schema = obj({
     "infohash_v1": nullable(HEX40), "infohash_v2": nullable(HEX64),
     "registered_as": {"enum": ["hex", "magnet", "torrent"]}, "display_name": nullable({"type": "string"}),
     "trackers": {"type": "array", "items": {"type": "string"}},
+    "peer_hints": {"type": "array", "items": {"type": "string"}, "maxItems": 50,
+                   "description": "the magnet's x.pe peer addresses (literal IPs only; names are never resolved)"},
     "status": {"enum": ["active", "paused", "deleted", "error"]},
     "error": nullable({"type": "string", "description": "why the target could not be watched (status error); "
                                                         "resume it to try again"}),

@@ -71,7 +71,7 @@ def target_json(row: TargetRow, live: dict[int, Any]) -> dict[str, Any]:
     return {"id": row.id, "work_id": row.work_id, "work": row.work, "holder": row.holder,
             "infohash_v1": row.infohash_v1, "infohash_v2": row.infohash_v2, "registered_as": row.input_kind,
             "display_name": row.display_name, "trackers": list(row.trackers), "status": row.status,
-            "error": row.error,
+            "peer_hints": list(row.peer_hints), "error": row.error,
             "metadata": {"name": row.name, "total_size": row.total_size, "num_pieces": row.num_pieces}
             if row.name is not None and row.total_size is not None and row.num_pieces is not None else None,
             "live": live.get(row.id, {"watched": False, "peers_connected": 0, "last_seen": None}),

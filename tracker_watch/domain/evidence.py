@@ -48,6 +48,7 @@ class Source(StrEnum):
     INCOMING = "incoming"
     LSD = "lsd"
     RESUME = "resume"
+    MAGNET = "magnet"  # a magnet link's x.pe peer hint
 
 
 # libtorrent's peer_info.source bits, in the order we prefer to report them

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 _BASE32 = re.compile(r"[A-Z2-7]{32}")
 # multihash prefix of a SHA2-256 digest (code 0x12, length 0x20), as in BEP 9/52 btmh links
 _BTMH_PREFIX = "1220"
+MAX_PEER_HINTS = 50  # x.pe hints kept per magnet; a link is not a peer list
 
 
 class TargetParseError(ValueError):
@@ -36,6 +38,9 @@ class TargetSpec:
     trackers: tuple[str, ...] = ()
     info: bytes | None = field(default=None, repr=False)  # raw bencoded info dict, when known
     meta: TorrentMeta | None = None
+    # magnet `x.pe` peer hints: literal IPs only, as "a.b.c.d:p" or "[v6]:p" (see parse_peer_hints)
+    peer_hints: tuple[str, ...] = ()
+    ignored_peer_hints: int = 0  # hints that named a host (never resolved), were malformed or beyond the limit
 
     @property
     def key(self) -> str:
@@ -87,8 +92,55 @@ def parse_magnet(text: str) -> TargetSpec:
         raise TargetParseError("magnet link has no xt=urn:btih:… or xt=urn:btmh:… parameter")
     trackers = _tracker_list(params.get("tr", []), strict=True)
     names = params.get("dn", [])
+    hints, ignored = parse_peer_hints(params.get("x.pe", []))
     return TargetSpec(kind="magnet", infohash_v1=v1, infohash_v2=v2,
-                      display_name=names[0] if names and names[0] else None, trackers=trackers)
+                      display_name=names[0] if names and names[0] else None, trackers=trackers,
+                      peer_hints=hints, ignored_peer_hints=ignored)
+
+
+def parse_peer_hints(values: list[str]) -> tuple[tuple[str, ...], int]:
+    """BEP 9 `x.pe` peer addresses: (hints kept, number ignored).
+
+    libtorrent's parse_magnet_uri accepts `host:port` too, but a name would have to be resolved, and we never
+    resolve names given to us: only literal IPv4 (`a.b.c.d:p`) and bracketed IPv6 (`[::1]:p`) with a port in
+    1–65535 are kept, canonical and deduplicated; the rest are counted, never an error (a hint is a hint).
+    """
+    kept: list[str] = []
+    ignored = 0
+    for value in values:
+        hint = peer_hint(value)
+        if hint is None or len(kept) >= MAX_PEER_HINTS:
+            ignored += hint is None or hint not in kept
+        elif hint not in kept:
+            kept.append(hint)
+    return tuple(kept), ignored
+
+
+def peer_hint(value: str) -> str | None:
+    """One `x.pe` value as canonical "ip:port" / "[ip]:port", or None when it is not a literal address."""
+    host, sep, port_text = value.strip().rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        return None
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        addr = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        return None  # a host name (never resolved) or garbage
+    if isinstance(addr, ipaddress.IPv6Address):
+        if not bracketed or addr.scope_id:
+            return None  # "::1:80" is ambiguous; BEP 9 and libtorrent want brackets
+        if addr.ipv4_mapped is not None:
+            return f"{addr.ipv4_mapped}:{int(port_text)}"
+        return f"[{addr.compressed}]:{int(port_text)}"
+    if bracketed:
+        return None
+    return f"{addr}:{int(port_text)}"
+
+
+def hint_endpoint(hint: str) -> tuple[str, int]:
+    """"ip:port" / "[ip]:port" (as kept by peer_hint) to (ip, port)."""
+    host, _, port = hint.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def _nonzero(infohash: bytes) -> bytes:

@@ -12,15 +12,16 @@ from tracker_watch.ledger.db import Conn
 _STAGE = """
 CREATE TEMP TABLE targets_stage (
     idx integer, work_id bigint, infohash_v1 bytea, infohash_v2 bytea, input_kind text, display_name text,
-    trackers text[], info bytea, name text, total_size bigint, piece_length integer, num_pieces integer
+    trackers text[], info bytea, name text, total_size bigint, piece_length integer, num_pieces integer,
+    peer_hints text[]
 ) ON COMMIT DROP
 """
 _INSERT = """
 INSERT INTO targets (work_id, infohash_v1, infohash_v2, input_kind, display_name, trackers, info, name, total_size,
-                     piece_length, num_pieces, metadata_at)
+                     piece_length, num_pieces, metadata_at, peer_hints)
 SELECT DISTINCT ON (s.work_id, s.infohash_v1, s.infohash_v2)
        s.work_id, s.infohash_v1, s.infohash_v2, s.input_kind, s.display_name, s.trackers, s.info, s.name, s.total_size,
-       s.piece_length, s.num_pieces, CASE WHEN s.info IS NULL THEN NULL ELSE now() END
+       s.piece_length, s.num_pieces, CASE WHEN s.info IS NULL THEN NULL ELSE now() END, s.peer_hints
 FROM targets_stage s
 WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE t.work_id = s.work_id AND t.status <> 'deleted'
                   AND (t.infohash_v1 = s.infohash_v1 OR t.infohash_v2 = s.infohash_v2))
@@ -78,4 +79,4 @@ def _record(i: int, spec: TargetSpec, work_id: int) -> tuple[Any, ...]:
     m = spec.meta
     return (i, work_id, spec.infohash_v1, spec.infohash_v2, spec.kind, spec.display_name, list(spec.trackers),
             spec.info, m.name if m else None, m.total_size if m else None, m.piece_length if m else None,
-            m.num_pieces if m else None)
+            m.num_pieces if m else None, list(spec.peer_hints))

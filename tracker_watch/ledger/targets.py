@@ -33,6 +33,7 @@ class TargetRow:
     created_at: datetime
     revision: int
     error: str | None = None  # why a node could not watch it (status 'error')
+    peer_hints: tuple[str, ...] = ()  # magnet x.pe addresses ("ip:port", "[ip]:port"), see domain/targets.py
 
     @property
     def key(self) -> str:
@@ -42,13 +43,13 @@ class TargetRow:
 _SELECT = """
     SELECT t.id, t.work_id, h.id AS holder_id, h.name AS holder, w.title AS work, t.infohash_v1, t.infohash_v2,
            t.input_kind, t.display_name, t.trackers, t.status, t.info, t.name, t.total_size, t.num_pieces, t.created_at,
-           t.revision, t.error
+           t.revision, t.error, t.peer_hints
     FROM targets t JOIN works w ON w.id = t.work_id JOIN rights_holders h ON h.id = w.holder_id
 """
 
 
 def _row(r: asyncpg.Record) -> TargetRow:
-    return TargetRow(**{**dict(r), "trackers": tuple(r["trackers"])})
+    return TargetRow(**{**dict(r), "trackers": tuple(r["trackers"]), "peer_hints": tuple(r["peer_hints"])})
 
 
 class TargetStore:
@@ -72,12 +73,12 @@ class TargetStore:
             meta = spec.meta
             target_id = await conn.fetchval(
                 """INSERT INTO targets (work_id, infohash_v1, infohash_v2, input_kind, display_name, trackers,
-                                        info, name, total_size, piece_length, num_pieces, metadata_at)
+                                        info, name, total_size, piece_length, num_pieces, metadata_at, peer_hints)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $7::bytea IS NULL THEN NULL
-                           ELSE now() END) RETURNING id""",
+                           ELSE now() END, $12) RETURNING id""",
                 work_id, spec.infohash_v1, spec.infohash_v2, spec.kind, spec.display_name, list(spec.trackers),
                 spec.info, meta.name if meta else None, meta.total_size if meta else None,
-                meta.piece_length if meta else None, meta.num_pieces if meta else None)
+                meta.piece_length if meta else None, meta.num_pieces if meta else None, list(spec.peer_hints))
             await conn.execute(
                 "INSERT INTO audit_log (actor, action, object, detail) VALUES ($1, 'target.register', $2, $3)",
                 actor, f"target:{target_id}", json.dumps({"holder": holder, "work": work, "infohash": spec.key}))

@@ -174,7 +174,9 @@ class SwarmEngine:
                 self.verifier.attach(swarm)
         if self.settings.swarm.dht_enabled:
             self._dht_lookup(swarm)  # a new swarm is looked up at once, not a whole round-robin later
-        _log.info("swarm_added", infohash=spec.key, metadata=spec.info is not None)
+        for peer in spec.peers:  # the magnet's x.pe hints, under the same address policy as any other peer
+            self.add_peer(spec.key, (normalize_ip(peer[0]), peer[1]), Source.MAGNET)
+        _log.info("swarm_added", infohash=spec.key, metadata=spec.info is not None, peer_hints=len(spec.peers))
         return swarm
 
     def _dht_lookup(self, swarm: Swarm) -> None:

@@ -43,6 +43,7 @@ class SwarmSpec:
     infohash_v2: bytes | None
     info: bytes | None  # raw info dict, when known: no need to fetch metadata from peers
     trackers: tuple[str, ...]
+    peers: tuple[Endpoint, ...] = ()  # magnet x.pe hints: dialled (and offered to the verifier) at start
 
 
 def endpoint(value: Any) -> Endpoint:
@@ -178,6 +179,7 @@ class Swarm:
             # smart-ban sometimes drops a peer for bad data with this reason and no peer_ban_alert: judged
             # like a ban, against the peer's own record (pieces.py), never as evidence by itself
             _log.info("peer_banned_by_libtorrent", infohash=self.key, peer=f"{peer[0]}:{peer[1]}", silent=True)
+            metrics.PEERS_BANNED.labels(how="disconnect").inc()
             if self.planner is not None:
                 self.planner.corrupt.add(peer[0])
             self.pieces.banned(peer, peer_id_or_none(alert.pid))
@@ -236,6 +238,7 @@ class Swarm:
         # pieces with a liar. The piece tracker judges it against the peer's record (see pieces.py).
         peer = endpoint(alert.endpoint)
         _log.info("peer_banned_by_libtorrent", infohash=self.key, peer=f"{peer[0]}:{peer[1]}")
+        metrics.PEERS_BANNED.labels(how="alert").inc()
         if self.planner is not None:  # it will not serve us any more: stop asking on its behalf
             self.planner.corrupt.add(peer[0])
         if self.pieces is not None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tracker_watch import log
-from tracker_watch.domain.targets import TargetParseError, meta_from_info
+from tracker_watch.domain.targets import TargetParseError, hint_endpoint, meta_from_info
 from tracker_watch.evidence.collector import Collector, TargetRef
 from tracker_watch.swarm.announcer import Announcer, Announcers, AnnounceTarget
 from tracker_watch.swarm.engine import SwarmEngine
@@ -161,8 +161,9 @@ class Watchlist:
             first = members[0]
             trackers = tuple(dict.fromkeys(t for r in members for t in r.trackers))
             info = next((r.info for r in members if r.info), None)
+            peers = tuple(dict.fromkeys(hint_endpoint(h) for r in members for h in r.peer_hints))
             spec = SwarmSpec(key=key, infohash_v1=first.infohash_v1, infohash_v2=first.infohash_v2, info=info,
-                             trackers=trackers)
+                             trackers=trackers, peers=peers)
             refs = tuple(TargetRef(r.id, r.infohash_v1, r.infohash_v2) for r in members)
             groups[key] = _Group(spec, refs)
         return groups
