@@ -22,6 +22,7 @@ def target(i: int, info: bytes | None = None, revision: int = 1) -> WatchedTarge
 def test_round_trip_and_damage_costs_only_what_is_damaged(tmp_path: Path) -> None:
     copy = LocalCopy(tmp_path / "copy")
     targets = {1: target(1, b"d4:name1:xe"), 2: target(2), 3: target(3)}
+    targets[3] = WatchedTarget(**{**targets[3].__dict__, "peer_hints": ("127.0.0.9:6881", "[::1]:6882")})
     copy.save(frozenset({1, 2, 3, 4}), targets)
     loaded = LocalCopy(tmp_path / "copy").load()
     assert loaded.owned == {1, 2, 3, 4}

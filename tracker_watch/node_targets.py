@@ -25,7 +25,7 @@ class DatabaseAway(RuntimeError):
 
 def watched(row: TargetRow) -> WatchedTarget:
     return WatchedTarget(id=row.id, infohash_v1=row.infohash_v1, infohash_v2=row.infohash_v2, trackers=row.trackers,
-                         status=row.status, info=row.info, revision=row.revision)
+                         status=row.status, info=row.info, revision=row.revision, peer_hints=row.peer_hints)
 
 
 class NodeTargets:

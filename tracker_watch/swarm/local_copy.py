@@ -64,7 +64,7 @@ def _unhex(value: str | None) -> bytes | None:
 
 def target_to_json(t: WatchedTarget) -> dict[str, Any]:
     return {"id": t.id, "infohash_v1": _hex(t.infohash_v1), "infohash_v2": _hex(t.infohash_v2),
-            "trackers": list(t.trackers), "status": t.status, "revision": t.revision,
+            "trackers": list(t.trackers), "status": t.status, "revision": t.revision, "peer_hints": list(t.peer_hints),
             "info": base64.b64encode(t.info).decode() if t.info is not None else None}
 
 
@@ -73,7 +73,8 @@ def target_from_json(d: dict[str, Any]) -> WatchedTarget:
     return WatchedTarget(id=int(d["id"]), infohash_v1=_unhex(d["infohash_v1"]), infohash_v2=_unhex(d["infohash_v2"]),
                          trackers=tuple(str(t) for t in d["trackers"]), status=str(d["status"]),
                          info=base64.b64decode(info, validate=True) if info is not None else None,
-                         revision=int(d["revision"]))
+                         revision=int(d["revision"]),
+                         peer_hints=tuple(str(h) for h in d.get("peer_hints", ())))  # absent in older copies
 
 
 class LocalCopy:

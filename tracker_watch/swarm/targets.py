@@ -23,6 +23,7 @@ class WatchedTarget:
     status: str
     info: bytes | None  # the stored info dict (bencoded), when known: the swarm starts without fetching it
     revision: int
+    peer_hints: tuple[str, ...] = ()  # magnet x.pe addresses ("ip:port", "[ip]:port"), dialled when the swarm starts
 
     @property
     def key(self) -> str:
