@@ -60,7 +60,7 @@ def lane_settings(local_ip: str) -> dict[str, Any]:
 
 def piece_count(info: bytes) -> tuple[int, int]:
     """(pieces, largest piece size) of an info dictionary."""
-    ti = lt.torrent_info(lt.bdecode(b"d4:info" + info + b"e"))
+    ti = lt.torrent_info(b"d4:info" + info + b"e")
     return int(ti.num_pieces()), int(ti.piece_length())
 
 
@@ -78,7 +78,7 @@ async def lane_probe(ip: str, port: int, info: bytes, piece: int | None = None, 
 class _Lane:
     def __init__(self, ip: str, port: int, info: bytes, local_ip: str) -> None:
         self.ip, self.port, self.local_ip = normalize_ip(ip), port, local_ip
-        self.ti = lt.torrent_info(lt.bdecode(b"d4:info" + info + b"e"))
+        self.ti = lt.torrent_info(b"d4:info" + info + b"e")
         self.dir = tempfile.mkdtemp(prefix="tw-lane-")
         self.session: Any = None
         self.handle: Any = None
