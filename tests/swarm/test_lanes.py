@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,12 +15,14 @@ import libtorrent as lt
 import pytest
 
 from tests.helpers import wait_for
-from tests.swarm.wire_peers import PROBE_IP, LtSeeder, start_seeder
+from tests.swarm.wire_peers import PROBE_IP, FakePeer, LtSeeder, content, start_seeder
 from tracker_watch.config import settings_from_mapping
+from tracker_watch.domain import peerwire as pw
 from tracker_watch.domain.peers import PeerEvent, PeerSnapshot, PieceSettled
 from tracker_watch.domain.targets import v1_piece_hashes
 from tracker_watch.swarm.lanes import LANE_AFTER, lane_probe
 from tracker_watch.swarm.verifier import Verifier
+from tracker_watch.swarm.wire import Reason
 
 UTP_ONLY = {"enable_incoming_tcp": False, "enable_outgoing_tcp": False}
 
@@ -135,16 +138,41 @@ async def test_a_lane_uploads_nothing_and_leaves_nothing(no_lane_left: None) -> 
         seeder.stop()
 
 
+async def test_a_partial_seeder_serves_a_piece_it_has_in_the_lane(no_lane_left: None) -> None:
+    seeder = await start_seeder("127.0.0.124", only={2}, extra=UTP_ONLY)
+    try:
+        r = await lane_probe(seeder.ip, seeder.port, _info(seeder.content.torrent), 0, local_ip=PROBE_IP,
+                             timeout=60)
+        assert r.verified is True, (r.reason, r.detail)
+        assert r.piece_index == 2
+    finally:
+        seeder.stop()
+
+
 async def test_a_closed_port_ends_the_lane_unverified(no_lane_left: None) -> None:
-    seeder = await start_seeder("127.0.0.124")
-    port = seeder.port
-    seeder.session.pause()
-    seeder.stop()
-    info = _info(seeder.content.torrent)
-    await asyncio.sleep(0)
-    r = await lane_probe("127.0.0.124", port + 1 if port < 65535 else port - 1, info, 0, local_ip=PROBE_IP,
-                         timeout=60)
+    c = await content()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.125", 0))
+        port = sock.getsockname()[1]
+    r = await lane_probe("127.0.0.125", port, _info(c.torrent), 0, local_ip=PROBE_IP, timeout=60)
     assert r.verified is None
-    assert r.reason is not None
+    assert r.reason == Reason.UNREACHABLE
+    assert not r.connected
 
 
+async def test_a_liar_alone_in_a_lane_is_proven_corrupt(no_lane_left: None) -> None:
+    """A peer that claims every piece and serves zeros (TCP: the lane falls back from uTP): the piece it alone
+    sent fails libtorrent's hash check in the lane, which is sole-source proof against it."""
+    c = await content()
+    ti = lt.torrent_info(c.torrent)
+    assert c.v1 is not None
+    liar = await FakePeer("127.0.0.126", [bytes(ti.piece_size(i)) for i in range(c.num_pieces)],
+                          info_hash=c.v1).start()
+    try:
+        r = await lane_probe(liar.ip, liar.port, _info(c.torrent), 0, local_ip=PROBE_IP, timeout=60)
+        assert r.verified is False, (r.reason, r.detail)
+        assert r.reason == Reason.HASH_MISMATCH
+        assert liar.received is not None
+        assert not [m for m in liar.received if m.kind == pw.PIECE]  # we sent it no payload
+    finally:
+        await liar.stop()

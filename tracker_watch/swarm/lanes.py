@@ -33,7 +33,7 @@ from tracker_watch.swarm.settings import ZERO_UPLOAD, apply_zero_upload_peer_cla
 from tracker_watch.swarm.wire import ProbeResult, Reason
 
 CONNECT_S = 15.0  # no handshake with the candidate by then: it is not there (uTP and TCP both tried)
-GONE_S = 5.0      # the candidate hung up and libtorrent has not reconnected within this long
+GONE_S = 3.0      # no connection nor attempt to the candidate for this long: it hung up, or is not there
 POLL_S = 0.05
 # a TCP probe that ended so may have met a uTP-only peer (libtorrent accepts TCP, then drops it)
 LANE_AFTER = frozenset({Reason.REFUSED, Reason.UNREACHABLE, Reason.HANDSHAKE_REFUSED})
@@ -65,12 +65,12 @@ def piece_count(info: bytes) -> tuple[int, int]:
 
 
 async def lane_probe(ip: str, port: int, info: bytes, piece: int | None = None, *, local_ip: str,
-                     timeout: float = 120.0, alternatives: int = 64) -> ProbeResult:
+                     timeout: float = 120.0) -> ProbeResult:
     """Fetch one piece from ip:port alone in a lane; verified only if libtorrent passed it and no other
     address ever connected. `piece` None: a random one (switched to one the peer has if it lacks it)."""
     lane = _Lane(ip, port, info, local_ip)
     try:
-        return await lane.run(piece, timeout, alternatives)
+        return await lane.run(piece, timeout)
     finally:
         await asyncio.to_thread(lane.close)
 
@@ -104,7 +104,7 @@ class _Lane:
         params.piece_priorities = prios
         self.handle = self.session.add_torrent(params)
 
-    async def run(self, piece: int | None, timeout: float, alternatives: int) -> ProbeResult:
+    async def run(self, piece: int | None, timeout: float) -> ProbeResult:
         n = int(self.ti.num_pieces())
         piece = random.randrange(n) if piece is None else piece
         started = datetime.now(UTC)
@@ -116,40 +116,26 @@ class _Lane:
         self.handle.connect_peer((self.ip, self.port))
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        gone_since: float | None = None
-        switched = False
+        quiet_since = t0  # since when libtorrent has held no connection (or attempt) to the candidate at all
         try:
             async with asyncio.timeout(timeout):
                 while r.verified is None:
                     await asyncio.sleep(POLL_S)
                     self._alerts(r)
-                    peers = [p for p in self.handle.get_peer_info()
-                             if not p.flags & (lt.peer_info.handshake | lt.peer_info.connecting)]
+                    every = self.handle.get_peer_info()
+                    peers = [p for p in every if not p.flags & (lt.peer_info.handshake | lt.peer_info.connecting)]
                     for p in peers:  # sampled before a verdict too: the row needs its peer id and client
                         self.seen.add(normalize_ip(str(p.ip[0])))
                         self._sample(r, p, loop.time() - t0)
-                    if r.verified is not None:
-                        break
-                        if not switched and len(p.pieces) == n and not p.pieces[r.piece_index]:
-                            has = [i for i, b in enumerate(p.pieces) if b]
-                            if has:  # a partial seeder: ask for a piece it has instead
-                                switched = True
-                                r.piece_index = random.choice(has[:alternatives] if len(has) > alternatives
-                                                              else has)
-                                prios = [0] * n
-                                prios[r.piece_index] = 7
-                                self.handle.prioritize_pieces(prios)
+                        self._switch(r, p, n)
                     now = loop.time()
-                    if not peers:
-                        if not r.connected and now - t0 > CONNECT_S:
-                            r.reason, r.detail = Reason.UNREACHABLE, "no connection in the lane (uTP or TCP)"
-                            break
-                        gone_since = gone_since or now
-                        if r.connected and now - gone_since > GONE_S:
-                            r.reason, r.detail = Reason.CLOSED, "the peer hung up in the lane"
-                            break
-                    else:
-                        gone_since = None
+                    if every:
+                        quiet_since = now
+                    never = not r.connected and now - t0 > CONNECT_S
+                    if r.verified is None and (now - quiet_since > GONE_S or never):
+                        r.reason = Reason.CLOSED if r.connected else Reason.UNREACHABLE
+                        r.detail = "the peer hung up in the lane" if r.connected else "no connection (uTP or TCP)"
+                        break
         except TimeoutError:
             r.reason, r.detail = Reason.TIMEOUT, f"lane ran {timeout:.0f} s without a verdict"
         self._settle(r)
@@ -157,6 +143,18 @@ class _Lane:
             r.sha256 = await self._sha256(r.piece_index)
         r.finished_at = datetime.now(UTC)
         return r
+
+    def _switch(self, r: ProbeResult, p: Any, n: int) -> None:
+        """A partial seeder lacking the piece: ask for one it has instead (once)."""
+        if "switched" in r.attempts or len(p.pieces) != n or p.pieces[r.piece_index]:
+            return
+        has = [i for i, b in enumerate(p.pieces) if b]
+        if has:
+            r.attempts.append("switched")
+            r.piece_index = random.choice(has)
+            prios = [0] * n
+            prios[r.piece_index] = 7
+            self.handle.prioritize_pieces(prios)
 
     def _sample(self, r: ProbeResult, p: Any, elapsed: float) -> None:
         r.connected = r.handshake_ok = True
