@@ -129,6 +129,7 @@ async def test_a_lane_uploads_nothing_and_leaves_nothing(no_lane_left: None) -> 
         r = await lane_probe(seeder.ip, seeder.port, _info(seeder.content.torrent), 1, local_ip=PROBE_IP,
                              timeout=60)
         assert r.verified is True, (r.reason, r.detail)
+        assert r.attempts == ["lane", "utp"]
         assert r.piece_index == 1
         assert r.payload_bytes >= seeder.ti.piece_size(1)
         assert seeder.handle.status().total_payload_upload >= seeder.ti.piece_size(1)  # it served us
@@ -171,6 +172,7 @@ async def test_a_liar_alone_in_a_lane_is_proven_corrupt(no_lane_left: None) -> N
     try:
         r = await lane_probe(liar.ip, liar.port, _info(c.torrent), 0, local_ip=PROBE_IP, timeout=60)
         assert r.verified is False, (r.reason, r.detail)
+        assert r.peer_id is not None  # the corrupt row names it
         assert r.reason == Reason.HASH_MISMATCH
         assert liar.received is not None
         assert not [m for m in liar.received if m.kind == pw.PIECE]  # we sent it no payload

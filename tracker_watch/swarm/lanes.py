@@ -35,6 +35,8 @@ from tracker_watch.swarm.wire import ProbeResult, Reason
 CONNECT_S = 15.0  # no handshake with the candidate by then: it is not there (uTP and TCP both tried)
 GONE_S = 3.0      # no connection nor attempt to the candidate for this long: it hung up, or is not there
 POLL_S = 0.05
+# peer_info::utp_socket (1 << 17): not exported by the 2.1 bindings; it is the bit after i2p_socket (1 << 16)
+UTP_SOCKET = int(lt.peer_info.i2p_socket) << 1
 # a TCP probe that ended so may have met a uTP-only peer (libtorrent accepts TCP, then drops it)
 LANE_AFTER = frozenset({Reason.REFUSED, Reason.UNREACHABLE, Reason.HANDSHAKE_REFUSED})
 _MASK = (lt.alert_category.error | lt.alert_category.status | lt.alert_category.peer | lt.alert_category.connect
@@ -167,7 +169,8 @@ class _Lane:
         r.pieces_advertised = sum(1 for b in p.pieces if b)
         r.has_piece = bool(p.pieces[r.piece_index]) if len(p.pieces) > r.piece_index else None
         r.encrypted = bool(p.flags & lt.peer_info.rc4_encrypted)
-        r.bytes_received, r.bytes_sent = int(p.total_download), int(p.total_upload)
+        r.bytes_received, r.bytes_sent = int(p.total_download), int(p.total_upload)  # payload, by libtorrent
+        self.transport = "utp" if int(p.flags) & UTP_SOCKET else "tcp"
 
     def _alerts(self, r: ProbeResult) -> None:
         for a in self.session.pop_alerts():
@@ -176,8 +179,9 @@ class _Lane:
                               lt.block_finished_alert, lt.peer_error_alert)) and endpoint is not None:
                 if not isinstance(a, (lt.peer_disconnected_alert, lt.peer_error_alert)):
                     self.seen.add(normalize_ip(str(endpoint[0])))
-                if isinstance(a, lt.peer_connect_alert) and hasattr(a, "socket_type"):
-                    self.transport = str(a.socket_type)
+                pid = bytes(a.pid.to_bytes())
+                if any(pid) and r.peer_id is None:  # a peer that fails a piece may be gone before a sample
+                    r.peer_id, r.connected, r.handshake_ok = pid, True, True
             if isinstance(a, lt.block_uploaded_alert):
                 self.uploaded_blocks += 1
             elif isinstance(a, lt.piece_finished_alert) and int(a.piece_index) == r.piece_index:
