@@ -179,7 +179,7 @@ class _Lane:
                               lt.block_finished_alert, lt.peer_error_alert)) and endpoint is not None:
                 if not isinstance(a, (lt.peer_disconnected_alert, lt.peer_error_alert)):
                     self.seen.add(normalize_ip(str(endpoint[0])))
-                pid = bytes(a.pid.to_bytes())
+                pid = bytes(a.pid.to_bytes()) if isinstance(a, lt.peer_alert) else b""
                 if any(pid) and r.peer_id is None:  # a peer that fails a piece may be gone before a sample
                     r.peer_id, r.connected, r.handshake_ok = pid, True, True
             if isinstance(a, lt.block_uploaded_alert):
