@@ -152,6 +152,9 @@ class VerifySettings:
         "verified on that connection. 0: any free port (fix one for a firewall).", min=0, max=65535))
     probe_concurrency: int = field(default=32, metadata=_doc(
         "Verification connections open at once (all swarms together).", min=1, max=4096))
+    lanes: int = field(default=2, metadata=_doc(
+        "Lanes at once: single-peer libtorrent sessions on the probe address for what our TCP connection cannot "
+        "do — pure v2 torrents, and peers it could not reach (uTP-only). 0: no lanes.", min=0, max=64))
     probe_encryption: Literal["prefer", "require", "plaintext"] = field(default="prefer", metadata=_doc(
         "MSE/PE on verification connections: prefer (fall back to plaintext), require, or plaintext."))
     probe_timeout_s: float = field(default=120.0, metadata=_doc(

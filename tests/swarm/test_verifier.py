@@ -28,6 +28,7 @@ HASHES = b"".join(hashlib.sha1(d).digest() for d in DATA)
 class FakeSwarm:
     key: str = "ab" * 20
     info_hash_v1: bytes | None = b"\xab" * 20
+    info: bytes | None = None
 
     def piece_hashes(self) -> bytes | None:
         return HASHES
@@ -152,6 +153,7 @@ class SimView:
     torrent: Any
     key: str = "cd" * 20
     info_hash_v1: bytes | None = None
+    info: bytes | None = None
 
     def __post_init__(self) -> None:
         self.info_hash_v1 = bytes(self.torrent.info_hash)

@@ -74,10 +74,10 @@ async def content(version: str = "hybrid") -> Content:
 
 
 async def start_seeder(ip: str, encryption: str = "enabled", version: str = "hybrid",
-                       only: set[int] | None = None) -> LtSeeder:
+                       only: set[int] | None = None, extra: dict[str, Any] | None = None) -> LtSeeder:
     """A libtorrent seeder; with `only`, a partial one that has just those pieces (checked from disk)."""
     c = await content(version)
-    session = peer_session(ip, **ENCRYPTION[encryption])
+    session = peer_session(ip, **{**ENCRYPTION[encryption], **(extra or {})})
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(c.torrent)
     params.save_path = str(c.data_dir)

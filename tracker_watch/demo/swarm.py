@@ -118,6 +118,7 @@ class LocalSwarm:
     tracker_host: str = "127.0.0.1"
     tracker_port: int = 0
     seeder_addresses: list[str] | None = None  # default: 127.0.0.11, .12, …
+    seeder_settings: dict[int, dict[str, Any]] = field(default_factory=dict)  # index → extra libtorrent settings
     decoy_ip: str = DECOY_IP
     liar_ip: str = LIAR_IP
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tw-swarm-")))
@@ -148,7 +149,7 @@ class LocalSwarm:
 
     async def _start_seeder(self, index: int) -> Seeder:
         ip = self.seeder_addresses[index] if self.seeder_addresses else f"127.0.0.{SEEDER_BASE + index}"
-        session = peer_session(ip)
+        session = peer_session(ip, **self.seeder_settings.get(index, {}))
         params = lt.add_torrent_params()
         params.ti = lt.torrent_info(self.content.torrent)
         params.trackers = [self.tracker.url]

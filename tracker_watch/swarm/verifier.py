@@ -28,6 +28,7 @@ from tracker_watch import log
 from tracker_watch.config import VerifySettings
 from tracker_watch.domain.evidence import normalize_ip, utc_now_ms
 from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerSnapshot, PieceSettled
+from tracker_watch.swarm.lanes import LANE_AFTER, lane_probe, piece_count
 from tracker_watch.swarm.wire import PieceSpec, ProbeResult, Reason, Timeouts, probe
 from tracker_watch.swarm.wire.incoming import Choice, verify_incoming
 
@@ -46,6 +47,7 @@ class SwarmView(Protocol):
 
     key: str
     info_hash_v1: bytes | None
+    info: bytes | None  # the raw info dict: what a lane (swarm/lanes.py) adds its torrent from
 
     def piece_hashes(self) -> bytes | None: ...
 
@@ -76,7 +78,7 @@ class Verifier:
                  probe_fn: ProbeFn = probe, client_name: str = "tracker-watch",
                  own: set[Endpoint] | None = None, session_ips: set[str] | None = None,
                  hold: Callable[[str], Awaitable[None]] | None = None,
-                 release: Callable[[str], None] | None = None) -> None:
+                 release: Callable[[str], None] | None = None, lane_fn: ProbeFn = lane_probe) -> None:
         self.settings = settings
         # When a probe must come from an address the session also dials from, the session is kept off the
         # peer meanwhile (hold/release): clients take one connection per address (docs/verification.md).
@@ -88,6 +90,9 @@ class Verifier:
         self.local_ips = {4: next((ip for ip in local_ips if ":" not in ip), None),
                           6: next((ip for ip in local_ips if ":" in ip), None)}
         self._probe = probe_fn
+        # lanes: single-peer libtorrent sessions for what the wire client cannot do (uTP-only peers, pure v2)
+        self._lane = lane_fn
+        self._lanes = asyncio.Semaphore(max(1, settings.lanes))
         self.client_name = client_name
         self.swarms: dict[str, SwarmView] = {}
         self.candidates: dict[tuple[str, str], _Candidate] = {}
@@ -104,7 +109,7 @@ class Verifier:
         self.listen_port = 0
         self.allows: Callable[[str], bool] = lambda ip: True  # the engine's address policy
         self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0, "payload_bytes": 0,
-                      "incoming_busy": 0, "incoming_no_metadata": 0, "incoming_nothing": 0, "incoming": 0}
+                      "lanes": 0, "incoming_busy": 0, "incoming_no_metadata": 0, "incoming_nothing": 0, "incoming": 0}
 
     # --- what the engine tells us ----------------------------------------------------------------
     def expect(self, key: str, info_hash_v1: bytes | None) -> None:
@@ -186,7 +191,8 @@ class Verifier:
             self._slots.release()
             return
         cand.busy = True
-        task = asyncio.create_task(self._verify(cand, *job), name=f"verify-{cand.key[:8]}-{cand.ip}")
+        work = self._verify(cand, *job) if job[2] else self._verify_lane(cand, job[0], job[1])
+        task = asyncio.create_task(work, name=f"verify-{cand.key[:8]}-{cand.ip}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -198,10 +204,13 @@ class Verifier:
         if (swarm is None or cand.done or cand.busy or cand.day != utc_now_ms().date() or not cand.ports
                 or loop_time - cand.seen_at > PRESENCE_S or cand.probes >= s.probes_per_peer_per_day):
             return None
-        pieces = self._pieces(swarm, cand)
-        if pieces is None or swarm.info_hash_v1 is None:
-            return None
         port = max(cand.ports, key=lambda p: (cand.ports[p], p))  # prefer a port a tracker or the DHT named
+        if swarm.info_hash_v1 is None:  # pure v2: only a lane checks its merkle proofs (b"" marks a lane job)
+            lane = self._lane_ip(cand, swarm) is not None and self._lane_budget(swarm, cand)
+            return (swarm, port, b"", 0, []) if lane else None
+        pieces = self._pieces(swarm, cand)
+        if pieces is None:
+            return None
         first, *others = pieces
         return swarm, port, swarm.info_hash_v1, first[0], others
 
@@ -209,7 +218,7 @@ class Verifier:
         """A random piece and alternatives (index, size, SHA-1), or None: v2-only, or the day's budget is spent."""
         hashes = swarm.piece_hashes()
         if swarm.info_hash_v1 is None or not hashes:
-            return None  # v2-only: its pieces need Merkle proofs; the session path covers those
+            return None  # v2-only: its pieces need Merkle proofs; a lane checks those (swarm/lanes.py)
         count = len(hashes) // 20
         picks = random.sample(range(count), min(count, ALTERNATIVES + 1))
         pieces = [(i, swarm.piece_size(i), hashes[i * 20:i * 20 + 20]) for i in picks]
@@ -221,6 +230,60 @@ class Verifier:
             cand.done = True
             return None
         return pieces
+
+    # --- lanes (swarm/lanes.py) --------------------------------------------------------------------
+    def _lane_ip(self, cand: _Candidate, swarm: SwarmView) -> str | None:
+        """Our address for a lane, or None if no lane may run: lanes off, no info dict, or no address of our
+        own apart from the session's (a lane never dials from it: the peer may hold the session's connection)."""
+        local_ip = self.local_ips[6 if ":" in cand.ip else 4]
+        if self.settings.lanes == 0 or swarm.info is None or local_ip is None or local_ip in self.session_ips:
+            return None
+        return local_ip
+
+    def _lane_budget(self, swarm: SwarmView, cand: _Candidate) -> bool:
+        if swarm.info is None:
+            return False
+        _, biggest = piece_count(swarm.info)
+        spent = self.swarm_bytes.get((cand.key, cand.day), 0)
+        s = self.settings
+        if cand.bytes + biggest > s.bytes_per_peer_per_day or spent + biggest > s.bytes_per_swarm_per_day:
+            _log.info("verify_budget_spent", infohash=cand.key, peer=cand.ip)
+            cand.done = True
+            return False
+        return True
+
+    async def _run_lane(self, cand: _Candidate, swarm: SwarmView, port: int, local_ip: str) -> None:
+        """One lane: it consumes the day's budget exactly like a probe and is recorded the same way."""
+        assert swarm.info is not None
+        cand.probes += 1
+        self.stats["probes"] += 1
+        self.stats["lanes"] += 1
+        async with self._lanes:
+            result = await self._lane(cand.ip, port, swarm.info, local_ip=local_ip,
+                                      timeout=self.settings.probe_timeout_s)
+        self._record(cand, (cand.ip, port), result, cand.ports.get(port, 0))
+
+    async def _verify_lane(self, cand: _Candidate, swarm: SwarmView, port: int) -> None:
+        try:
+            if (local_ip := self._lane_ip(cand, swarm)) is None:
+                cand.failures += 1
+                _log.info("verify_unfinished", infohash=cand.key, peer=cand.ip, reason="no_lane",
+                          detail="pure v2 needs a lane: verify.lanes > 0 and a probe_interface of its own")
+                return
+            await self._run_lane(cand, swarm, port, local_ip)
+        except Exception as exc:
+            _log.exception("verify_failed", infohash=cand.key, peer=cand.ip, error=str(exc)[:300])
+            cand.failures += 1
+        finally:
+            self._finished(cand)
+
+    async def _lane_after(self, cand: _Candidate, swarm: SwarmView, port: int, r: ProbeResult) -> None:
+        """TCP could not reach the peer: it may speak uTP only. A lane tries, if one is free and the budget allows."""
+        local_ip = self._lane_ip(cand, swarm)
+        if (r.reason not in LANE_AFTER or local_ip is None or self._lanes.locked() or cand.done
+                or cand.probes >= self.settings.probes_per_peer_per_day or not self._lane_budget(swarm, cand)):
+            return
+        await self._run_lane(cand, swarm, port, local_ip)
 
     # --- peers that dial us (NAT'd ones can be reached no other way) -----------------------------
     async def listen(self, hosts: list[str], port: int) -> int:
@@ -334,15 +397,19 @@ class Verifier:
                 if shared and self._release is not None:
                     self._release(cand.ip)
             self._record(cand, (cand.ip, port), result, cand.ports.get(port, 0))
+            await self._lane_after(cand, swarm, port, result)
         except Exception as exc:  # a bug here must not stop verification of everyone else
             _log.exception("verify_failed", infohash=cand.key, peer=cand.ip, error=str(exc)[:300])
             cand.failures += 1
         finally:
-            cand.busy = False
-            self._slots.release()
-            if not cand.done and cand.key in self.swarms:
-                delay = min(self.settings.retry_base_s * 2 ** max(0, cand.failures - 1), self.settings.retry_max_s)
-                self._schedule(cand, delay if cand.failures else 0.0)
+            self._finished(cand)
+
+    def _finished(self, cand: _Candidate) -> None:
+        cand.busy = False
+        self._slots.release()
+        if not cand.done and cand.key in self.swarms:
+            delay = min(self.settings.retry_base_s * 2 ** max(0, cand.failures - 1), self.settings.retry_max_s)
+            self._schedule(cand, delay if cand.failures else 0.0)
 
     def _record(self, cand: _Candidate, peer: Endpoint, r: ProbeResult, source_bits: int,
                 incoming: bool = False) -> None:
@@ -379,7 +446,7 @@ class Verifier:
             cand.done = True  # proven: the whole piece it alone sent is not the work
             self.stats["corrupt"] += 1
         _log.info("verify_done", infohash=cand.key, peer=f"{peer[0]}:{peer[1]}", piece=r.piece_index,
-                  verified=r.verified, bytes=nbytes, client=r.client, encrypted=r.encrypted)
+                  verified=r.verified, bytes=nbytes, client=r.client, encrypted=r.encrypted, via=r.attempts[:2])
 
     def pending(self) -> int:
         return sum(1 for c in self.candidates.values() if not c.done)
