@@ -38,12 +38,13 @@ async def test_policy_inputs_come_from_the_index_alone_after_a_rebuild(world: Wo
     planner would scan these few rows sequentially, so that is switched off to see which index serves."""
     for ip, day in (("10.0.0.5", 0), ("10.0.0.5", 8), ("10.0.0.6", 1)):
         await world.see(ip, 6881, day)
-    await world.ledger.rebuild()  # fills attributions in bulk, then vacuums them: every page all-visible
+    await world.ledger.rebuild()  # fills attributions in bulk, then vacuums them
     ids = [r["id"] for r in await world.db.pool.fetch("SELECT id FROM subjects ORDER BY id")]
     async with world.db.pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
         plan = json.loads(await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + strikes._INPUTS, ids, min(ids),
                                               max(ids)))[0]["Plan"]
     scans = [s for s in _scans(plan) if s.get("Relation Name") == "attributions"]
-    assert [(s["Node Type"], s["Index Name"], s["Heap Fetches"]) for s in scans] == [
-        ("Index Only Scan", "attributions_subject", 0)]
+    # (heap fetches are not asserted: a transaction of another session on the server, as other tests run,
+    # keeps VACUUM from marking fresh rows all-visible; the scan then visits the heap for those rows only)
+    assert [(s["Node Type"], s["Index Name"]) for s in scans] == [("Index Only Scan", "attributions_subject")]
