@@ -70,9 +70,13 @@ BACKLOG = """
 """
 INDEX_ATTRIBUTIONS = """
     ALTER TABLE attributions ADD CONSTRAINT attributions_pkey PRIMARY KEY (observation_id);
-    CREATE INDEX attributions_subject ON attributions (subject_id, work_id, window_start);
+    CREATE INDEX attributions_subject ON attributions (subject_id, work_id, window_start)
+        INCLUDE (observed_at, in_jurisdiction, target_id, ip);
     ANALYZE attributions;
 """
+# after the bulk fill commits (VACUUM cannot run in a transaction): marks the pages all-visible, so the policy
+# inputs come from the covering index alone (migration 0016); ~0.7 s at 1M rows
+VACUUM_ATTRIBUTIONS = "VACUUM attributions"
 
 
 # sized for a national programme's addresses: a rebuild looks up every attributed one again, and a cache

@@ -7,7 +7,10 @@ installations (or test runs) can share one server without seeing each other's ro
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,23 @@ OUTAGE: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncpg.Postgr
 
 def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, OUTAGE)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while the ledger builds a chunk's records, incidents and strikes (no
+    cycles among them: reference counting frees them all). Otherwise every ~700 allocations start a
+    collection, and the older generations are traversed again and again (a tick over 10,000 subjects spent
+    ~20 % of its CPU there, BENCHMARKS.md, Ledger). Process-wide for the chunk's second or so: whatever other
+    tasks allocate meanwhile is collected when it resumes. Nested or concurrent pauses only re-enable what
+    they disabled."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class EmbeddedPostgres:
