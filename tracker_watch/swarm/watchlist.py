@@ -25,6 +25,7 @@ from tracker_watch.domain.targets import TargetParseError, meta_from_info
 from tracker_watch.evidence.collector import Collector, TargetRef
 from tracker_watch.swarm.announcer import Announcer, Announcers, AnnounceTarget
 from tracker_watch.swarm.engine import SwarmEngine
+from tracker_watch.swarm.heap import HeapKeeper
 from tracker_watch.swarm.swarm import SwarmSpec
 from tracker_watch.swarm.targets import TargetSource, WatchedTarget
 
@@ -43,7 +44,7 @@ class _Group:
 class Watchlist:
     def __init__(self, store: TargetSource, engine: SwarmEngine, collector: Collector,
                  announcer: Announcer | Announcers, poll_s: float, full_every: int = 15, actor: str = "daemon",
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None, heap: HeapKeeper | None = None) -> None:
         self.store = store
         self.engine = engine
         self.collector = collector
@@ -62,6 +63,7 @@ class Watchlist:
         self.on_change = on_change  # told after each pass: the daemon keeps its local copy of what runs
         self._broken: dict[int, str] = {}  # target id → why it cannot be watched, until recorded
         self._valid: dict[int, int] = {}  # target id → revision whose stored metadata libtorrent accepted
+        self.heap = heap or HeapKeeper()  # started swarms leave the garbage collector's walks (swarm/heap.py)
         engine.on_broken = self._on_broken
 
     async def run(self) -> None:
@@ -226,9 +228,11 @@ class Watchlist:
                 elif key in self.groups:
                     self._stop(key)
                     self.groups.pop(key, None)
+                    self.heap.stopped()
                     done = await _pace(done)
             for key, group in wanted.items():
                 done = await self._apply_one(key, group, broken, done)
+            self.heap.settle()
         except BaseException:  # cancelled half-way (shutdown, a lost lease): what is left stays to be applied
             for key, group in wanted.items():
                 if self.groups.get(key) is not group and key not in broken:
@@ -246,7 +250,10 @@ class Watchlist:
             broken[key] = " ".join(str(exc).split())[:300] or type(exc).__name__
             return done
         self.groups[key] = group
-        return await _pace(done) if old is None else done
+        if old is not None:
+            return done
+        self.heap.started()
+        return await _pace(done)
 
     def _start_or_update(self, old: _Group | None, group: _Group) -> None:
         if old is None:
