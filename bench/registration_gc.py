@@ -2,10 +2,11 @@
 how much of it is Python's cyclic garbage collector (every collection timed through `gc.callbacks`).
 
 The tracker is the load generator's (bench/loadgen.py, in its own process, with no peers); `--freeze` calls
-`gc.freeze()` every 0.5 s during the registration (an experiment, not what the daemon does), so that
-long-lived objects leave the collector's generations.
+`gc.freeze()` every 0.5 s during the registration (the first experiment), so that long-lived objects leave
+the collector's generations. The daemon's own policy (swarm/heap.py: a freeze every 1,024 swarms started) runs
+unless `--no-heap` turns it off (the "before" of that change).
 
-    python -m bench.registration_gc --swarms 10000 [--freeze]
+    python -m bench.registration_gc --swarms 10000 [--freeze | --no-heap]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from typing import Any
 
 from bench.capacity_load import _settings, max_bucket, quantile
-from bench.common import fresh_schema, run, server_dsn
+from bench.common import fresh_schema, rss_bytes, run, server_dsn
 from bench.loadgen import LoadTorrent, raise_fd_limit
 from tracker_watch import metrics
 
@@ -73,7 +74,8 @@ async def measure(n: int, url: str, freeze: bool) -> None:
         print(f"registration of {n:,} targets (freeze={freeze}): all watched after {wall:.1f} s; lag p99 "
               f"{quantile(lag, 0.99) * 1000:.0f} ms, max ≤ {max_bucket(lag):g} s; full GC collections {len(full)}, "
               f"{sum(full):.2f} s in total, longest {max(full, default=0):.2f} s; "
-              f"{len(gc.get_objects()):,} objects tracked")
+              f"{len(gc.get_objects()):,} objects tracked, {gc.get_freeze_count():,} frozen; "
+              f"RSS {rss_bytes() / 2**20:.0f} MiB")
         if task is not None:
             task.cancel()
         await daemon.stop()
@@ -83,7 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.registration_gc", description=__doc__.split("\n")[0])
     p.add_argument("--swarms", type=int, default=10_000)
     p.add_argument("--freeze", action="store_true")
+    p.add_argument("--no-heap", action="store_true", help="turn the daemon's gc.freeze policy off")
     args = p.parse_args(argv)
+    if args.no_heap:
+        from tracker_watch.swarm.heap import HeapKeeper
+        HeapKeeper.freeze = lambda self: None  # type: ignore[method-assign]
     raise_fd_limit()
     gen = subprocess.Popen([sys.executable, "-m", "bench.loadgen", "--swarms", str(args.swarms), "--peers", "0",
                             "--monitor-ip", "127.0.0.9", "--timeout", "1"], stdout=subprocess.PIPE, text=True)

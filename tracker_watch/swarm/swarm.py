@@ -128,7 +128,8 @@ class Swarm:
         if self.planner is not None and self.planner.dialling_peer(peer, now.date(), self._loop.time()):
             self._apply_plan()
             self.request_sample(self.planner.dial_grace_s + 1)  # re-plan once the dial grace is over
-        self.handle.connect_peer(peer, lt_source)
+        if peer not in self.connected:  # each announce of each identity lists connected peers again: a
+            self.handle.connect_peer(peer, lt_source)  # no-op for libtorrent, a round trip through the GIL for us
 
     def allows(self, peer: Endpoint, source: Source) -> bool:
         """The address policy: a forbidden address is neither dialled nor recorded, only counted."""
