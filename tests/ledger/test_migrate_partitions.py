@@ -36,7 +36,10 @@ async def test_populated_observations_move_into_partitions(pg_dsn: str, schema: 
     pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2, server_settings={"search_path": schema})
     try:
         await migrate.apply(conn, schema, upto=PARTITIONED - 1)
+        # today's target store writes a column a later migration adds (0015): lend it for the registration
+        await conn.execute(f"ALTER TABLE {schema}.targets ADD COLUMN peer_hints text[] NOT NULL DEFAULT '{{}}'")
         row, _ = await TargetStore(pool).register(parse_target("c" * 40), "Holder", "Work", actor="test")
+        await conn.execute(f"ALTER TABLE {schema}.targets DROP COLUMN peer_hints")
         w = EvidenceWriter(pool, "n1", Ed25519PrivateKey.generate())
         start = datetime(2025, 1, 30, 22, tzinfo=UTC)
         for b in range(5):  # across a month's end, then today

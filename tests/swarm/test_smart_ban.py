@@ -104,7 +104,22 @@ async def test_smart_ban_drops_the_liar_silently_and_the_ban_is_judged(make_sett
         def settled(passed: bool) -> list[PieceSettled]:
             return [e for e in eut.of(PieceSettled) if e.passed is passed]
 
-        await wait_for(lambda: bool(settled(False)) and bool(settled(True)), timeout=90)
+        def both_settled() -> bool:
+            return bool(settled(False)) and bool(settled(True))
+
+        for _ in range(4):
+            try:
+                await wait_for(both_settled, timeout=25)
+                break
+            except TimeoutError:
+                # the stall described above can still happen after the failure (seen once in a CI run of the
+                # whole suite): pausing and resuming the torrent drops and re-dials both peers, and libtorrent
+                # asks for the piece again. What is judged below does not depend on how often it asked.
+                swarm.handle.pause()
+                swarm.handle.resume()
+                eut.engine.add_peer(swarm.key, (LIAR_IP, liar.port), Source.TRACKER)
+                eut.engine.add_peer(swarm.key, (HONEST_IP, honest.port), Source.TRACKER)
+        await wait_for(both_settled, timeout=25)
         failed, passed = settled(False)[0], settled(True)[0]
         assert {c[0][0] for c in failed.contributions} == {LIAR_IP, HONEST_IP}  # no sole source: blames no one
         # H alone served the passed attempt; libtorrent sometimes posts no block_finished for a re-downloaded
