@@ -189,7 +189,7 @@ class Swarm:
         self.connected.discard(peer)
         _log.debug("peer_disconnected", infohash=self.key, peer=f"{peer[0]}:{peer[1]}", reason=alert.message())
         if self.planner is not None:
-            self.planner.peer_gone(peer)
+            self.planner.peer_gone(peer, dial_failed=connect_failed)
         self._emit(PeerGone(self.key, peer, utc_now_ms(), peer_id_or_none(alert.pid), connect_failed))
 
     def on_metadata(self, meta: TorrentMeta, info: bytes) -> None:
