@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import SettingsFactory
 from tests.helpers import wait_for, wait_for_async
-from tests.pgproxy import PgProxy
+from tests.pgproxy import PgProxy, serving
 from tracker_watch.config import Settings
 from tracker_watch.daemon import Daemon
 from tracker_watch.demo.swarm import LocalSwarm
@@ -23,10 +23,8 @@ from tracker_watch.ledger.targets import TargetStore
 
 @pytest.fixture
 async def proxy(pg_dsn: str) -> AsyncIterator[PgProxy]:
-    p = PgProxy(pg_dsn)
-    await p.up()
-    yield p
-    await p.down()
+    async with serving(pg_dsn) as p:
+        yield p
 
 
 def _settings(make_settings: SettingsFactory, proxy: PgProxy) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracker_watch.domain.targets import TargetSpec
+from tracker_watch.ledger.targets import work_of
 
 # the columns TargetStore.register writes that a migration after 0001 added, with that migration's number
 ADDED_IN = {"peer_hints": 15}
@@ -23,12 +24,7 @@ async def register_target(pool: Any, spec: TargetSpec, holder: str, work: str) -
     """Register a target (its holder and work too) with the columns of the schema's version; returns its id."""
     async with pool.acquire() as conn, conn.transaction():
         version = await schema_version(conn)
-        holder_id = await conn.fetchval(
-            "INSERT INTO rights_holders (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
-            "RETURNING id", holder)
-        work_id = await conn.fetchval(
-            "INSERT INTO works (holder_id, title) VALUES ($1, $2) "
-            "ON CONFLICT (holder_id, title) DO UPDATE SET title = EXCLUDED.title RETURNING id", holder_id, work)
+        work_id = await work_of(conn, holder, work)  # rights_holders and works: as in 0001
         meta = spec.meta
         values: dict[str, Any] = {
             "work_id": work_id, "infohash_v1": spec.infohash_v1, "infohash_v2": spec.infohash_v2,
