@@ -87,8 +87,9 @@ async def test_smart_ban_drops_the_liar_silently_and_the_ban_is_judged(make_sett
                             role="H", script=script).start()
     eut = EngineUnderTest(make_settings(verify={"method": "session"}))
     await eut.engine.start()
-    # our peers speak plain TCP only: libtorrent's first dials (uTP, then MSE) fail before plaintext TCP connects;
-    # those failed dials leave the peers candidates (planner.peer_gone), so piece 0 stays wanted throughout
+    # our peers speak plain TCP only: libtorrent's first dials (uTP, then MSE) fail before plain TCP connects;
+    # those failed dials leave the peers candidates (planner.peer_gone), so piece 0 stays wanted throughout. And
+    # no parole after the failure (swarm/settings.py): with it the piece stalled whenever L was asked first
     alerts_before, silent_before = _banned("alert"), _banned("disconnect")
     try:
         info = parse_target(content.torrent).info
