@@ -39,7 +39,6 @@ class PendingMetadata:
         self.directory = directory
         self.retry_s, self.max_retry_s = retry_s, max_retry_s
         self.pending: dict[str, _Entry] = {}  # infohash hex → what waits to be stored
-        self.stored = 0
         self._pool: Any = None
         self._wake = asyncio.Event()
 
@@ -99,12 +98,13 @@ class PendingMetadata:
         except Exception as exc:  # kept, and tried again: the database may be away, or the pool reconnecting
             _log.warning("metadata_store_failed", infohash=key, targets=len(entry.ids),
                          error=(str(exc) or type(exc).__name__)[:300])
+            if key in self.pending:  # to the back: one that keeps failing holds up no other
+                self.pending[key] = self.pending.pop(key)
             return False
         if self.pending.get(key) is entry:  # not replaced meanwhile (more targets of the swarm): done
             del self.pending[key]
             with contextlib.suppress(OSError):
                 (self.directory / f"{key}.json").unlink(missing_ok=True)
-        self.stored += 1
         return True
 
     def _save(self, key: str, entry: _Entry) -> None:
