@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
@@ -30,6 +30,17 @@ def upstream_of(dsn: str) -> tuple[Opener, str]:
             return await asyncio.open_connection(host, port)
         opener = open_tcp
     return opener, f"postgresql://{user}@127.0.0.1:{{port}}/{database}"
+
+
+@contextlib.asynccontextmanager
+async def serving(upstream_dsn: str) -> AsyncIterator[PgProxy]:
+    """A proxy that is up, and taken down at the end."""
+    p = PgProxy(upstream_dsn)
+    await p.up()
+    try:
+        yield p
+    finally:
+        await p.down()
 
 
 class PgProxy:

@@ -1,6 +1,7 @@
 """Typed settings: built-in defaults, then a TOML file, then TRACKER_WATCH_* environment variables.
 
-Every key is a field of one section dataclass below; its `doc` metadata is the documentation that
+Every key is a field of one section dataclass below (or, for [swarm] and [verify], in config_swarm.py,
+re-exported here: this module is the import point); its `doc` metadata is the documentation that
 config/tracker-watch.example.toml repeats (a test keeps the two in step), and its `min`/`max` (every
 number has both) or `pattern` are what config_values.py checks a value against. Environment variables are
 named TRACKER_WATCH_<SECTION>_<KEY> (section names contain no underscore, so the split is unambiguous),
@@ -10,7 +11,6 @@ e.g. TRACKER_WATCH_DATABASE_DSN or TRACKER_WATCH_SWARM_LISTEN_INTERFACES="127.0.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import re
 import socket
@@ -21,19 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tracker_watch.config_swarm import SwarmSettings as SwarmSettings
+from tracker_watch.config_swarm import VerifySettings as VerifySettings
+from tracker_watch.config_swarm import check_swarm, check_verify
 from tracker_watch.config_values import ConfigError as ConfigError
 from tracker_watch.config_values import EnvText, convert, name, show
-from tracker_watch.domain.addresses import AddressPolicy, AddressPolicyError
+from tracker_watch.config_values import doc as _doc
+from tracker_watch.config_values import parse_endpoint as parse_endpoint
 from tracker_watch.domain.trackers import TrackerUrlError, clean_tracker_url
 
 ENV_PREFIX = "TRACKER_WATCH_"
 # Environment variables with our prefix that are not settings.
 NON_SETTING_ENV = {"CONFIG", "TEST_DSN"}
 MAX_FILE_BYTES = 2**20
-
-
-def _doc(text: str, **checks: Any) -> dict[str, Any]:
-    return {"doc": text, **checks}
 
 
 def _default_state_dir() -> Path:
@@ -86,44 +86,6 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
-class SwarmSettings:
-    listen_interfaces: list[str] = field(default_factory=lambda: ["0.0.0.0:6881", "[::]:6881"], metadata=_doc(
-        "Addresses (ip:port) the BitTorrent session listens on."))
-    outgoing_interfaces: list[str] = field(default_factory=list, metadata=_doc(
-        "Local addresses outgoing peer and tracker connections bind to; empty lets the OS choose."))
-    dht_enabled: bool = field(default=True, metadata=_doc(
-        "Run a DHT node (read-only: it never answers queries). Useless without bootstrap nodes."))
-    dht_bootstrap_nodes: list[str] = field(default_factory=list, metadata=_doc(
-        "DHT routers as host:port. Empty by default so that nothing public is contacted."))
-    dht_restrict_ips: bool = field(default=True, metadata=_doc(
-        "Ignore DHT nodes on private and loopback addresses (turn off only for a local test DHT)."))
-    dht_query_interval_s: float = field(default=300.0, metadata=_doc(
-        "How often each swarm asks the DHT for peers.", min=5.0, max=86400.0))
-    pex_enabled: bool = field(default=True, metadata=_doc("Learn peers through peer exchange (ut_pex)."))
-    connections_limit: int = field(default=200, metadata=_doc(
-        "Peer connections for the whole session.", min=2, max=65535))
-    connection_speed: int = field(default=30, metadata=_doc(
-        "New outgoing connection attempts per second.", min=1, max=10_000))
-    alert_queue_size: int = field(default=100_000, metadata=_doc(
-        "libtorrent alert queue size; overflow is counted as dropped alerts.", min=1000, max=10_000_000))
-    payload_dir: str = field(default="", metadata=_doc(
-        "Where pieces being verified live (use a tmpfs). Empty: $RUNTIME_DIRECTORY, else /dev/shm, "
-        "else <state_dir>/payload."))
-    peer_refresh_s: float = field(default=60.0, metadata=_doc(
-        "How often connected peers of a swarm are re-read for their advertised pieces.", min=1.0, max=3600.0))
-    max_peers_per_swarm: int = field(default=500, metadata=_doc(
-        "Peer addresses tracked (and connections made) per swarm; more are counted as a limit hit.", min=2, max=65535))
-    allowed_networks: list[str] = field(default_factory=list, metadata=_doc(
-        "Networks (CIDR) outside global unicast whose addresses may still be dialled and recorded as peers "
-        "and used as trackers. Empty: none, so private, loopback, link-local, carrier-grade NAT, multicast "
-        "and reserved addresses that trackers, the DHT or peers name are ignored. Local test swarms and "
-        "labs name theirs, e.g. [\"127.0.0.0/8\", \"::1/128\"]."))
-    denied_networks: list[str] = field(default_factory=list, metadata=_doc(
-        "Networks (CIDR) never dialled nor recorded even when global (e.g. your own data centre's); they "
-        "override allowed_networks."))
-
-
-@dataclass(frozen=True)
 class TrackerSettings:
     enabled: bool = field(default=True, metadata=_doc("Announce to the targets' trackers and record their peer lists."))
     min_interval_s: float = field(default=60.0, metadata=_doc(
@@ -134,52 +96,6 @@ class TrackerSettings:
     numwant: int = field(default=200, metadata=_doc("Peers asked for per announce.", min=1, max=2000))
     extra: list[str] = field(default_factory=list, metadata=_doc(
         "Tracker URLs announced to for every target in addition to its own."))
-
-
-@dataclass(frozen=True)
-class VerifySettings:
-    method: Literal["probe", "session"] = field(default="probe", metadata=_doc(
-        "probe: each candidate peer is asked for a piece over a connection of our own to that peer alone (see "
-        "docs/verification.md); session: libtorrent's session downloads wanted pieces from whoever it picks "
-        "(kept for comparison; real distributors may go unproven)."))
-    probe_interface: str = field(default="", metadata=_doc(
-        "Address our verification connections come from. Use a second address of this host, not the "
-        "session's own: many clients accept one connection per address and drop a second. Empty: the first "
-        "of swarm.outgoing_interfaces.", pattern=r"[0-9A-Fa-f:.]*"))
-    listen_port: int = field(default=0, metadata=_doc(
-        "Port of the verifier's own listener, on the probe address (and the session's IPv6 one), which is the "
-        "port we announce to trackers: a peer that dials us — the only way to reach one behind NAT — is "
-        "verified on that connection. 0: any free port (fix one for a firewall).", min=0, max=65535))
-    probe_concurrency: int = field(default=32, metadata=_doc(
-        "Verification connections open at once (all swarms together).", min=1, max=4096))
-    lanes: int = field(default=2, metadata=_doc(
-        "Lanes at once: single-peer libtorrent sessions on the probe address for what our TCP connection cannot "
-        "do — pure v2 torrents, and peers it could not reach (uTP-only). 0: no lanes.", min=0, max=64))
-    probe_encryption: Literal["prefer", "require", "plaintext"] = field(default="prefer", metadata=_doc(
-        "MSE/PE on verification connections: prefer (fall back to plaintext), require, or plaintext."))
-    probe_timeout_s: float = field(default=120.0, metadata=_doc(
-        "Longest one verification connection may take, handshakes to hash check.", min=5.0, max=600.0))
-    retry_base_s: float = field(default=15.0, metadata=_doc(
-        "A candidate that could not be verified is tried again after this long, doubling each time …",
-        min=1.0, max=3600.0))
-    retry_max_s: float = field(default=600.0, metadata=_doc("… up to this long between tries.", min=1.0,
-                                                            max=86400.0))
-    probes_per_peer_per_day: int = field(default=24, metadata=_doc(
-        "Most verification connections to one IP per target per day.", min=1, max=1000))
-    pieces_per_peer: int = field(default=1, metadata=_doc(
-        "Pieces to verify from each peer (IP) per target per day.", min=1, max=64))
-    bytes_per_peer_per_day: int = field(default=64 * 2**20, metadata=_doc(
-        "Most payload bytes taken from one IP address per target per day.", min=16384, max=2**40))
-    bytes_per_swarm_per_day: int = field(default=512 * 2**20, metadata=_doc(
-        "Most payload bytes downloaded per target per day, all peers together.", min=16384, max=2**40))
-    max_wanted_pieces: int = field(default=4, metadata=_doc(
-        "Pieces asked for at once per swarm (one per peer being verified).", min=1, max=64))
-    max_attempts_per_peer: int = field(default=3, metadata=_doc(
-        "Pieces asked for on an address's behalf that others delivered before it rests (while others could "
-        "serve in its place).", min=1, max=100))
-    redial_s: float = field(default=300.0, metadata=_doc(
-        "A listed peer not yet verified gets a fresh chance (a piece wanted as it is dialled) this often.",
-        min=1.0, max=86400.0))
 
 
 @dataclass(frozen=True)
@@ -391,14 +307,7 @@ def _build_section(section: str, cls: type[Any], values: Mapping[str, Any]) -> A
 
 
 def _cross_checks(s: Settings) -> None:
-    if s.verify.probe_interface:
-        try:
-            ipaddress.ip_address(s.verify.probe_interface)
-        except ValueError:
-            text = show(s.verify.probe_interface)
-            raise ConfigError(f"verify.probe_interface: {text} is not an IP address") from None
-    if s.verify.retry_base_s > s.verify.retry_max_s:
-        raise ConfigError("verify.retry_base_s: must not exceed verify.retry_max_s")
+    check_verify(s.verify)
     if s.database.pool_min_size > s.database.pool_max_size:
         raise ConfigError("database.pool_min_size: must not exceed database.pool_max_size")
     if s.trackers.min_interval_s > s.trackers.max_interval_s:
@@ -409,24 +318,12 @@ def _cross_checks(s: Settings) -> None:
         raise ConfigError("spool.segment_bytes: must not exceed spool.max_bytes")
     parse_endpoint("api.listen", s.api.listen)
     parse_endpoint("metrics.listen", s.metrics.listen)
-    for item in s.swarm.listen_interfaces:
-        parse_endpoint("swarm.listen_interfaces", item)
-    for item in s.swarm.outgoing_interfaces:
-        try:
-            ipaddress.ip_address(item.strip("[]"))
-        except ValueError:
-            raise ConfigError(f"swarm.outgoing_interfaces: {show(item)} is not an IP address") from None
-    for item in s.swarm.dht_bootstrap_nodes:
-        parse_endpoint("swarm.dht_bootstrap_nodes", item, host_names=True)
+    check_swarm(s.swarm)
     for url in s.trackers.extra:
         try:
             clean_tracker_url(url)
         except TrackerUrlError as exc:
             raise ConfigError(f"trackers.extra: {exc}") from None
-    try:
-        AddressPolicy.from_settings(s.swarm.allowed_networks, s.swarm.denied_networks)
-    except AddressPolicyError as exc:
-        raise ConfigError(str(exc)) from None
     for code in s.policy.jurisdictions:
         if not re.fullmatch(r"[A-Z]{2}", code):
             raise ConfigError(f"policy.jurisdictions: {show(code)} is not an ISO 3166 alpha-2 code (e.g. \"KZ\")")
@@ -436,20 +333,3 @@ def _cross_checks(s: Settings) -> None:
         raise ConfigError("database.read_dsn: expected a postgresql:// URL")
     if s.database.read_dsn and not s.database.dsn:
         raise ConfigError("database.read_dsn: a read replica needs database.dsn (the primary) set too")
-
-
-def parse_endpoint(key: str, text: str, host_names: bool = False) -> tuple[str, int]:
-    """Parse 'ip:port', '[v6]:port' (or 'host:port' when host_names) into (host, port)."""
-    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:([0-9]{1,5})|([^:\[\]]+):([0-9]{1,5})", text.strip())
-    if not m:
-        raise ConfigError(f"{key}: {show(text)} is not host:port")
-    host = m.group(1) or m.group(3)
-    port = int(m.group(2) or m.group(4))
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{key}: port {port} out of range in {show(text)}")
-    if not host_names:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ConfigError(f"{key}: {show(host)} is not an IP address") from None
-    return host, port

@@ -11,6 +11,7 @@ message is one line naming the key.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import typing
@@ -137,3 +138,25 @@ def _number(key: str, typ: type[Any], value: Any, meta: Mapping[str, Any]) -> An
     if "max" in meta and value > meta["max"]:
         raise ConfigError(f"{key}: must be at most {_number_text(meta['max'])}, got {show(value)}")
     return typ(value)
+
+
+def doc(text: str, **checks: Any) -> dict[str, Any]:
+    """A setting's field metadata: its documentation (the example file's comment) and its checks."""
+    return {"doc": text, **checks}
+
+
+def parse_endpoint(key: str, text: str, host_names: bool = False) -> tuple[str, int]:
+    """Parse 'ip:port', '[v6]:port' (or 'host:port' when host_names) into (host, port)."""
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:([0-9]{1,5})|([^:\[\]]+):([0-9]{1,5})", text.strip())
+    if not m:
+        raise ConfigError(f"{key}: {show(text)} is not host:port")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{key}: port {port} out of range in {show(text)}")
+    if not host_names:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"{key}: {show(host)} is not an IP address") from None
+    return host, port

@@ -35,8 +35,8 @@ from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.outbox import Outbox
 from tracker_watch.ledger.ownership import Ownership
 from tracker_watch.ledger.strikes import StrikeLedger
-from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.node_targets import CopyKeeper, DatabaseAway, NodeTargets
+from tracker_watch.pending_metadata import PendingMetadata
 from tracker_watch.swarm.announcer import Announcers, announcers_for
 from tracker_watch.swarm.engine import SwarmEngine
 from tracker_watch.swarm.local_copy import LocalCopy
@@ -75,10 +75,9 @@ class Daemon:
         self._beat_lock = asyncio.Lock()
         self._seen_pulse: tuple[Any, ...] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._background: set[asyncio.Task[Any]] = set()
         self.targets = NodeTargets()  # the ledger once connected; the local copy until then
         self.copy_keeper = CopyKeeper(LocalCopy(settings.node.state_dir / "local-copy"))
-        self._pending_metadata: list[tuple[list[int], bytes, TorrentMeta]] = []
+        self.metadata = PendingMetadata(settings.node.state_dir / "pending-metadata")  # stored when the db answers
         self.online = False  # leases, API and ledger jobs running (the database answered and was reconciled)
 
     async def start(self) -> None:
@@ -97,6 +96,7 @@ class Daemon:
         spool = Spool(Path(s.spool.dir) if s.spool.dir else s.node.state_dir / "spool", s.spool.max_bytes,
                       s.spool.segment_bytes)
         spool.open()  # first: a second daemon on this state directory stops here
+        self.metadata.load()  # fetched by an earlier run that could not store it
         self.batcher = Batcher(self._write_evidence, spool, s.collector.batch_size, s.collector.flush_interval_s,
                                s.spool.fsync_interval_s, s.database.write_timeout_s, s.spool.near_full_ratio)
         if spool.pending_records:
@@ -131,6 +131,7 @@ class Daemon:
         if not self.online:
             await self._start_offline()
         self._tasks += [asyncio.create_task(self.watchlist.run(), name="watchlist"),
+                        asyncio.create_task(self.metadata.run(), name="metadata"),
                         asyncio.create_task(jobs.every(60.0, self._forget_idle), name="forget-idle")]
         if (interval := systemd.watchdog_interval()) is not None:
             self._tasks.append(asyncio.create_task(systemd.watchdog_loop(interval), name="watchdog"))
@@ -155,9 +156,7 @@ class Daemon:
         await self._heartbeat()
         self.batcher.kick()  # write the spool now rather than at the end of the batcher's back-off
         metrics.LOCAL_COPY_TARGETS.set(0)
-        for ids, info, meta in self._pending_metadata:  # fetched while the database was away
-            await TargetStore(pool).set_metadata(ids, info, meta)
-        self._pending_metadata.clear()
+        self.metadata.connect(pool)  # what was fetched while the database was away, and what comes
         if s.api.enabled and self.api is None:
             from tracker_watch.api.app import ApiServer
 
@@ -271,8 +270,7 @@ class Daemon:
                 await asyncio.wait_for(self.engine.stop(), timeout=max(1.0, (deadline - time.monotonic()) / 2))
             except TimeoutError:
                 _log.error("swarm_engine_stop_timeout")
-        if self._background:
-            await asyncio.wait(self._background, timeout=max(0.1, (deadline - time.monotonic()) / 3))
+        await self.metadata.flush(timeout=max(0.1, (deadline - time.monotonic()) / 3))
         if self.ownership is not None:
             try:  # hand the targets to the other nodes now rather than after the lease TTL
                 released = await asyncio.wait_for(self.ownership.release_all(),
@@ -307,18 +305,7 @@ class Daemon:
         group = self.watchlist.groups.get(swarm.key)
         if group is None:
             return
-        ids = [r.target_id for r in group.refs]
-        if not self.db.connected:  # stored once the database answers
-            self._pending_metadata.append((ids, info, meta))
-            return
-        task = asyncio.create_task(TargetStore(self.db.pool).set_metadata(ids, info, meta))
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.warning("background_task_failed", error=str(task.exception())[:300])
+        self.metadata.add(swarm.key, [r.target_id for r in group.refs], info, meta)
 
     async def _heartbeat(self) -> None:
         assert self.ownership is not None

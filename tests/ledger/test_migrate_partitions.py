@@ -11,12 +11,12 @@ import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.ledger.old_schema import register_target
 from tests.ledger.test_observations import _obs
 from tracker_watch.domain.evidence import Grade
 from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger import migrate
 from tracker_watch.ledger.evidence import EvidenceWriter
-from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.ledger.verify import verify_ledger
 
 PARTITIONED = 11
@@ -36,18 +36,15 @@ async def test_populated_observations_move_into_partitions(pg_dsn: str, schema: 
     pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2, server_settings={"search_path": schema})
     try:
         await migrate.apply(conn, schema, upto=PARTITIONED - 1)
-        # today's target store writes a column a later migration adds (0015): lend it for the registration
-        await conn.execute(f"ALTER TABLE {schema}.targets ADD COLUMN peer_hints text[] NOT NULL DEFAULT '{{}}'")
-        row, _ = await TargetStore(pool).register(parse_target("c" * 40), "Holder", "Work", actor="test")
-        await conn.execute(f"ALTER TABLE {schema}.targets DROP COLUMN peer_hints")
+        target = await register_target(pool, parse_target("c" * 40), "Holder", "Work")  # as version 10 did
         w = EvidenceWriter(pool, "n1", Ed25519PrivateKey.generate())
         start = datetime(2025, 1, 30, 22, tzinfo=UTC)
         for b in range(5):  # across a month's end, then today
-            await w.write([dataclasses.replace(_obs(row.id, ip=f"127.0.0.{10 + i}", port=6881 + b,
+            await w.write([dataclasses.replace(_obs(target, ip=f"127.0.0.{10 + i}", port=6881 + b,
                                                     grade=Grade.VERIFIED if i == 0 else Grade.LISTED),
                                                observed_at=start + timedelta(hours=8 * b, minutes=i))
                            for i in range(20)])
-        await w.write([_obs(row.id, port=1)])
+        await w.write([_obs(target, port=1)])
         await w.checkpoint()
         async with conn.transaction():  # some rows redacted the old way
             await conn.execute("SET LOCAL tracker_watch.redact = 'on'")
@@ -79,8 +76,8 @@ async def test_populated_observations_move_into_partitions(pg_dsn: str, schema: 
         with pytest.raises(asyncpg.UniqueViolationError):  # the primary key holds in each partition
             await conn.execute("INSERT INTO observations SELECT * FROM observations WHERE chain_seq = 1")
         # the writer carries on, and recognises a replay of what was written before the migration
-        assert await w.write([_obs(row.id, port=2)]) == 1
-        assert await w.write([dataclasses.replace(_obs(row.id), id=before[0]["id"],
+        assert await w.write([_obs(target, port=2)]) == 1
+        assert await w.write([dataclasses.replace(_obs(target), id=before[0]["id"],
                                                   observed_at=before[0]["observed_at"])]) == 0
         assert (await verify_ledger(conn)).ok
     finally:

@@ -10,6 +10,7 @@ from collections import defaultdict
 import asyncpg
 
 from tests.ledger import legacy_ownership
+from tests.ledger.old_schema import register_target
 from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger import migrate
 from tracker_watch.ledger.db import Database
@@ -128,10 +129,8 @@ async def test_version_n_and_n_plus_1_share_out_the_swarms_during_a_rolling_upgr
     pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4, server_settings={"search_path": schema})
     try:
         swarms = [os.urandom(20).hex() for _ in range(8)]
-        # today's target store registers them, and it writes a column a later migration adds (0015): lend it
-        await conn.execute(f"ALTER TABLE {schema}.targets ADD COLUMN peer_hints text[] NOT NULL DEFAULT '{{}}'")
-        ids = {await _register(pool, ih, holder) for ih in swarms for holder in ("A", "B")}
-        await conn.execute(f"ALTER TABLE {schema}.targets DROP COLUMN peer_hints")
+        ids = {await register_target(pool, parse_target(ih), holder, "Work")  # as version N did
+               for ih in swarms for holder in ("A", "B")}
         old = legacy_ownership.Ownership(pool, "old", "tw/N", 1000, ttl_s=30.0, heartbeat_s=0.5)
         await old.beat()
         assert old.owned == ids  # alone: everything

@@ -145,3 +145,18 @@ def test_a_peer_alone_gets_a_fresh_chance() -> None:
     assert p.plan(TODAY, 0.0)[0] == set()
     p.peer_gone(B)  # with B gone only A can serve a piece wanted for A
     assert len(p.plan(TODAY, 0.0)[0]) == 1
+
+
+def test_a_failed_dial_keeps_the_peer_and_its_piece() -> None:
+    """libtorrent's first way in may fail (uTP, MSE) before the next one connects: nothing flaps meanwhile."""
+    p = planner()
+    assert p.dialling_peer(A, TODAY, now=0.0)
+    p.peer_seen(B, None)
+    wanted = p.plan(TODAY, 1.0)[0]
+    assert len(wanted) == 2
+    p.peer_gone(A, dial_failed=True)
+    p.peer_gone(B, dial_failed=True)  # a second connection attempt to a connected peer failed
+    assert p.plan(TODAY, 2.0) == (set(), set())
+    assert p.wanted == wanted
+    p.peer_gone(B)  # a connection that ends is another matter
+    assert len(p.plan(TODAY, 3.0)[1]) == 1

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from tracker_watch import console, log, metrics
 from tracker_watch.api import evidence, ledger, targets  # noqa: F401 - importing registers their routes
-from tracker_watch.api.auth import FailureLimiter, RateLimiter, authenticate, client_key
+from tracker_watch.api.auth import FailureLimiter, RateLimiter, TokenCheck, client_key
 from tracker_watch.api.common import reply
 from tracker_watch.api.errors import Problem, problems
 from tracker_watch.api.hardening import ProblemRunner, security_headers
@@ -24,8 +24,9 @@ from tracker_watch.api.keys import (
     READ_POOL,
     ROUTE_TABLE,
     SETTINGS,
+    TOKENS,
     WATCHLIST,
-    db,
+    authenticate_request,
 )
 from tracker_watch.api.openapi import document
 from tracker_watch.api.registry import ROUTES, Route, route, router_path
@@ -61,7 +62,7 @@ async def authorize(request: web.Request, handler: Any) -> web.StreamResponse:
         failures = request.app[AUTH_FAILURES]
         failures.check(client)
         try:
-            who = await authenticate(db(request), header)
+            who = await authenticate_request(request, header)
         except Problem:
             if header is not None:  # a wrong token, not a missing one: the guesses are what is limited
                 failures.failed(client)
@@ -77,6 +78,7 @@ def create_app(pool: Any, settings: Settings, engine: Any = None, watchlist: Any
     app = web.Application(client_max_size=settings.api.max_body_bytes, middlewares=[measure, problems, authorize])
     app[POOL], app[SETTINGS], app[ENGINE], app[WATCHLIST] = pool, settings, engine, watchlist
     app[READ_POOL] = read_pool if read_pool is not None else pool
+    app[TOKENS] = TokenCheck(pool, app[READ_POOL])
     app[MAX_BODY] = settings.api.max_body_bytes
     app[LIMITER] = RateLimiter(settings.api.rate_per_s, settings.api.burst)
     app[AUTH_FAILURES] = FailureLimiter(settings.api.auth_failures_per_s, settings.api.auth_failure_burst)

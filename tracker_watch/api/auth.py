@@ -1,6 +1,7 @@
-"""Bearer tokens: created once, shown once, stored as SHA-256; looked up on every request, so a revocation
-takes effect at the next request. Per-token rate limiting with a token bucket, and a second bucket per client
-address that only failed authentications drain."""
+"""Bearer tokens: created once, shown once, stored as SHA-256; looked up on every request, on the primary
+(TokenCheck), so a revocation takes effect at the next request — also for reads served by a replica.
+Per-token rate limiting with a token bucket, and a second bucket per client address that only failed
+authentications drain."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tracker_watch import log
 from tracker_watch.api.errors import Problem
+from tracker_watch.ledger.db import is_outage
 
+_log = log.get("tracker_watch.api")
 PREFIX = "tw_"
 MAX_TOKEN = 200  # ours are 46 characters; a longer one is not worth hashing
 _CHALLENGE = 'Bearer realm="tracker-watch"'
@@ -61,6 +65,32 @@ async def authenticate(pool: Any, header: str | None) -> Principal:
         raise Problem(401, "the token is unknown or has been revoked",
                       {"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'})
     return Principal(row["id"], row["name"], row["role"], row["holder_id"], row["holder"], row["isp"])
+
+
+class TokenCheck:
+    """Where tokens are looked up: on the primary, never on a replica that may not have replayed a revocation
+    yet. Only when the primary is away (an outage, not a wrong token) may a read-only request's token be
+    checked on the replica (`database.read_dsn`): then a token revoked within the replica's replay delay
+    before the outage still works for reads until the replica replays the revocation or the primary is back.
+    After an outage the replica is used for `retry_s` without asking the primary, so an unreachable primary
+    (connect timeouts, not refusals) delays one request in that period, not every one."""
+
+    def __init__(self, primary: Any, replica: Any, retry_s: float = 5.0) -> None:
+        self.primary, self.replica, self.retry_s = primary, replica, retry_s
+        self._primary_away_until = 0.0
+
+    async def check(self, header: str | None, replica_ok: bool) -> Principal:
+        fallback = replica_ok and self.replica is not self.primary
+        if fallback and time.monotonic() < self._primary_away_until:
+            return await authenticate(self.replica, header)
+        try:
+            return await authenticate(self.primary, header)
+        except Exception as exc:
+            if not fallback or not is_outage(exc):
+                raise
+            self._primary_away_until = time.monotonic() + self.retry_s
+            _log.warning("token_check_on_replica", error=(str(exc) or type(exc).__name__)[:300])
+            return await authenticate(self.replica, header)
 
 
 async def create_token(conn: Any, role: str, name: str, actor: str) -> tuple[int, str]:

@@ -12,9 +12,9 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from tracker_watch import log
-from tracker_watch.api.auth import Principal, authenticate
+from tracker_watch.api.auth import Principal
 from tracker_watch.api.errors import Problem
-from tracker_watch.api.keys import LIMITER, PRINCIPAL, db
+from tracker_watch.api.keys import LIMITER, PRINCIPAL, authenticate_request
 from tracker_watch.console import session as sess
 
 _log = log.get("tracker_watch.console")
@@ -135,7 +135,7 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
             query["expired"] = "1"
         raise redirect(f"/console/login?{urlencode(query)}" if query else "/console/login")
     try:
-        principal = await authenticate(db(request), f"Bearer {s.token}")
+        principal = await authenticate_request(request, f"Bearer {s.token}")
     except Problem as p:
         if p.status != 401:  # not about the token (e.g. the database): no reason to end the session
             raise

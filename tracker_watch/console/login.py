@@ -6,9 +6,8 @@ import secrets
 
 from aiohttp import web
 
-from tracker_watch.api.auth import authenticate
 from tracker_watch.api.errors import Problem
-from tracker_watch.api.keys import db
+from tracker_watch.api.keys import authenticate_request
 from tracker_watch.console import session as sess
 from tracker_watch.console.core import SESSIONS, ConsoleError, check_csrf, redirect, render, safe_next, who
 
@@ -44,7 +43,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not isinstance(token, str) or not token.strip():
         return await login_form(request, "Enter your API token.", 400)
     try:
-        principal = await authenticate(db(request), f"Bearer {token.strip()}")
+        principal = await authenticate_request(request, f"Bearer {token.strip()}")
     except Problem:
         return await login_form(request, "That token is unknown or has been revoked.", 401)
     store = request.app[SESSIONS]

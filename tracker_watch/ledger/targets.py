@@ -52,6 +52,16 @@ def _row(r: asyncpg.Record) -> TargetRow:
     return TargetRow(**{**dict(r), "trackers": tuple(r["trackers"]), "peer_hints": tuple(r["peer_hints"])})
 
 
+async def work_of(conn: Conn, holder: str, work: str) -> int:
+    """The id of the rights holder's work, both created if new."""
+    holder_id = await conn.fetchval(
+        "INSERT INTO rights_holders (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+        "RETURNING id", holder)
+    return int(await conn.fetchval(
+        "INSERT INTO works (holder_id, title) VALUES ($1, $2) "
+        "ON CONFLICT (holder_id, title) DO UPDATE SET title = EXCLUDED.title RETURNING id", holder_id, work))
+
+
 class TargetStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -59,12 +69,7 @@ class TargetStore:
     async def register(self, spec: TargetSpec, holder: str, work: str, actor: str) -> tuple[TargetRow, bool]:
         """Register (or find) the target; returns (row, created). Idempotent for the same work and infohash."""
         async with self.pool.acquire() as conn, conn.transaction():
-            holder_id = await conn.fetchval(
-                "INSERT INTO rights_holders (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
-                "RETURNING id", holder)
-            work_id = await conn.fetchval(
-                "INSERT INTO works (holder_id, title) VALUES ($1, $2) "
-                "ON CONFLICT (holder_id, title) DO UPDATE SET title = EXCLUDED.title RETURNING id", holder_id, work)
+            work_id = await work_of(conn, holder, work)
             existing = await conn.fetchval(
                 "SELECT id FROM targets WHERE work_id = $1 AND status <> 'deleted' AND "
                 "(infohash_v1 = $2 OR infohash_v2 = $3)", work_id, spec.infohash_v1, spec.infohash_v2)

@@ -79,7 +79,13 @@ class PiecePlanner:
         self.peers[peer] = pieces
         self.dialling.pop(peer, None)
 
-    def peer_gone(self, peer: Endpoint) -> None:
+    def peer_gone(self, peer: Endpoint, dial_failed: bool = False) -> None:
+        """A connection with the peer ended. A failed dial ends nothing: libtorrent goes on to the next way in
+        (uTP then TCP, MSE then plaintext) or a later retry, so the peer stays what it was — connected, or a
+        candidate until its dial grace ends. Taking it off unwanted its piece until the next sample saw it
+        connected, and such a flap at a hash failure could leave libtorrent asking nobody for the piece."""
+        if dial_failed:
+            return
         self.peers.pop(peer, None)
         self.dialling.pop(peer, None)
 

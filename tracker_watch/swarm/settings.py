@@ -71,6 +71,11 @@ def session_settings(s: SwarmSettings, user_agent: str) -> dict[str, Any]:
         # ask one peer for a whole piece, so a verified (or failed) piece is attributable to it
         "whole_pieces_threshold": 600,
         "strict_end_game_mode": True,
+        # no parole after a hash failure: a paroled peer may only take a piece nobody else has started, so one
+        # that rejects the piece's blocks (BEP 6) left it started and nobody asked again — the piece stalled
+        # for good (tests/swarm/test_smart_ban.py, 3 runs in 7). Whole pieces from one peer are asked for anyway
+        # (above), and smart-ban still compares the failed piece's blocks with the good ones.
+        "use_parole_mode": False,
     }
     pack.update(ZERO_UPLOAD)
     return pack

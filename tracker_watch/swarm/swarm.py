@@ -176,6 +176,7 @@ class Swarm:
         if not self.policy.allows(peer[0], self._own_ips):
             return  # libtorrent's IP filter keeps these out; nothing about them is recorded
         connect_failed = alert.op == lt.operation_t.connect
+        peer_id = peer_id_or_none(alert.pid)  # known once the BitTorrent handshake completed
         if _banned(alert) and self.pieces is not None:
             # smart-ban sometimes drops a peer for bad data with this reason and no peer_ban_alert: judged
             # like a ban, against the peer's own record (pieces.py), never as evidence by itself
@@ -183,14 +184,14 @@ class Swarm:
             metrics.PEERS_BANNED.labels(how="disconnect").inc()
             if self.planner is not None:
                 self.planner.corrupt.add(peer[0])
-            self.pieces.banned(peer, peer_id_or_none(alert.pid))
+            self.pieces.banned(peer, peer_id)
         if connect_failed:
             self._learned(peer)  # libtorrent only dials endpoints we gave it or that peers told it about (PEX)
         self.connected.discard(peer)
         _log.debug("peer_disconnected", infohash=self.key, peer=f"{peer[0]}:{peer[1]}", reason=alert.message())
-        if self.planner is not None:
-            self.planner.peer_gone(peer)
-        self._emit(PeerGone(self.key, peer, utc_now_ms(), peer_id_or_none(alert.pid), connect_failed))
+        if self.planner is not None:  # a dial that ended before the handshake (refused, uTP, MSE) lost no peer
+            self.planner.peer_gone(peer, dial_failed=connect_failed or peer_id is None)
+        self._emit(PeerGone(self.key, peer, utc_now_ms(), peer_id, connect_failed))
 
     def on_metadata(self, meta: TorrentMeta, info: bytes) -> None:
         self.meta, self.info = meta, info

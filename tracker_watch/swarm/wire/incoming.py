@@ -33,17 +33,9 @@ async def verify_accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWr
                           t.deadlines(), alternatives)
 
     async def opening() -> None:
-        raw = session.stream
         deadline = asyncio.get_running_loop().time() + t.handshake
-        head = b""
-        while len(head) < len(pw.PROTOCOL):
-            head += await raw.read_raw(deadline, "handshake")
-        if head.startswith(pw.PROTOCOL):
-            if not allow_plaintext:
-                raise ProbeFailure(Reason.ENCRYPTION_REQUIRED, "peer sent a plaintext handshake; we require MSE")
-            session.stream = raw.switched(pending=head)
-        else:
-            session.stream = await _respond(raw, head, spec, allow_plaintext, deadline)
+        session.stream, _, encrypted = await _open(session.stream, [spec.info_hash], allow_plaintext, deadline)
+        if encrypted:
             result.mse, result.encrypted = True, session.stream.encrypted
         await session.handshake(sent=False, initiator=False)
 
@@ -70,9 +62,22 @@ async def _run(result: ProbeResult, session: PeerSession, opening: Callable[[], 
     return result
 
 
-async def _respond(raw: WireStream, head: bytes, spec: PieceSpec, allow_plaintext: bool,
-                   deadline: float) -> WireStream:
-    return (await _respond_any(raw, head, [spec.info_hash], allow_plaintext, deadline))[0]
+async def _open(raw: WireStream, skeys: list[bytes], allow_plaintext: bool,
+                deadline: float) -> tuple[WireStream, bytes, bool]:
+    """The peer speaks first: a plaintext BitTorrent handshake (read whole: it names the infohash) or MSE, which
+    we answer as the responder for any of `skeys`. Returns (the stream the handshake is read from — what was
+    read leads it —, the infohash named, whether MSE was used)."""
+    head = b""
+    while len(head) < len(pw.PROTOCOL):
+        head += await raw.read_raw(deadline, "handshake")
+    if not head.startswith(pw.PROTOCOL):
+        stream, info_hash = await _respond_any(raw, head, skeys, allow_plaintext, deadline)
+        return stream, info_hash, True
+    if not allow_plaintext:
+        raise ProbeFailure(Reason.ENCRYPTION_REQUIRED, "peer sent a plaintext handshake; we require MSE")
+    while len(head) < pw.HANDSHAKE_LEN:
+        head += await raw.read_raw(deadline, "handshake")
+    return raw.switched(pending=head), head[28:48], False
 
 
 Choice = tuple[PieceSpec, Sequence[PieceSpec]]
@@ -93,18 +98,7 @@ async def verify_incoming(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     deadline = loop.time() + t.handshake
     try:
         async with asyncio.timeout(t.total):
-            head = b""
-            while len(head) < len(pw.PROTOCOL):
-                head += await raw.read_raw(deadline, "handshake")
-            if head.startswith(pw.PROTOCOL):
-                if not allow_plaintext:
-                    raise ProbeFailure(Reason.ENCRYPTION_REQUIRED, "plaintext handshake; we require MSE")
-                while len(head) < pw.HANDSHAKE_LEN:
-                    head += await raw.read_raw(deadline, "handshake")
-                info_hash, stream, encrypted = head[28:48], raw.switched(pending=head), False
-            else:
-                stream, info_hash = await _respond_any(raw, head, list(skeys()), allow_plaintext, deadline)
-                encrypted = True
+            stream, info_hash, encrypted = await _open(raw, list(skeys()), allow_plaintext, deadline)
     except (ProbeFailure, TimeoutError):
         await raw.close()
         return None

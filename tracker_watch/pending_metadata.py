@@ -1,0 +1,115 @@
+"""Metadata fetched from a swarm (a magnet's info dict, from peers), on its way to the targets' rows.
+
+The database may be away when an info dict arrives: a node started without it, or a running node whose
+database went down. Nothing is lost meanwhile: each info dict is first written to
+`<state_dir>/pending-metadata/<infohash hex>` (a temporary name renamed over, so never half a file), then
+stored with its targets, retried with back-off while the database does not answer, and its file removed
+once stored. A node stopped before that finds the files at its next start and stores them then. The write
+(TargetStore.set_metadata) only fills targets without metadata, so one repeated after an answer that was
+lost stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tracker_watch import log
+from tracker_watch.domain.targets import TargetParseError, meta_from_info
+from tracker_watch.domain.torrents import TorrentMeta
+from tracker_watch.ledger.targets import TargetStore
+
+_log = log.get("tracker_watch.daemon")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    ids: tuple[int, ...]
+    info: bytes
+    meta: TorrentMeta
+
+
+class PendingMetadata:
+    def __init__(self, directory: Path, retry_s: float = 1.0, max_retry_s: float = 30.0) -> None:
+        self.directory = directory
+        self.retry_s, self.max_retry_s = retry_s, max_retry_s
+        self.pending: dict[str, _Entry] = {}  # infohash hex → what waits to be stored
+        self._pool: Any = None
+        self._wake = asyncio.Event()
+
+    def load(self) -> None:
+        """What an earlier run fetched and could not store; a damaged file is reported and removed."""
+        for path in sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []:
+            try:
+                body = json.loads(path.read_bytes())
+                info = bytes.fromhex(body["info"])
+                self.pending[path.stem] = _Entry(tuple(int(i) for i in body["ids"]), info, meta_from_info(info))
+            except (OSError, ValueError, KeyError, TypeError, TargetParseError) as exc:
+                _log.error("pending_metadata_unreadable", file=str(path), error=str(exc)[:300])
+                path.unlink(missing_ok=True)
+        if self.pending:
+            _log.info("pending_metadata_loaded", swarms=len(self.pending))
+            self._wake.set()
+
+    def add(self, key: str, ids: list[int], info: bytes, meta: TorrentMeta) -> None:
+        old = self.pending.get(key)
+        entry = _Entry(tuple(sorted({*ids, *(old.ids if old else ())})), info, meta)
+        try:
+            self._save(key, entry)
+        except OSError as exc:  # kept in memory all the same: lost only if the node stops before it is stored
+            _log.error("pending_metadata_not_saved", infohash=key, error=str(exc)[:300])
+        self.pending[key] = entry
+        self._wake.set()
+
+    def connect(self, pool: Any) -> None:
+        """The database answers: store what waits (and from now on, what arrives)."""
+        self._pool = pool
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            delay = self.retry_s
+            while self.pending and self._pool is not None:
+                if await self._store_one():
+                    delay = self.retry_s
+                else:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.max_retry_s)
+
+    async def flush(self, timeout: float) -> None:
+        """One last try, at stop; what is not stored stays in its file for the next start."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                for _ in range(len(self.pending)):
+                    if self._pool is None or not await self._store_one():
+                        return
+
+    async def _store_one(self) -> bool:
+        key, entry = next(iter(self.pending.items()))
+        try:
+            await TargetStore(self._pool).set_metadata(list(entry.ids), entry.info, entry.meta)
+        except Exception as exc:  # kept, and tried again: the database may be away, or the pool reconnecting
+            _log.warning("metadata_store_failed", infohash=key, targets=len(entry.ids),
+                         error=(str(exc) or type(exc).__name__)[:300])
+            if key in self.pending:  # to the back: one that keeps failing holds up no other
+                self.pending[key] = self.pending.pop(key)
+            return False
+        if self.pending.get(key) is entry:  # not replaced meanwhile (more targets of the swarm): done
+            del self.pending[key]
+            with contextlib.suppress(OSError):
+                (self.directory / f"{key}.json").unlink(missing_ok=True)
+        return True
+
+    def _save(self, key: str, entry: _Entry) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{key}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"ids": list(entry.ids), "info": entry.info.hex()}))
+        os.replace(tmp, path)
