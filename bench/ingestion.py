@@ -53,6 +53,8 @@ from tracker_watch.domain.evidence import (
     utc_now_ms,
 )
 from tracker_watch.evidence.batcher import Batcher
+from tracker_watch.evidence.process_sink import ProcessSink, writer_config
+from tracker_watch.evidence.sinks import InOrder, Sink
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Conn
 from tracker_watch.ledger.evidence import EvidenceWriter, content_hashes
@@ -210,7 +212,18 @@ def cpu_parts(obs: list[Observation]) -> dict[str, float]:
     return out
 
 
-async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
+PIPELINES = ("plain", "overlap", "process")  # --writer: the writer task as before, overlapped, a process
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds of a process of ours (user + system)."""
+    return backend_cpu(pid)
+
+
+async def run_pipeline(dsn: str, obs: list[Observation], size: int, mode: str = "plain") -> float:
+    """Batcher.put → spool → the writer, as `mode`: "plain" (decode, write, one batch at a time: the writer
+    task before issue 14's second pass), "overlap" (sinks.InOrder in the task: the next batch prepared in
+    slices while one is in PostgreSQL), "process" (the writer process, collector.writer = "process")."""
     async with fresh_schema(dsn, "pipeline") as schema:
         pool = await pool_for(dsn, schema, size=1)
         spool = Spool(Path(tempfile.mkdtemp(prefix="tw-bench-spool-")), 2**31)
@@ -218,7 +231,8 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
         try:
             async with pool.acquire() as conn:
                 await seed_targets(conn)
-            writer = EvidenceWriter(pool, "bench", Ed25519PrivateKey.generate())
+            key = Ed25519PrivateKey.generate()
+            writer = EvidenceWriter(pool, "bench", key)
             done, written = asyncio.Event(), [0]
 
             def on_batch(n: int, _elapsed: float) -> None:
@@ -226,7 +240,19 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
                 if written[0] >= len(obs):
                     done.set()
 
-            batcher = Batcher(writer.write, spool, batch_size=size, flush_interval_s=0.2, on_batch=on_batch)
+            sink: Sink | None = None
+            app = f"tw-bench-writer-{os.getpid()}"
+            if mode == "overlap":
+                sink = InOrder(lambda: writer)
+            elif mode == "process":
+                sink = process = ProcessSink()
+                process.connect(writer_config(dsn, schema, "bench", key.private_bytes_raw(), 86400, 10_000, 60.0,
+                                              30.0, "json", "warning") | {"application_name": app})
+                await (await process.submit([]))  # started and ready: its imports are not ingestion
+                assert process.proc is not None
+                child = proc_cpu(process.proc.pid)
+            batcher = Batcher(writer.write, spool, batch_size=size, flush_interval_s=0.2, on_batch=on_batch,
+                              sink=sink, depth=1 if mode == "plain" else 2)
             batcher.start()
             pid = await pool.fetchval("SELECT pg_backend_pid()")
             server = backend_cpu(pid)
@@ -237,11 +263,20 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
                         await asyncio.sleep(0)  # observations arrive while batches are written, as in the daemon
                 await done.wait()
             server = backend_cpu(pid) - server
+            if mode == "process":
+                assert process.proc is not None
+                CHILD_CPU_US.append((proc_cpu(process.proc.pid) - child) / len(obs) * 1e6)
+                pids = [r[0] for r in await pool.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                                                        app)]
+                server += sum(backend_cpu(p) for p in pids)  # the writer's own connection
             assert await batcher.stop(timeout=10) == 0  # (this benchmark found the stop() hang fixed in 727ad52)
             assert await pool.fetchval("SELECT count(*) FROM observations") == len(obs)
         finally:
             await pool.close()
     return _rate(obs, t, server)
+
+
+CHILD_CPU_US: list[float] = []  # the writer process's CPU per observation, process pipeline
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -252,7 +287,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.runs):
             r = {"raw": await run_raw(dsn, obs, args.batch_size),
                  "writer": await run_writer(dsn, obs, args.batch_size),
-                 "pipeline": await run_pipeline(dsn, obs, args.batch_size)}
+                 "pipeline": await run_pipeline(dsn, obs, args.batch_size),
+                 "pipeline_overlap": await run_pipeline(dsn, obs, args.batch_size, "overlap"),
+                 "pipeline_process": await run_pipeline(dsn, obs, args.batch_size, "process")}
             if args.levers:
                 r |= {"writer_chain_v1": await run_writer(dsn, obs, args.batch_size, chain_format=1),
                       "writer_every_touch": await run_writer(dsn, obs, args.batch_size, chain_every_touch=True),
@@ -260,7 +297,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             names = list(r)
             r |= {f"{name}_cpu_us": cpu for name, cpu in zip(names, CPU_US[-len(names):], strict=True)}
             r |= {f"{name}_pg_cpu_us": cpu for name, cpu in zip(names, PG_CPU_US[-len(names):], strict=True)}
+            r["pipeline_process_child_cpu_us"] = CHILD_CPU_US[-1]
             r["ratio"] = r["pipeline"] / r["raw"]
+            r["ratio_overlap"] = r["pipeline_overlap"] / r["raw"]
+            r["ratio_process"] = r["pipeline_process"] / r["raw"]
             print("  run: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()))
             runs.append(r)
     med = {k: median([r[k] for r in runs]) for k in runs[0]}

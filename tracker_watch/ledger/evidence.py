@@ -21,7 +21,7 @@ import ipaddress
 import socket
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -150,6 +150,8 @@ class EvidenceWriter:
         self.checkpoint_interval_s = checkpoint_interval_s
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
+        # what a committed batch stored, for the metrics; the writer process sends it to the daemon instead
+        self.on_stored: Callable[[Counter[tuple[str, str]], int], None] = count_stored
 
     def prepare(self, batch: Sequence[Observation]) -> Prepared:
         """The database-independent part of writing `batch`; pure CPU."""
@@ -158,6 +160,21 @@ class EvidenceWriter:
         return Prepared(new, [observation_row(v) for v in values],
                         content_hashes("observation", values, self.chain_format),
                         stage_records(fold(new, self.window_s)), self.chain_format)
+
+    def prepare_rows(self, batch: Sequence[Observation]) -> Prepared:
+        """`prepare` of a slice of a batch, less the incident fold (which needs the whole batch): for
+        `join_prepared`, so that a batch can be prepared in slices between other work on the event loop."""
+        values = [_observation_values(o) for o in batch]
+        return Prepared(list(batch), [observation_row(v) for v in values],
+                        content_hashes("observation", values, self.chain_format), [], self.chain_format)
+
+    def join_prepared(self, parts: Sequence[Prepared]) -> Prepared:
+        """The slices of `prepare_rows` as one prepared batch (what `prepare` of the whole would give)."""
+        observations = [o for p in parts for o in p.observations]
+        if len({o.id for o in observations}) != len(observations):  # an id twice in a batch: rare, redo
+            return self.prepare(observations)
+        return Prepared(observations, [r for p in parts for r in p.rows], [c for p in parts for c in p.contents],
+                        stage_records(fold(observations, self.window_s)), self.chain_format)
 
     async def write(self, batch: Sequence[Observation]) -> int:
         """Store the batch (skipping ids already stored); returns how many observations were new."""
@@ -185,15 +202,14 @@ class EvidenceWriter:
             await conn.copy_records_to_table("observations", columns=OBS_COLUMNS, records=[
                 (*row, link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
                 for row, link in zip(p.rows, links, strict=True)])
-            last = await self._incidents(conn, p.stage, links[-1], p.fmt)
+            last, touched = await self._incidents(conn, p.stage, links[-1], p.fmt)
             await conn.execute("UPDATE chain_heads SET seq = $2, head_hash = $3 WHERE node = $1",
                                self.node, last.seq, last.row_hash)
             self._since_checkpoint += last.seq - seq
             if self._checkpoint_due():
                 await self._checkpoint(conn, last.seq, last.row_hash)
         # after the commit: only what is stored is counted
-        for (grade, source), n in Counter((o.grade.value, o.source.value) for o in p.observations).items():
-            metrics.OBSERVATIONS.labels(grade=grade, source=source).inc(n)
+        self.on_stored(Counter((o.grade.value, o.source.value) for o in p.observations), touched)
         return len(p.observations)
 
     async def _lock_head(self, conn: Conn) -> tuple[int, bytes]:
@@ -203,11 +219,11 @@ class EvidenceWriter:
         assert row is not None
         return int(row["seq"]), bytes(row["head_hash"])
 
-    async def _incidents(self, conn: Conn, stage: list[tuple[Any, ...]], last: chain.Link, fmt: int) -> chain.Link:
+    async def _incidents(self, conn: Conn, stage: list[tuple[Any, ...]], last: chain.Link,
+                         fmt: int) -> tuple[chain.Link, int]:
         await conn.execute(_STAGE_INCIDENTS)
         await conn.copy_records_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, records=stage)
         touched = await conn.fetch(_UPSERT_INCIDENTS)
-        metrics.INCIDENT_CHANGES.inc(len(touched))
         changed = sorted((r for r in touched if self.chain_every_touch or not r["unchanged"]),
                          key=lambda r: r["incident_id"])
         recorded_at = utc_now_ms()
@@ -216,7 +232,7 @@ class EvidenceWriter:
         await conn.copy_records_to_table("incident_changes", columns=_CHANGE_COLUMNS, records=[
             (self.node, link.seq, *s[:2], packed(s[2]), *s[3:], link.content_hash, link.prev_hash, link.row_hash, fmt)
             for s, link in zip(states, links, strict=True)])
-        return links[-1] if links else last
+        return (links[-1] if links else last), len(touched)
 
     def _checkpoint_due(self) -> bool:
         return (self._since_checkpoint >= self.checkpoint_every
@@ -237,6 +253,13 @@ class EvidenceWriter:
                 return seq
             await self._checkpoint(conn, seq, head)
             return seq
+
+
+def count_stored(observations: Counter[tuple[str, str]], incident_touches: int) -> None:
+    """Metrics of a committed batch: observations by (grade, source), incidents touched."""
+    for (grade, source), n in observations.items():
+        metrics.OBSERVATIONS.labels(grade=grade, source=source).inc(n)
+    metrics.INCIDENT_CHANGES.inc(incident_touches)
 
 
 async def sign_checkpoint(conn: Conn, node: str, key: Ed25519PrivateKey, seq: int, head_hash: bytes) -> None:
