@@ -141,7 +141,7 @@ class Batcher:
                     if result.end == nxt:
                         break
                     self._report(nxt, result.end, result.corrupt)
-                    flights.append((result.end, len(result.records), await self.sink.submit(result.records),
+                    flights.append((result.end, len(result.records), await self._submit(result.records),
                                     time.perf_counter()))
                     nxt = result.end
                 if not flights:
@@ -156,6 +156,13 @@ class Batcher:
                 future.cancel()
             self.sink.reset()
             raise
+
+    async def _submit(self, records: list[bytes]) -> asyncio.Future[Written]:
+        if records:
+            return await self.sink.submit(records)
+        done: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
+        done.set_result((0, 0))  # only damage, or an empty segment passed: nothing for the database
+        return done
 
     def _report(self, start: Position, end: Position, bad: int) -> None:
         if bad and end > self._reported_upto:  # report each damaged stretch once, not per retry
