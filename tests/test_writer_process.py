@@ -23,7 +23,7 @@ from tracker_watch.domain.targets import parse_target
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.process_sink import ProcessSink, writer_config
 from tracker_watch.evidence.spool import Spool
-from tracker_watch.ledger.db import Database
+from tracker_watch.ledger.db import Conn, Database
 from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.ledger.verify import verify_ledger
 
@@ -36,7 +36,7 @@ def _observed() -> float:
     return sum(s.value for m in metrics.OBSERVATIONS.collect() for s in m.samples if s.name.endswith("_total"))
 
 
-async def _ledger_whole(conn: asyncpg.Connection, expected: int) -> None:
+async def _ledger_whole(conn: Conn, expected: int) -> None:
     assert await conn.fetchval("SELECT count(*) FROM observations") == expected
     assert await conn.fetchval("SELECT count(DISTINCT id) FROM observations") == expected
     assert await conn.fetchval("SELECT coalesce(sum(observations), 0) FROM incidents") == expected
@@ -70,7 +70,8 @@ async def test_writer_process_killed_mid_batch_loses_and_duplicates_nothing(
     assert first is not None
     os.kill(first.pid, signal.SIGKILL)
     await wait_for(lambda: b.pending == 0, timeout=120)
-    assert sink.proc is not None and sink.proc is not first  # a new writer process took over
+    assert sink.proc is not None
+    assert sink.proc is not first  # a new writer process took over
     assert metrics.WRITER_PROCESS_EXITS._value.get() == exits + 1
     assert b.failures >= 1
     async with db.pool.acquire() as conn:
@@ -106,14 +107,16 @@ async def test_daemon_evidence_flows_through_its_writer(make_settings: SettingsF
             return ips >= {p.ip for p in local_swarm.peers}
 
         await wait_for_async(verified_stored, timeout=90)
-        if writer == "process":
-            assert daemon.batcher.sink.proc is not None and daemon.batcher.sink.proc.returncode is None
+        if isinstance(daemon.batcher.sink, ProcessSink):
+            assert daemon.batcher.sink.proc is not None
+            assert daemon.batcher.sink.proc.returncode is None
         assert _observed() > observed  # the writer's counts reach this process's /metrics
     finally:
         await daemon.stop()
     assert daemon.batcher.pending == 0
     if isinstance(daemon.batcher.sink, ProcessSink):
-        assert daemon.batcher.sink.proc is not None and daemon.batcher.sink.proc.returncode == 0
+        assert daemon.batcher.sink.proc is not None
+        assert daemon.batcher.sink.proc.returncode == 0
     conn = await asyncpg.connect(pg_dsn, server_settings={"search_path": schema})
     try:
         await _ledger_whole(conn, daemon.batcher.written)
