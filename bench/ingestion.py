@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import random
 import tempfile
@@ -41,7 +42,7 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.common import Stopwatch, fresh_schema, median, pool_for, run, server_dsn, write_result
-from tracker_watch.domain import chain
+from tracker_watch.domain import chain, chain_v2, evidence
 from tracker_watch.domain.evidence import (
     OBSERVATION_FIELDS,
     Grade,
@@ -196,7 +197,12 @@ def cpu_parts(obs: list[Observation]) -> dict[str, float]:
     parts: dict[str, Callable[[], object]] = {"content_hash_v1": lambda: content_hashes("observation", values, 1),
              "content_hash_v2": lambda: content_hashes("observation", values, 2),
              "spool_json_v1": lambda: [decode_observation(encode_observation_v1(o)) for o in obs],
-             "spool_msgpack_v2": lambda: [decode_observation(encode_observation(o)) for o in obs]}
+             "spool_msgpack_v2": lambda: [decode_observation(encode_observation(o)) for o in obs],
+             # the two levers of the writer's CPU in the second pass, against what they replaced
+             "content_hash_v2_reference_loop": lambda: [hashlib.sha256(chain_v2.encode_values_reference(
+                 "observation", v)).digest() for v in values],
+             "spool_msgpack_v2_dataclass_init": lambda: [Observation(*evidence._decoder.decode(
+                 memoryview(encode_observation(o))[2:])) for o in obs]}
     out = {}
     for name, fn in parts.items():
         best = float("inf")

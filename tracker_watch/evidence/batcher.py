@@ -208,7 +208,7 @@ class Batcher:
                 await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         left = self.pending
         try:
-            await self.sink.close()
+            await self.sink.close(timeout=max(1.0, deadline - time.monotonic()))
         finally:
             self.spool.close()
         if left:

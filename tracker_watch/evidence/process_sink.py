@@ -117,7 +117,7 @@ class ProcessSink:
 
     _closing = False
 
-    async def close(self, timeout: float = 10.0) -> None:
+    async def close(self, timeout: float) -> None:
         """End of input: the writer finishes what it was sent and exits (killed after `timeout`)."""
         proc, self._closing = self.proc, True
         if proc is None:

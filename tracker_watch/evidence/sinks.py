@@ -36,7 +36,7 @@ class Sink(Protocol):
 
     def reset(self) -> None: ...
 
-    async def close(self) -> None: ...
+    async def close(self, timeout: float) -> None: ...
 
 
 def decode(records: Sequence[bytes]) -> tuple[list[Observation], int]:
@@ -67,9 +67,9 @@ class _Chained:
         self._round += 1
         self._last = None
 
-    async def close(self) -> None:
+    async def close(self, timeout: float) -> None:
         if self._last is not None:
-            await asyncio.wait([self._last])
+            await asyncio.wait([self._last], timeout=timeout)
 
     async def _after(self, prev: asyncio.Task[Written] | None, round_: int) -> None:
         if prev is not None:

@@ -100,7 +100,7 @@ class Child:
             data = data[os.write(self.out_fd, data):]
 
     async def close(self) -> None:
-        await self.sink.close()
+        await self.sink.close(timeout=60.0)
         if self.pool is not None:
             await self.pool.close()
 
