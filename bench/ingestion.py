@@ -5,6 +5,11 @@ same peers, so incidents are upserted as well as created), each into its own fre
   * pipeline — Batcher.put (encode, disk spool) → Batcher writer task → EvidenceWriter.write (dedup by
     id, hash chain, COPY, incident upsert, incident-change chain rows, checkpoints): what the daemon runs
     after the collector has graded a peer;
+  * pipeline_overlap — the same with the writer task of `collector.writer = "task"` (sinks.InOrder, two
+    batches in flight: the next prepared in slices while one is in PostgreSQL);
+  * pipeline_process — the same with the writer process of `collector.writer = "process"` (its CPU and its
+    PostgreSQL backend's are read from /proc too; it is started before the clock, its imports are not
+    ingestion);
   * writer — EvidenceWriter.write called directly with the same batches: the pipeline minus the spool;
   * raw (baseline) — asyncpg copy_records_to_table of the same rows, same batch size, into a bare table
     with the observation columns and no index, constraint, trigger or chain.
