@@ -32,7 +32,7 @@ from tracker_watch import metrics
 from tracker_watch.domain import chain, chain_v2
 from tracker_watch.domain.evidence import OBSERVATION_FIELDS, Observation, utc_now_ms
 from tracker_watch.domain.incidents import INCIDENT_CHANGE_FIELDS, IncidentDelta, fold
-from tracker_watch.ledger import signing
+from tracker_watch.ledger import copy_binary, signing
 from tracker_watch.ledger.db import Conn
 
 FORMAT = chain_v2.FORMAT  # the chain format new rows are written in
@@ -125,6 +125,7 @@ class Prepared:
     contents: list[bytes]
     stage: list[tuple[Any, ...]]
     fmt: int
+    prefixes: list[bytes]  # each row in binary COPY format, less its chain columns (copy_binary.py)
 
 
 def content_hashes(kind: str, rows: list[tuple[Any, ...]], fmt: int = FORMAT) -> list[bytes]:
@@ -157,16 +158,18 @@ class EvidenceWriter:
         """The database-independent part of writing `batch`; pure CPU."""
         new = list({o.id: o for o in batch}.values())
         values = [_observation_values(o) for o in new]
-        return Prepared(new, [observation_row(v) for v in values],
-                        content_hashes("observation", values, self.chain_format),
-                        stage_records(fold(new, self.window_s)), self.chain_format)
+        rows = [observation_row(v) for v in values]
+        return Prepared(new, rows, content_hashes("observation", values, self.chain_format),
+                        stage_records(fold(new, self.window_s)), self.chain_format,
+                        [copy_binary.observation_prefix(r) for r in rows])
 
     def prepare_rows(self, batch: Sequence[Observation]) -> Prepared:
         """`prepare` of a slice of a batch, less the incident fold (which needs the whole batch): for
         `join_prepared`, so that a batch can be prepared in slices between other work on the event loop."""
         values = [_observation_values(o) for o in batch]
-        return Prepared(list(batch), [observation_row(v) for v in values],
-                        content_hashes("observation", values, self.chain_format), [], self.chain_format)
+        rows = [observation_row(v) for v in values]
+        return Prepared(list(batch), rows, content_hashes("observation", values, self.chain_format), [],
+                        self.chain_format, [copy_binary.observation_prefix(r) for r in rows])
 
     def join_prepared(self, parts: Sequence[Prepared]) -> Prepared:
         """The slices of `prepare_rows` as one prepared batch (what `prepare` of the whole would give)."""
@@ -174,7 +177,8 @@ class EvidenceWriter:
         if len({o.id for o in observations}) != len(observations):  # an id twice in a batch: rare, redo
             return self.prepare(observations)
         return Prepared(observations, [r for p in parts for r in p.rows], [c for p in parts for c in p.contents],
-                        stage_records(fold(observations, self.window_s)), self.chain_format)
+                        stage_records(fold(observations, self.window_s)), self.chain_format,
+                        [x for p in parts for x in p.prefixes])
 
     async def write(self, batch: Sequence[Observation]) -> int:
         """Store the batch (skipping ids already stored); returns how many observations were new."""
@@ -197,11 +201,15 @@ class EvidenceWriter:
                     return 0
                 new = [p.observations[i] for i in keep]
                 p = Prepared(new, [p.rows[i] for i in keep], [p.contents[i] for i in keep],
-                             stage_records(fold(new, self.window_s)), p.fmt)
+                             stage_records(fold(new, self.window_s)), p.fmt, [p.prefixes[i] for i in keep])
             links = chain.extend(self.node, seq, head, p.contents, p.fmt)
-            await conn.copy_records_to_table("observations", columns=OBS_COLUMNS, records=[
-                (*row, link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
-                for row, link in zip(p.rows, links, strict=True)])
+            # rows encoded while preparing; only their chain columns are encoded here (copy_binary.py)
+            suffix = copy_binary.chain_suffix
+            await conn.copy_to_table("observations", columns=OBS_COLUMNS, format="binary", source=memoryview(
+                b"".join([copy_binary.HEADER,
+                          *[pre + suffix(link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
+                            for pre, link in zip(p.prefixes, links, strict=True)],
+                          copy_binary.TRAILER])))  # (bytes would be taken for a file name)
             last, touched = await self._incidents(conn, p.stage, links[-1], p.fmt)
             await conn.execute("UPDATE chain_heads SET seq = $2, head_hash = $3 WHERE node = $1",
                                self.node, last.seq, last.row_hash)
