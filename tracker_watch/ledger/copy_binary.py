@@ -1,7 +1,8 @@
 """Observation rows in PostgreSQL's binary COPY format, encoded while the batch is prepared.
 
 asyncpg's `copy_records_to_table` encodes every record inside the transaction, while PostgreSQL waits for
-them: 28 % of the writer process's CPU, on the transaction's critical path (BENCHMARKS.md, "Ingestion").
+them: for the observations, 10 % of the writer process's batch CPU, on the transaction's critical path
+(1 % left there with this; BENCHMARKS.md, "Ingestion").
 Here each row's columns are encoded when the batch is prepared (overlapped with the previous batch's
 transaction), all but the chain columns, which are put last and appended in the transaction once the head
 is known; the rows then go to PostgreSQL as one buffer (`copy_to_table(format="binary")`).
