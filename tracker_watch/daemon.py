@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from prometheus_client import REGISTRY
 from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch import daemon_jobs as jobs
 from tracker_watch.config import Settings
-from tracker_watch.domain.evidence import Observation
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
@@ -100,9 +98,9 @@ class Daemon:
                       s.spool.segment_bytes)
         spool.open()  # first: a second daemon on this state directory stops here
         sink = ProcessSink() if s.collector.writer == "process" else InOrder(self._evidence_writer)
-        self.batcher = Batcher(self._write_evidence, spool, s.collector.batch_size, s.collector.flush_interval_s,
-                               s.spool.fsync_interval_s, s.database.write_timeout_s, s.spool.near_full_ratio,
-                               sink=sink, depth=2)  # the next batch is prepared while one is in PostgreSQL
+        self.batcher = Batcher(lambda batch: self._evidence_writer().write(batch), spool, s.collector.batch_size,
+                               s.collector.flush_interval_s, s.spool.fsync_interval_s, s.database.write_timeout_s,
+                               s.spool.near_full_ratio, sink=sink, depth=2)  # the next batch prepared meanwhile
         if spool.pending_records:
             _log.info("spool_replay", records=spool.pending_records, spool_bytes=spool.pending_bytes)
         try:
@@ -220,9 +218,6 @@ class Daemon:
                 continue
             _log.info("database_reconnected", targets=len(self.watchlist.rows) if self.watchlist else 0)
             return
-
-    async def _write_evidence(self, batch: Sequence[Observation]) -> int:
-        return await self._evidence_writer().write(batch)
 
     def _evidence_writer(self) -> EvidenceWriter:
         if self.writer is None:
