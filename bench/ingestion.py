@@ -5,6 +5,11 @@ same peers, so incidents are upserted as well as created), each into its own fre
   * pipeline — Batcher.put (encode, disk spool) → Batcher writer task → EvidenceWriter.write (dedup by
     id, hash chain, COPY, incident upsert, incident-change chain rows, checkpoints): what the daemon runs
     after the collector has graded a peer;
+  * pipeline_overlap — the same with the writer task of `collector.writer = "task"` (sinks.InOrder, two
+    batches in flight: the next prepared in slices while one is in PostgreSQL);
+  * pipeline_process — the same with the writer process of `collector.writer = "process"` (its CPU and its
+    PostgreSQL backend's are read from /proc too; it is started before the clock, its imports are not
+    ingestion);
   * writer — EvidenceWriter.write called directly with the same batches: the pipeline minus the spool;
   * raw (baseline) — asyncpg copy_records_to_table of the same rows, same batch size, into a bare table
     with the observation columns and no index, constraint, trigger or chain.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import random
 import tempfile
@@ -41,7 +47,7 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.common import Stopwatch, fresh_schema, median, pool_for, run, server_dsn, write_result
-from tracker_watch.domain import chain
+from tracker_watch.domain import chain, chain_v2, evidence
 from tracker_watch.domain.evidence import (
     OBSERVATION_FIELDS,
     Grade,
@@ -53,6 +59,8 @@ from tracker_watch.domain.evidence import (
     utc_now_ms,
 )
 from tracker_watch.evidence.batcher import Batcher
+from tracker_watch.evidence.process_sink import ProcessSink, writer_config
+from tracker_watch.evidence.sinks import InOrder, Sink
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Conn
 from tracker_watch.ledger.evidence import EvidenceWriter, content_hashes
@@ -194,7 +202,12 @@ def cpu_parts(obs: list[Observation]) -> dict[str, float]:
     parts: dict[str, Callable[[], object]] = {"content_hash_v1": lambda: content_hashes("observation", values, 1),
              "content_hash_v2": lambda: content_hashes("observation", values, 2),
              "spool_json_v1": lambda: [decode_observation(encode_observation_v1(o)) for o in obs],
-             "spool_msgpack_v2": lambda: [decode_observation(encode_observation(o)) for o in obs]}
+             "spool_msgpack_v2": lambda: [decode_observation(encode_observation(o)) for o in obs],
+             # the two levers of the writer's CPU in the second pass, against what they replaced
+             "content_hash_v2_reference_loop": lambda: [hashlib.sha256(chain_v2.encode_values_reference(
+                 "observation", v)).digest() for v in values],
+             "spool_msgpack_v2_dataclass_init": lambda: [Observation(*evidence._decoder.decode(
+                 memoryview(encode_observation(o))[2:])) for o in obs]}
     out = {}
     for name, fn in parts.items():
         best = float("inf")
@@ -210,7 +223,18 @@ def cpu_parts(obs: list[Observation]) -> dict[str, float]:
     return out
 
 
-async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
+PIPELINES = ("plain", "overlap", "process")  # --writer: the writer task as before, overlapped, a process
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds of a process of ours (user + system)."""
+    return backend_cpu(pid)
+
+
+async def run_pipeline(dsn: str, obs: list[Observation], size: int, mode: str = "plain") -> float:
+    """Batcher.put → spool → the writer, as `mode`: "plain" (decode, write, one batch at a time: the writer
+    task before issue 14's second pass), "overlap" (sinks.InOrder in the task: the next batch prepared in
+    slices while one is in PostgreSQL), "process" (the writer process, collector.writer = "process")."""
     async with fresh_schema(dsn, "pipeline") as schema:
         pool = await pool_for(dsn, schema, size=1)
         spool = Spool(Path(tempfile.mkdtemp(prefix="tw-bench-spool-")), 2**31)
@@ -218,7 +242,8 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
         try:
             async with pool.acquire() as conn:
                 await seed_targets(conn)
-            writer = EvidenceWriter(pool, "bench", Ed25519PrivateKey.generate())
+            key = Ed25519PrivateKey.generate()
+            writer = EvidenceWriter(pool, "bench", key)
             done, written = asyncio.Event(), [0]
 
             def on_batch(n: int, _elapsed: float) -> None:
@@ -226,7 +251,19 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
                 if written[0] >= len(obs):
                     done.set()
 
-            batcher = Batcher(writer.write, spool, batch_size=size, flush_interval_s=0.2, on_batch=on_batch)
+            sink: Sink | None = None
+            app = f"tw-bench-writer-{os.getpid()}"
+            if mode == "overlap":
+                sink = InOrder(lambda: writer)
+            elif mode == "process":
+                sink = process = ProcessSink()
+                process.connect(writer_config(dsn, schema, "bench", key.private_bytes_raw(), 86400, 10_000, 60.0,
+                                              30.0, "json", "warning") | {"application_name": app})
+                await (await process.submit([]))  # started and ready: its imports are not ingestion
+                assert process.proc is not None
+                child = proc_cpu(process.proc.pid)
+            batcher = Batcher(writer.write, spool, batch_size=size, flush_interval_s=0.2, on_batch=on_batch,
+                              sink=sink, depth=1 if mode == "plain" else 2)
             batcher.start()
             pid = await pool.fetchval("SELECT pg_backend_pid()")
             server = backend_cpu(pid)
@@ -237,11 +274,20 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int) -> float:
                         await asyncio.sleep(0)  # observations arrive while batches are written, as in the daemon
                 await done.wait()
             server = backend_cpu(pid) - server
+            if mode == "process":
+                assert process.proc is not None
+                CHILD_CPU_US.append((proc_cpu(process.proc.pid) - child) / len(obs) * 1e6)
+                pids = [r[0] for r in await pool.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                                                        app)]
+                server += sum(backend_cpu(p) for p in pids)  # the writer's own connection
             assert await batcher.stop(timeout=10) == 0  # (this benchmark found the stop() hang fixed in 727ad52)
             assert await pool.fetchval("SELECT count(*) FROM observations") == len(obs)
         finally:
             await pool.close()
     return _rate(obs, t, server)
+
+
+CHILD_CPU_US: list[float] = []  # the writer process's CPU per observation, process pipeline
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -252,7 +298,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.runs):
             r = {"raw": await run_raw(dsn, obs, args.batch_size),
                  "writer": await run_writer(dsn, obs, args.batch_size),
-                 "pipeline": await run_pipeline(dsn, obs, args.batch_size)}
+                 "pipeline": await run_pipeline(dsn, obs, args.batch_size),
+                 "pipeline_overlap": await run_pipeline(dsn, obs, args.batch_size, "overlap"),
+                 "pipeline_process": await run_pipeline(dsn, obs, args.batch_size, "process")}
             if args.levers:
                 r |= {"writer_chain_v1": await run_writer(dsn, obs, args.batch_size, chain_format=1),
                       "writer_every_touch": await run_writer(dsn, obs, args.batch_size, chain_every_touch=True),
@@ -260,7 +308,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             names = list(r)
             r |= {f"{name}_cpu_us": cpu for name, cpu in zip(names, CPU_US[-len(names):], strict=True)}
             r |= {f"{name}_pg_cpu_us": cpu for name, cpu in zip(names, PG_CPU_US[-len(names):], strict=True)}
+            r["pipeline_process_child_cpu_us"] = CHILD_CPU_US[-1]
             r["ratio"] = r["pipeline"] / r["raw"]
+            r["ratio_overlap"] = r["pipeline_overlap"] / r["raw"]
+            r["ratio_process"] = r["pipeline_process"] / r["raw"]
             print("  run: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()))
             runs.append(r)
     med = {k: median([r[k] for r in runs]) for k in runs[0]}

@@ -202,6 +202,7 @@ async def test_sigterm_stops_within_grace_and_flushes_everything(make_settings: 
     events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
     assert events.index("database_ready") < events.index("daemon_started") < events.index("daemon_stopping")
     assert events[-1] == "daemon_stopped"
+    assert "writer_process_started" in events  # the writer process's log lines reach the daemon's stdout
     stopped = json.loads(out.splitlines()[-1])
     assert stopped["unwritten"] == 0
     assert stopped["written"] > 0

@@ -23,6 +23,7 @@ from tracker_watch.daemon import Daemon
 from tracker_watch.demo.swarm import LocalSwarm
 from tracker_watch.domain import evidence as ev
 from tracker_watch.domain.targets import parse_target
+from tracker_watch.evidence.process_sink import ProcessSink
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.ledger.verify import verify_ledger
@@ -58,6 +59,7 @@ async def test_a_30s_database_outage_loses_nothing(make_settings: SettingsFactor
     await daemon.start()
     batcher, collector, engine = daemon.batcher, daemon.collector, daemon.engine
     assert batcher is not None
+    assert isinstance(batcher.sink, ProcessSink)  # the default writer: the outage behaviour holds with it
     assert collector is not None
     assert engine is not None
     try:

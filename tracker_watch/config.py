@@ -190,6 +190,10 @@ class CollectorSettings:
         "Longest an observation waits before a write.", min=0.01, max=3600.0))
     reobserve_s: float = field(default=900.0, metadata=_doc(
         "A peer still present is recorded again after this long, even if nothing changed.", min=1.0, max=86400.0))
+    writer: Literal["process", "task"] = field(default="process", metadata=_doc(
+        "process: evidence is written by a writer process the daemon starts and restarts (its Python and "
+        "PostgreSQL's work run on two cores at once; BENCHMARKS.md, Ingestion); task: by a task of the "
+        "daemon's event loop. Either way a batch leaves the spool only after its commit."))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,11 @@ from prometheus_client import REGISTRY
 from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch import daemon_jobs as jobs
 from tracker_watch.config import Settings
-from tracker_watch.domain.evidence import Observation
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
+from tracker_watch.evidence.process_sink import ProcessSink, writer_config
+from tracker_watch.evidence.sinks import InOrder
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger import signing
 from tracker_watch.ledger.db import Database, is_outage
@@ -97,8 +97,10 @@ class Daemon:
                       s.spool.segment_bytes)
         spool.open()  # first: a second daemon on this state directory stops here
         self.metadata.load()  # fetched by an earlier run that could not store it
-        self.batcher = Batcher(self._write_evidence, spool, s.collector.batch_size, s.collector.flush_interval_s,
-                               s.spool.fsync_interval_s, s.database.write_timeout_s, s.spool.near_full_ratio)
+        sink = ProcessSink() if s.collector.writer == "process" else InOrder(self._evidence_writer)
+        self.batcher = Batcher(lambda batch: self._evidence_writer().write(batch), spool, s.collector.batch_size,
+                               s.collector.flush_interval_s, s.spool.fsync_interval_s, s.database.write_timeout_s,
+                               s.spool.near_full_ratio, sink=sink, depth=2)  # the next batch prepared meanwhile
         if spool.pending_records:
             _log.info("spool_replay", records=spool.pending_records, spool_bytes=spool.pending_bytes)
         try:
@@ -150,6 +152,12 @@ class Daemon:
                                      s.evidence.checkpoint_interval_s)
         self.targets.connect(pool)
         assert self.batcher is not None
+        if isinstance(self.batcher.sink, ProcessSink):
+            assert self.db.dsn
+            self.batcher.sink.connect(writer_config(
+                self.db.dsn, s.database.schema, s.node.name, self.writer.key.private_bytes_raw(),
+                s.evidence.incident_window_s, s.evidence.checkpoint_every, s.evidence.checkpoint_interval_s,
+                s.database.write_timeout_s, s.log.format, s.log.level))
         spool = self.batcher.spool
         self.ownership = Ownership(pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
                                    s.node.heartbeat_s, lambda: (spool.pending_records, spool.pending_bytes))
@@ -210,10 +218,10 @@ class Daemon:
             _log.info("database_reconnected", targets=len(self.watchlist.rows) if self.watchlist else 0)
             return
 
-    async def _write_evidence(self, batch: Sequence[Observation]) -> int:
+    def _evidence_writer(self) -> EvidenceWriter:
         if self.writer is None:
             raise DatabaseAway("database not connected yet: the batch stays in the spool")
-        return await self.writer.write(batch)
+        return self.writer
 
     def _copy_changed(self) -> None:
         """The watchlist changed what it runs: keep the local copy in step (only what the database said)."""

@@ -65,6 +65,9 @@ OBSERVATIONS_DROPPED = Counter("tracker_watch_observations_dropped_total",
                                "Observations lost because the spool was full or failing, by reason.", ["reason"])
 SPOOL_CORRUPT = Counter("tracker_watch_spool_corrupt_records_total",
                         "Damaged spool records reported and skipped on replay.")
+WRITER_PROCESS_EXITS = Counter("tracker_watch_writer_process_exits_total",
+                               "Evidence writer processes that ended unasked (collector.writer = process); "
+                               "their batches are written again by the next one.")
 LEASES = Gauge("tracker_watch_leases", "Swarm leases this node holds.")
 LEASE_CHANGES = Counter("tracker_watch_lease_changes_total",
                         "Swarm leases taken, released, lost, or fenced (no heartbeat within the lease).", ["change"])

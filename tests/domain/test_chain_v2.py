@@ -131,3 +131,14 @@ def test_a_row_relabelled_to_another_format_is_an_edit(relabel: int) -> None:
 def test_v1_and_v2_link_differently() -> None:
     assert chain.link_hash(NODE, 1, chain.GENESIS, b"\x01" * 32, 1) != chain.link_hash(NODE, 1, chain.GENESIS,
                                                                                         b"\x01" * 32, 2)
+
+
+@pytest.mark.parametrize(("kind", "row"), [("observation", OBSERVATION), ("incident_change", CHANGE)])
+def test_the_compiled_encoder_is_the_reference_loop(kind: str, row: dict[str, Any]) -> None:
+    """The writer's per-kind compiled encoder gives the bytes of the loop the specification describes,
+    every field null or not, bytes as bytes or a memoryview, booleans either way."""
+    values = [row[name] for name in chain_v2.NAMES[kind]]
+    variants = [values, [None] * len(values),
+                [memoryview(v) if isinstance(v, bytes) else (not v if isinstance(v, bool) else v) for v in values]]
+    for v in variants:
+        assert chain_v2.encode_values(kind, v) == chain_v2.encode_values_reference(kind, v)

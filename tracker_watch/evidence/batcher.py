@@ -12,23 +12,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Callable
 
 from tracker_watch import log, metrics
-from tracker_watch.domain.evidence import Grade, Observation, decode_observation, encode_observation
+from tracker_watch.domain.evidence import Grade, Observation, encode_observation
+from tracker_watch.evidence.sinks import PlainSink, Sink, WriteFn, Written
 from tracker_watch.evidence.spool import Position, Spool
 
 _log = log.get("tracker_watch.evidence")
 
-WriteFn = Callable[[Sequence[Observation]], Awaitable[int]]
 RESERVE = 0.9  # above this share of spool.max_bytes only direct evidence (handshake and up) is kept
 
 
 class Batcher:
     def __init__(self, write: WriteFn, spool: Spool, batch_size: int = 1000, flush_interval_s: float = 1.0,
                  fsync_interval_s: float = 0.2, write_timeout_s: float = 30.0, near_full_ratio: float = 0.8,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
-        self._write = write
+                 on_batch: Callable[[int, float], None] | None = None, sink: Sink | None = None,
+                 depth: int = 1) -> None:
+        self.sink: Sink = sink if sink is not None else PlainSink(write)
+        self.depth = depth  # batches submitted to the sink at once (2: the next is prepared while one commits)
         self.spool = spool
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
@@ -128,39 +131,61 @@ class Batcher:
                 backoff = min(backoff * 2, 10.0)
 
     async def _write_one(self) -> bool:
-        """Write the next batch from the spool; False when there was nothing to write."""
-        start = self.spool.cursor
-        result = self.spool.read(self.batch_size)
-        batch: list[Observation] = []
-        bad = result.corrupt
-        for record in result.records:
-            try:
-                batch.append(decode_observation(record))
-            except ValueError:
-                bad += 1
-        if bad and result.end > self._reported_upto:  # report each damaged stretch once, not per retry
-            self._reported_upto = result.end
+        """Write what is spooled, up to `depth` batches submitted at once; False when there was nothing."""
+        start = nxt = self.spool.cursor
+        flights: deque[tuple[Position, int, asyncio.Future[Written], float]] = deque()
+        try:
+            while True:
+                while len(flights) < self.depth:
+                    result = self.spool.read(self.batch_size, nxt)
+                    if result.end == nxt:
+                        break
+                    self._report(nxt, result.end, result.corrupt)
+                    flights.append((result.end, len(result.records), await self._submit(result.records),
+                                    time.perf_counter()))
+                    nxt = result.end
+                if not flights:
+                    return self.spool.cursor != start
+                end, records, future, started = flights[0]
+                async with asyncio.timeout(self.write_timeout_s):
+                    stored, bad = await asyncio.shield(future)
+                flights.popleft()
+                self._committed(end, records, stored, bad, time.perf_counter() - started)
+        except BaseException:
+            for _, _, future, _ in flights:  # in flight after the one that failed: none commits (Skipped)
+                future.cancel()
+            self.sink.reset()
+            raise
+
+    async def _submit(self, records: list[bytes]) -> asyncio.Future[Written]:
+        if records:
+            return await self.sink.submit(records)
+        done: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
+        done.set_result((0, 0))  # only damage, or an empty segment passed: nothing for the database
+        return done
+
+    def _report(self, start: Position, end: Position, bad: int) -> None:
+        if bad and end > self._reported_upto:  # report each damaged stretch once, not per retry
+            self._reported_upto = end
             self.corrupt += bad
             metrics.SPOOL_CORRUPT.inc(bad)
             _log.error("spool_record_corrupt", records=bad, segment=start.segment, offset=start.offset)
-        if result.end == start:
-            return False
-        started = time.perf_counter()
-        if batch:
-            async with asyncio.timeout(self.write_timeout_s):
-                await self._write(batch)
-        self.spool.commit(result.end, len(result.records))
+
+    def _committed(self, end: Position, records: int, stored: int, bad: int, elapsed: float) -> None:
+        """The batch up to `end` is in the database: move the cursor over it."""
+        start = self.spool.cursor
+        self._report(start, end, bad)
+        self.spool.commit(end, records)
         metrics.DATABASE_UP.set(1)
         if self.spool.pending_bytes < self.near_full_ratio * self.spool.max_bytes:
             self._warned_full = False
-        self.written += len(batch)
-        elapsed = time.perf_counter() - started
+        batch = records - bad
+        self.written += batch
         if batch:
-            metrics.INGEST_BATCH_ROWS.observe(len(batch))
+            metrics.INGEST_BATCH_ROWS.observe(batch)
             metrics.INGEST_BATCH_SECONDS.observe(elapsed)
             if self._on_batch is not None:
-                self._on_batch(len(batch), elapsed)
-        return True
+                self._on_batch(batch, elapsed)
 
     async def stop(self, timeout: float) -> int:
         """Stop, write what the deadline allows, close the spool; returns what stays spooled for next time."""
@@ -175,15 +200,17 @@ class Batcher:
         while self.pending and time.monotonic() < deadline:
             try:
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                    written = await self._write_one()
-                if not written:
-                    break
+                    if not await self._write_one():
+                        break
             except Exception as exc:
                 _log.warning("final_flush_failed", error=(str(exc) or type(exc).__name__)[:300],
                              pending=self.pending)
                 await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         left = self.pending
-        self.spool.close()
+        try:
+            await self.sink.close(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            self.spool.close()
         if left:
             _log.warning("observations_left_in_spool", count=left, note="written at the next start")
         return left

@@ -21,7 +21,7 @@ import ipaddress
 import socket
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -32,7 +32,7 @@ from tracker_watch import metrics
 from tracker_watch.domain import chain, chain_v2
 from tracker_watch.domain.evidence import OBSERVATION_FIELDS, Observation, utc_now_ms
 from tracker_watch.domain.incidents import INCIDENT_CHANGE_FIELDS, IncidentDelta, fold
-from tracker_watch.ledger import signing
+from tracker_watch.ledger import copy_binary, signing
 from tracker_watch.ledger.db import Conn
 
 FORMAT = chain_v2.FORMAT  # the chain format new rows are written in
@@ -125,6 +125,7 @@ class Prepared:
     contents: list[bytes]
     stage: list[tuple[Any, ...]]
     fmt: int
+    prefixes: list[bytes]  # each row in binary COPY format, less its chain columns (copy_binary.py)
 
 
 def content_hashes(kind: str, rows: list[tuple[Any, ...]], fmt: int = FORMAT) -> list[bytes]:
@@ -150,14 +151,34 @@ class EvidenceWriter:
         self.checkpoint_interval_s = checkpoint_interval_s
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
+        # what a committed batch stored, for the metrics; the writer process sends it to the daemon instead
+        self.on_stored: Callable[[Counter[tuple[str, str]], int], None] = count_stored
 
     def prepare(self, batch: Sequence[Observation]) -> Prepared:
         """The database-independent part of writing `batch`; pure CPU."""
         new = list({o.id: o for o in batch}.values())
         values = [_observation_values(o) for o in new]
-        return Prepared(new, [observation_row(v) for v in values],
-                        content_hashes("observation", values, self.chain_format),
-                        stage_records(fold(new, self.window_s)), self.chain_format)
+        rows = [observation_row(v) for v in values]
+        return Prepared(new, rows, content_hashes("observation", values, self.chain_format),
+                        stage_records(fold(new, self.window_s)), self.chain_format,
+                        [copy_binary.observation_prefix(r) for r in rows])
+
+    def prepare_rows(self, batch: Sequence[Observation]) -> Prepared:
+        """`prepare` of a slice of a batch, less the incident fold (which needs the whole batch): for
+        `join_prepared`, so that a batch can be prepared in slices between other work on the event loop."""
+        values = [_observation_values(o) for o in batch]
+        rows = [observation_row(v) for v in values]
+        return Prepared(list(batch), rows, content_hashes("observation", values, self.chain_format), [],
+                        self.chain_format, [copy_binary.observation_prefix(r) for r in rows])
+
+    def join_prepared(self, parts: Sequence[Prepared]) -> Prepared:
+        """The slices of `prepare_rows` as one prepared batch (what `prepare` of the whole would give)."""
+        observations = [o for p in parts for o in p.observations]
+        if len({o.id for o in observations}) != len(observations):  # an id twice in a batch: rare, redo
+            return self.prepare(observations)
+        return Prepared(observations, [r for p in parts for r in p.rows], [c for p in parts for c in p.contents],
+                        stage_records(fold(observations, self.window_s)), self.chain_format,
+                        [x for p in parts for x in p.prefixes])
 
     async def write(self, batch: Sequence[Observation]) -> int:
         """Store the batch (skipping ids already stored); returns how many observations were new."""
@@ -180,20 +201,23 @@ class EvidenceWriter:
                     return 0
                 new = [p.observations[i] for i in keep]
                 p = Prepared(new, [p.rows[i] for i in keep], [p.contents[i] for i in keep],
-                             stage_records(fold(new, self.window_s)), p.fmt)
+                             stage_records(fold(new, self.window_s)), p.fmt, [p.prefixes[i] for i in keep])
             links = chain.extend(self.node, seq, head, p.contents, p.fmt)
-            await conn.copy_records_to_table("observations", columns=OBS_COLUMNS, records=[
-                (*row, link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
-                for row, link in zip(p.rows, links, strict=True)])
-            last = await self._incidents(conn, p.stage, links[-1], p.fmt)
+            # rows encoded while preparing; only their chain columns are encoded here (copy_binary.py)
+            suffix = copy_binary.chain_suffix
+            await conn.copy_to_table("observations", columns=OBS_COLUMNS, format="binary", source=memoryview(
+                b"".join([copy_binary.HEADER,
+                          *[pre + suffix(link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
+                            for pre, link in zip(p.prefixes, links, strict=True)],
+                          copy_binary.TRAILER])))  # (bytes would be taken for a file name)
+            last, touched = await self._incidents(conn, p.stage, links[-1], p.fmt)
             await conn.execute("UPDATE chain_heads SET seq = $2, head_hash = $3 WHERE node = $1",
                                self.node, last.seq, last.row_hash)
             self._since_checkpoint += last.seq - seq
             if self._checkpoint_due():
                 await self._checkpoint(conn, last.seq, last.row_hash)
         # after the commit: only what is stored is counted
-        for (grade, source), n in Counter((o.grade.value, o.source.value) for o in p.observations).items():
-            metrics.OBSERVATIONS.labels(grade=grade, source=source).inc(n)
+        self.on_stored(Counter((o.grade.value, o.source.value) for o in p.observations), touched)
         return len(p.observations)
 
     async def _lock_head(self, conn: Conn) -> tuple[int, bytes]:
@@ -203,11 +227,11 @@ class EvidenceWriter:
         assert row is not None
         return int(row["seq"]), bytes(row["head_hash"])
 
-    async def _incidents(self, conn: Conn, stage: list[tuple[Any, ...]], last: chain.Link, fmt: int) -> chain.Link:
+    async def _incidents(self, conn: Conn, stage: list[tuple[Any, ...]], last: chain.Link,
+                         fmt: int) -> tuple[chain.Link, int]:
         await conn.execute(_STAGE_INCIDENTS)
         await conn.copy_records_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, records=stage)
         touched = await conn.fetch(_UPSERT_INCIDENTS)
-        metrics.INCIDENT_CHANGES.inc(len(touched))
         changed = sorted((r for r in touched if self.chain_every_touch or not r["unchanged"]),
                          key=lambda r: r["incident_id"])
         recorded_at = utc_now_ms()
@@ -216,7 +240,7 @@ class EvidenceWriter:
         await conn.copy_records_to_table("incident_changes", columns=_CHANGE_COLUMNS, records=[
             (self.node, link.seq, *s[:2], packed(s[2]), *s[3:], link.content_hash, link.prev_hash, link.row_hash, fmt)
             for s, link in zip(states, links, strict=True)])
-        return links[-1] if links else last
+        return (links[-1] if links else last), len(touched)
 
     def _checkpoint_due(self) -> bool:
         return (self._since_checkpoint >= self.checkpoint_every
@@ -237,6 +261,13 @@ class EvidenceWriter:
                 return seq
             await self._checkpoint(conn, seq, head)
             return seq
+
+
+def count_stored(observations: Counter[tuple[str, str]], incident_touches: int) -> None:
+    """Metrics of a committed batch: observations by (grade, source), incidents touched."""
+    for (grade, source), n in observations.items():
+        metrics.OBSERVATIONS.labels(grade=grade, source=source).inc(n)
+    metrics.INCIDENT_CHANGES.inc(incident_touches)
 
 
 async def sign_checkpoint(conn: Conn, node: str, key: Ed25519PrivateKey, seq: int, head_hash: bytes) -> None:
