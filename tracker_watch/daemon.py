@@ -39,6 +39,7 @@ from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.node_targets import CopyKeeper, DatabaseAway, NodeTargets
 from tracker_watch.swarm.announcer import Announcers, announcers_for
 from tracker_watch.swarm.engine import SwarmEngine
+from tracker_watch.swarm.fdlimit import files_needed, raise_open_files
 from tracker_watch.swarm.local_copy import LocalCopy
 from tracker_watch.swarm.swarm import Swarm
 from tracker_watch.swarm.watchlist import Watchlist
@@ -109,6 +110,7 @@ class Daemon:
         self.batcher.start()
         self.collector = Collector(s.node.name, SOFTWARE, self.batcher.put, s.collector.reobserve_s,
                                    change_gap_s=s.swarm.peer_refresh_s)
+        raise_open_files(files_needed(s.swarm, s.verify))  # before the session: libtorrent sizes itself by it
         self.engine = engine = SwarmEngine(s, self.collector.handle, on_metadata=self._on_metadata)
         await self.engine.start()
         self.announcer = announcers_for(s, engine)
