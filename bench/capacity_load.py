@@ -60,6 +60,7 @@ class Sampler:
         self.rows: list[dict[str, Any]] = []
         self.extra = extra
         self.main_tid = threading.main_thread().native_id
+        self.backends: set[int] = set()  # PostgreSQL backend pids serving this process (node only)
 
     def sample(self) -> None:
         with open(f"/proc/self/task/{self.main_tid}/stat") as f:
@@ -67,8 +68,10 @@ class Sampler:
         buckets = {s.labels["le"]: s.value for fam in metrics.EVENT_LOOP_LAG.collect() for s in fam.samples
                    if s.name.endswith("_bucket")}
         main = (int(fields[11]) + int(fields[12])) / TICK  # utime + stime of the event loop's thread
-        self.rows.append({"t": time.time(), "cpu": time.process_time(), "main": main, "rss": rss_bytes(),
-                          "lag": buckets, **self.extra()})
+        kids = os.times()
+        self.rows.append({"t": time.time(), "cpu": time.process_time() + kids.children_user + kids.children_system,
+                          "main": main, "rss": rss_bytes(), "lag": buckets, "pg": _proc_cpu(self.backends),
+                          **self.extra()})
 
     async def run(self) -> None:
         while True:
@@ -84,8 +87,31 @@ class Sampler:
                "cpu_cores": (b["cpu"] - a["cpu"]) / wall, "rss_peak_mib": max(r["rss"] for r in inside) / 2**20,
                "lag_samples": lag["+Inf"], "lag_p50_s": quantile(lag, 0.5), "lag_p99_s": quantile(lag, 0.99),
                "lag_max_le_s": max_bucket(lag)}
-        out.update({k: b[k] - a[k] for k in b if k not in ("t", "cpu", "main", "rss", "lag")})
+        out["pg_backend_cpu_s"] = sum(cpu - a["pg"].get(pid, 0.0) for pid, cpu in b["pg"].items())
+        out["pg_backends"] = len(b["pg"])
+        out.update({k: b[k] - a[k] for k in b if k not in ("t", "cpu", "main", "rss", "lag", "pg")})
         return out
+
+
+def _proc_cpu(pids: set[int]) -> dict[int, float]:
+    """utime + stime of each process (a PostgreSQL backend on this machine); gone ones are left out."""
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+async def _follow_backends(sampler: Sampler, pool: Any, name: str) -> None:
+    """The node's PostgreSQL backends (its pools connect with application_name = name), looked up every 2 s."""
+    while True:
+        rows = await pool.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1", name)
+        sampler.backends |= {int(r["pid"]) for r in rows}
+        await asyncio.sleep(2.0)
 
 
 def quantile(cumulative: dict[str, float], q: float) -> float:
@@ -132,8 +158,10 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
     from tracker_watch.ledger import bulk
 
     torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(args.swarms)]
+    app = f"twbench-node-{os.getpid()}"
     async with server_dsn() as dsn, fresh_schema(dsn, "load") as schema:
-        daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema))
+        own = dsn + ("&" if "?" in dsn else "?") + f"application_name={app}"  # to find its backends' CPU
+        daemon = Daemon(_settings(args.swarms, args.peers, own, schema))
         await daemon.start()
         engine = daemon.engine
         assert engine is not None
@@ -143,6 +171,7 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
                                    "observations_written": float(daemon.batcher.written if daemon.batcher else 0),
                                    "verified": float(verifier.stats["verified"] if verifier else 0)})
         task = asyncio.create_task(sampler.run())
+        backends = asyncio.create_task(_follow_backends(sampler, daemon.db.pool, app))
         marks = {"reg0": time.time()}
         items = [(parse_target(t.magnet(args.tracker)), "Bench Studio", f"Work {t.index}") for t in torrents]
         async with daemon.db.pool.acquire() as conn, conn.transaction():
@@ -156,6 +185,7 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
             out = await _until_stopped(sampler, marks)
         finally:
             task.cancel()
+            backends.cancel()
             await daemon.stop()
         out["alerts_dropped_total"] = engine.alerts_dropped
         out["verifier"] = dict(verifier.stats) if verifier else {}
@@ -215,16 +245,22 @@ def _line(proc: subprocess.Popen[str], prefix: str) -> str:
     raise RuntimeError(f"{prefix.strip()} never came (exit {proc.wait()})")
 
 
-def measure(mode: str, n: int, peers: int, timeout: float) -> dict[str, Any]:
+def measure(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One scale, one mode: `sink` (the generator against its trivial sink: what it offers), `bare`, `node`."""
     me = [sys.executable, "-m"]
-    ips = [MONITOR_IP, PROBE_IP] if mode == "node" else [MONITOR_IP]  # the node announces both identities
-    gen = subprocess.Popen([*me, "bench.loadgen", "--swarms", str(n), "--peers", str(peers), "--monitor-ip", *ips,
-                            "--timeout", str(timeout)], stdout=subprocess.PIPE, text=True)
+    ips = [MONITOR_IP, PROBE_IP] if mode != "bare" else [MONITOR_IP]  # the node announces both identities
+    gen = subprocess.Popen([*me, "bench.loadgen", "--swarms", str(n), "--peers", str(args.peers), "--monitor-ip",
+                            *ips, "--timeout", str(args.timeout), "--rate", str(args.rate), "--procs", str(args.procs),
+                            *(["--sink", str(args.sinks)] if mode == "sink" else [])],
+                           stdout=subprocess.PIPE, text=True)
     node = None
     try:
         url = _line(gen, "TRACKER ")
+        if mode == "sink":
+            load = json.loads(_line(gen, "RESULT "))
+            return {"load": load, "loadavg": os.getloadavg()}
         node = subprocess.Popen([*me, "bench.capacity_load", "--child", mode, "--swarms", str(n), "--peers",
-                                 str(peers), "--tracker", url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 str(args.peers), "--tracker", url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 text=True)
         _line(node, "WATCHING")
         load = json.loads(_line(gen, "RESULT "))
@@ -238,35 +274,46 @@ def measure(mode: str, n: int, peers: int, timeout: float) -> dict[str, Any]:
         for proc in (gen, node):
             if proc is not None and proc.poll() is None:
                 proc.kill()
-    load["contacts_per_s"] = load["contacts"] / max(1e-9, load["busy_s"])
     return {"load": load, "monitor": mon, "loadavg": os.getloadavg()}
+
+
+def _report(n: int, peers: int, res: dict[str, Any]) -> dict[str, Any]:
+    """Print one scale's figures; the ratios: node / bare CPU over each one's load window, which ends when the
+    same work is done (every pair contacted, N × P blocks served, 3 s quiet) — per unit of that work too."""
+    g = res["sink"]["load"]
+    print(f"capacity_load {n:>6,} × {peers} [generator → sink]: {g['dials']:,} dials offered at "
+          f"{g['offered_dials_per_s']:,.0f}/s ({g['procs']} processes), reached "
+          f"{g['contacts_per_s_dial_phase']:,.0f} contacts/s (best 5 s {g['best_5s_contacts_per_s']:,.0f}/s), "
+          f"generator CPU {g['generator_load_cpu_s']:.1f} s; "
+          f"load avg {res['sink']['loadavg'][0]:.1f}")
+    for mode in ("bare", "node"):
+        m, lg = res[mode]["monitor"]["load"], res[mode]["load"]
+        print(f"capacity_load {n:>6,} × {peers} [{mode}]: pairs {lg['pairs_contacted']:,}/{lg['pairs']:,} in "
+              f"{lg['all_contacted_s']:.1f} s; dials offered {lg['offered_dials_per_s']:,.0f}/s, contacts "
+              f"{lg['contacts']:,} ({lg['contacts_per_s_dial_phase']:,.0f}/s in the dial phase, best 5 s "
+              f"{lg['best_5s_contacts_per_s']:,.0f}/s); blocks {lg['blocks_served']:,}; window {m['wall_s']:.0f} s: "
+              f"CPU {m['cpu_s']:.1f} s (main thread {m['main_thread_cpu_s']:.1f} s, PostgreSQL backends "
+              f"{m['pg_backend_cpu_s']:.1f} s); RSS peak {m['rss_peak_mib']:.0f} MiB; lag p50/p99 "
+              f"{m['lag_p50_s'] * 1000:.0f}/{m['lag_p99_s'] * 1000:.0f} ms (max ≤ {m['lag_max_le_s']:g} s); alerts "
+              f"dropped {res[mode]['monitor']['alerts_dropped_total']:.0f}; load avg {res[mode]['loadavg'][0]:.1f}")
+    b, d = res["bare"]["monitor"], res["node"]["monitor"]
+    ratio = d["load"]["cpu_s"] / max(1e-9, b["load"]["cpu_s"])
+    with_pg = (d["load"]["cpu_s"] + d["load"]["pg_backend_cpu_s"]) / max(1e-9, b["load"]["cpu_s"])
+    contact = d["contact_phase"]["cpu_s"] / max(1e-9, b["contact_phase"]["cpu_s"])
+    print(f"capacity_load {n:>6,}: CPU node / bare = {ratio:.2f} (with the node's PostgreSQL backends {with_pg:.2f}) "
+          f"for the same work; until every pair was contacted (+3 s) {contact:.2f}; node verified "
+          f"{d['verifier'].get('verified', 0):,} peers")
+    return {"cpu_ratio": ratio, "cpu_ratio_with_pg": with_pg, "cpu_ratio_contact_phase": contact}
 
 
 def parent(args: argparse.Namespace) -> None:
     rows = []
     for n in args.swarms:
-        res = {mode: measure(mode, n, args.peers, args.timeout) for mode in ("bare", "node")}
-        b, d = res["bare"], res["node"]
-        ratio = d["monitor"]["load"]["cpu_s"] / max(1e-9, b["monitor"]["load"]["cpu_s"])
-        rows.append({"swarms": n, "peers_per_swarm": args.peers, **res, "cpu_ratio": ratio})
-        for mode in ("bare", "node"):
-            m, lg = res[mode]["monitor"], res[mode]["load"]
-            print(f"capacity_load {n:>6,} swarms × {args.peers} [{mode}]: pairs contacted {lg['pairs_contacted']:,}/"
-                  f"{lg['pairs']:,} in {lg['all_contacted_s']:.1f} s, contacts {lg['contacts']:,} "
-                  f"({lg['contacts_per_s']:,.0f}/s over {lg['busy_s']:.1f} s), blocks {lg['blocks_served']:,}; "
-                  f"CPU {m['load']['cpu_s']:.1f} s ({m['load']['cpu_cores']:.2f} cores, main thread "
-                  f"{m['load']['main_thread_cpu_s']:.1f} s); RSS peak {m['load']['rss_peak_mib']:.0f} MiB; "
-                  f"lag p99 {m['load']['lag_p99_s'] * 1000:.1f} ms (max ≤ {m['load']['lag_max_le_s']:g} s); "
-                  + (f"registration lag p99 {m['registration']['lag_p99_s'] * 1000:.1f} ms (max ≤ "
-                     f"{m['registration']['lag_max_le_s']:g} s, {m['registration']['wall_s']:.1f} s); "
-                     if mode == "node" else "") +
-                  f"alerts dropped {m['alerts_dropped_total']:.0f}; load avg {res[mode]['loadavg'][0]:.1f}")
-        contact = (d["monitor"]["contact_phase"]["cpu_s"], b["monitor"]["contact_phase"]["cpu_s"])
-        rows[-1]["cpu_ratio_contact_phase"] = contact[0] / max(1e-9, contact[1])
-        print(f"capacity_load {n:>6,} swarms: CPU node / bare = {ratio:.2f} over the whole load window; "
-              f"{contact[0]:.1f} s / {contact[1]:.1f} s = {rows[-1]['cpu_ratio_contact_phase']:.2f} until every pair "
-              f"was contacted (+3 s)")
-    write_result(args.name, {"scale": vars(args), "rows": rows})
+        res: dict[str, Any] = {}
+        for mode in ("sink", "bare", "node"):  # one at a time: the generator's baseline first
+            res[mode] = measure(mode, n, args)
+        rows.append({"swarms": n, "peers_per_swarm": args.peers, **res, **_report(n, args.peers, res)})
+        write_result(args.name, {"scale": vars(args), "rows": rows})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -275,6 +322,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--peers", type=int, default=2, help="active simulated peers per swarm")
     p.add_argument("--timeout", type=float, default=150.0, help="longest load window, seconds")
     p.add_argument("--name", default="capacity_load", help="results file bench/results/<name>.json")
+    p.add_argument("--rate", type=float, default=3000.0, help="peer dials per second asked of the generator")
+    p.add_argument("--procs", type=int, default=0, help="generator worker processes (0: bench.loadgen's default)")
+    p.add_argument("--sinks", type=int, default=3, help="sink processes for the generator's own baseline")
     p.add_argument("--child", choices=("node", "bare"), help=argparse.SUPPRESS)
     p.add_argument("--tracker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
