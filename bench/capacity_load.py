@@ -106,11 +106,14 @@ def _proc_cpu(pids: set[int]) -> dict[int, float]:
     return out
 
 
-async def _follow_backends(sampler: Sampler, pool: Any, name: str) -> None:
-    """The node's PostgreSQL backends (its pools connect with application_name = name), looked up every 2 s."""
+async def _follow_backends(sampler: Sampler, pool: Any) -> None:
+    """The node's PostgreSQL backends: its pool's connections' server pids, looked up every 2 s (the pool sets
+    application_name itself, so pg_stat_activity cannot tell this node's backends from other benchmarks')."""
     while True:
-        rows = await pool.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1", name)
-        sampler.backends |= {int(r["pid"]) for r in rows}
+        for holder in getattr(pool, "_holders", []):  # asyncpg's pool internals: a benchmark may look
+            con = getattr(holder, "_con", None)
+            if con is not None and not con.is_closed():
+                sampler.backends.add(int(con.get_server_pid()))
         await asyncio.sleep(2.0)
 
 
@@ -158,10 +161,8 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
     from tracker_watch.ledger import bulk
 
     torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(args.swarms)]
-    app = f"twbench-node-{os.getpid()}"
     async with server_dsn() as dsn, fresh_schema(dsn, "load") as schema:
-        own = dsn + ("&" if "?" in dsn else "?") + f"application_name={app}"  # to find its backends' CPU
-        daemon = Daemon(_settings(args.swarms, args.peers, own, schema))
+        daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema))
         await daemon.start()
         engine = daemon.engine
         assert engine is not None
@@ -171,7 +172,7 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
                                    "observations_written": float(daemon.batcher.written if daemon.batcher else 0),
                                    "verified": float(verifier.stats["verified"] if verifier else 0)})
         task = asyncio.create_task(sampler.run())
-        backends = asyncio.create_task(_follow_backends(sampler, daemon.db.pool, app))
+        backends = asyncio.create_task(_follow_backends(sampler, daemon.db.pool))
         marks = {"reg0": time.time()}
         items = [(parse_target(t.magnet(args.tracker)), "Bench Studio", f"Work {t.index}") for t in torrents]
         async with daemon.db.pool.acquire() as conn, conn.transaction():

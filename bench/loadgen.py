@@ -149,6 +149,7 @@ def summary(args: argparse.Namespace, load_start: float, ends: list[tuple[str, i
             "first_contact_quantiles_s": [firsts[int(q * (len(firsts) - 1))] for q in (0.1, 0.5, 0.9)]
             if firsts else [], "last_activity": last, "busy_s": last - load_start,
             "generator_cpu_s": sum(r["cpu_s"] for r in shard),
+            "go_delay_s": max((r["started"] for r in shard), default=load_start) - load_start,
             "generator_load_cpu_s": sum(r["load_cpu_s"] for r in shard), "sink": sunk}
 
 
