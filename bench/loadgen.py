@@ -39,7 +39,8 @@ PEERS_PER_PROC = 2500  # ~6 descriptors per peer (listener, P torrents × 2 moni
 
 def _spawn(*argv: str) -> Any:
     return asyncio.create_subprocess_exec(sys.executable, "-m", "bench.loadgen", *argv,
-                                          stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+                                          stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                          limit=2**28)  # a report line holds every contact time
 
 
 async def _read(proc: Any, prefix: str) -> str:
