@@ -278,43 +278,50 @@ def measure(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     return {"load": load, "monitor": mon, "loadavg": os.getloadavg()}
 
 
-def _report(n: int, peers: int, res: dict[str, Any]) -> dict[str, Any]:
-    """Print one scale's figures; the ratios: node / bare CPU over each one's load window, which ends when the
-    same work is done (every pair contacted, N × P blocks served, 3 s quiet) — per unit of that work too."""
-    g = res["sink"]["load"]
-    print(f"capacity_load {n:>6,} × {peers} [generator → sink]: {g['dials']:,} dials offered at "
-          f"{g['offered_dials_per_s']:,.0f}/s ({g['procs']} processes), reached "
-          f"{g['contacts_per_s_dial_phase']:,.0f} contacts/s (best 5 s {g['best_5s_contacts_per_s']:,.0f}/s), "
-          f"generator CPU {g['generator_load_cpu_s']:.1f} s; "
-          f"load avg {res['sink']['loadavg'][0]:.1f}")
-    for mode in ("bare", "node"):
-        m, lg = res[mode]["monitor"]["load"], res[mode]["load"]
-        print(f"capacity_load {n:>6,} × {peers} [{mode}]: pairs {lg['pairs_contacted']:,}/{lg['pairs']:,} in "
-              f"{lg['all_contacted_s']:.1f} s; dials offered {lg['offered_dials_per_s']:,.0f}/s, contacts "
-              f"{lg['contacts']:,} ({lg['contacts_per_s_dial_phase']:,.0f}/s in the dial phase, best 5 s "
-              f"{lg['best_5s_contacts_per_s']:,.0f}/s); blocks {lg['blocks_served']:,}; window {m['wall_s']:.0f} s: "
-              f"CPU {m['cpu_s']:.1f} s (main thread {m['main_thread_cpu_s']:.1f} s, PostgreSQL backends "
-              f"{m['pg_backend_cpu_s']:.1f} s); RSS peak {m['rss_peak_mib']:.0f} MiB; lag p50/p99 "
-              f"{m['lag_p50_s'] * 1000:.0f}/{m['lag_p99_s'] * 1000:.0f} ms (max ≤ {m['lag_max_le_s']:g} s); alerts "
-              f"dropped {res[mode]['monitor']['alerts_dropped_total']:.0f}; load avg {res[mode]['loadavg'][0]:.1f}")
+def _print(n: int, peers: int, mode: str, r: dict[str, Any]) -> None:
+    lg = r["load"]
+    if mode == "sink":
+        print(f"capacity_load {n:>6,} × {peers} [generator → sink]: {lg['dials']:,} dials offered at "
+              f"{lg['offered_dials_per_s']:,.0f}/s ({lg['procs']} processes), reached "
+              f"{lg['contacts_per_s_dial_phase']:,.0f} contacts/s (best 5 s {lg['best_5s_contacts_per_s']:,.0f}/s), "
+              f"generator CPU {lg['generator_load_cpu_s']:.1f} s; load avg {r['loadavg'][0]:.1f}", flush=True)
+        return
+    m = r["monitor"]["load"]
+    print(f"capacity_load {n:>6,} × {peers} [{mode}]: pairs {lg['pairs_contacted']:,}/{lg['pairs']:,} in "
+          f"{lg['all_contacted_s']:.1f} s; dials offered {lg['offered_dials_per_s']:,.0f}/s, contacts "
+          f"{lg['contacts']:,} ({lg['contacts_per_s_dial_phase']:,.0f}/s in the dial phase, best 5 s "
+          f"{lg['best_5s_contacts_per_s']:,.0f}/s); blocks {lg['blocks_served']:,}; window {m['wall_s']:.0f} s: "
+          f"CPU {m['cpu_s']:.1f} s (main thread {m['main_thread_cpu_s']:.1f} s, PostgreSQL backends "
+          f"{m['pg_backend_cpu_s']:.1f} s); RSS peak {m['rss_peak_mib']:.0f} MiB; lag p50/p99 "
+          f"{m['lag_p50_s'] * 1000:.0f}/{m['lag_p99_s'] * 1000:.0f} ms (max ≤ {m['lag_max_le_s']:g} s); alerts "
+          f"dropped {r['monitor']['alerts_dropped_total']:.0f}; load avg {r['loadavg'][0]:.1f}", flush=True)
+
+
+def _ratios(n: int, res: dict[str, Any]) -> dict[str, Any]:
+    """node / bare CPU over each one's load window, which ends when the same work is done (every pair
+    contacted, N × P blocks served, 3 s quiet); and, as before, until every pair was contacted."""
     b, d = res["bare"]["monitor"], res["node"]["monitor"]
     ratio = d["load"]["cpu_s"] / max(1e-9, b["load"]["cpu_s"])
     with_pg = (d["load"]["cpu_s"] + d["load"]["pg_backend_cpu_s"]) / max(1e-9, b["load"]["cpu_s"])
     contact = d["contact_phase"]["cpu_s"] / max(1e-9, b["contact_phase"]["cpu_s"])
     print(f"capacity_load {n:>6,}: CPU node / bare = {ratio:.2f} (with the node's PostgreSQL backends {with_pg:.2f}) "
           f"for the same work; until every pair was contacted (+3 s) {contact:.2f}; node verified "
-          f"{d['verifier'].get('verified', 0):,} peers")
+          f"{d['verifier'].get('verified', 0):,} peers", flush=True)
     return {"cpu_ratio": ratio, "cpu_ratio_with_pg": with_pg, "cpu_ratio_contact_phase": contact}
 
 
 def parent(args: argparse.Namespace) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in args.swarms:
-        res: dict[str, Any] = {}
-        for mode in ("sink", "bare", "node"):  # one at a time: the generator's baseline first
-            res[mode] = measure(mode, n, args)
-        rows.append({"swarms": n, "peers_per_swarm": args.peers, **res, **_report(n, args.peers, res)})
-        write_result(args.name, {"scale": vars(args), "rows": rows})
+        row: dict[str, Any] = {"swarms": n, "peers_per_swarm": args.peers}
+        rows.append(row)
+        for mode in args.modes:  # one at a time: the generator's baseline first; written as each one ends
+            row[mode] = measure(mode, n, args)
+            _print(n, args.peers, mode, row[mode])
+            write_result(args.name, {"scale": vars(args), "rows": rows})
+        if "bare" in row and "node" in row:
+            row.update(_ratios(n, row))
+            write_result(args.name, {"scale": vars(args), "rows": rows})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -326,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=3000.0, help="peer dials per second asked of the generator")
     p.add_argument("--procs", type=int, default=0, help="generator worker processes (0: bench.loadgen's default)")
     p.add_argument("--sinks", type=int, default=3, help="sink processes for the generator's own baseline")
+    p.add_argument("--modes", nargs="+", choices=("sink", "bare", "node"), default=["sink", "bare", "node"])
     p.add_argument("--child", choices=("node", "bare"), help=argparse.SUPPRESS)
     p.add_argument("--tracker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
