@@ -149,10 +149,14 @@ class Daemon:
                                      s.evidence.checkpoint_interval_s)
         self.targets.connect(pool)
         assert self.batcher is not None
+        assert self.watchlist is not None
         spool = self.batcher.spool
         self.ownership = Ownership(pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
                                    s.node.heartbeat_s, lambda: (spool.pending_records, spool.pending_bytes))
         await self._heartbeat()
+        await self.watchlist.apply_handed()  # start() returns once every target we hold runs
+        if self.ownership.valid_until - time.monotonic() < s.node.heartbeat_s:
+            await self._heartbeat()  # that took most of the lease: renew before the fence's first look
         self.batcher.kick()  # write the spool now rather than at the end of the batcher's back-off
         metrics.LOCAL_COPY_TARGETS.set(0)
         for ids, info, meta in self._pending_metadata:  # fetched while the database was away
@@ -321,15 +325,18 @@ class Daemon:
             _log.warning("background_task_failed", error=str(task.exception())[:300])
 
     async def _heartbeat(self) -> None:
+        """Renew the leases and hand what we hold to the watchlist. The beat never waits for the watchlist:
+        applying thousands of swarms takes seconds, and a beat stuck behind it let the lease lapse (the node
+        fenced itself at 5,000 busy swarms). The watchlist applies the latest handed set when it can."""
         assert self.ownership is not None
         assert self.watchlist is not None
         async with self._beat_lock:
             beat = await self.ownership.beat()
-            await self._name_new_targets(beat.owned)  # before their swarms log their first line
-            await self.watchlist.set_owned(self.ownership.valid())  # empty if the beat took longer than the lease
             log.TARGETS_BY_INFOHASH.clear()
             log.TARGETS_BY_INFOHASH.update({key: [r.target_id for r in group.refs]
                                             for key, group in self.watchlist.groups.items()})
+            await self._name_new_targets(beat.owned)  # before their swarms log their first line
+            self.watchlist.hand_owned(self.ownership.valid())  # empty if the beat took longer than the lease
 
     async def _name_new_targets(self, owned: frozenset[int]) -> None:
         known = {i for ids in log.TARGETS_BY_INFOHASH.values() for i in ids}
@@ -354,14 +361,15 @@ class Daemon:
         we still hold; what we observed until now is in the spool and is written when the database is back."""
         assert self.ownership is not None
         assert self.watchlist is not None
-        if not self.watchlist.owned or self.ownership.valid():
+        if not self.watchlist.owned_soon or self.ownership.valid():
             return
-        _log.warning("leases_fenced", swarms=len(self.watchlist.groups), targets=len(self.watchlist.owned),
+        _log.warning("leases_fenced", swarms=len(self.watchlist.groups), targets=len(self.watchlist.owned or ()),
                      note="no heartbeat reached the database within the lease; stopped until one does")
         metrics.LEASE_CHANGES.labels(change="fenced").inc(len(self.ownership.swarms))
+        self.watchlist.hand_owned(frozenset())
         try:
-            await asyncio.wait_for(self.watchlist.set_owned(frozenset()), timeout=1.0)
-        except TimeoutError:  # the watchlist waits on the database: interrupt it, stop, start it again
+            await asyncio.wait_for(self.watchlist.apply_handed(), timeout=1.0)
+        except TimeoutError:  # the watchlist is busy (a long pass, or waiting on the database): interrupt it
             task = next(t for t in self._tasks if t.get_name() == "watchlist")
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
