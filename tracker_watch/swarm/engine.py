@@ -75,6 +75,7 @@ class SwarmEngine:
         self.swarms: dict[str, Swarm] = {}
         self._by_handle: dict[Any, Swarm] = {}
         self._by_dht_hash: dict[bytes, Swarm] = {}
+        self._dht_hashes_of: dict[str, set[bytes]] = {}  # swarm key → its `_by_dht_hash` keys: unwatch in O(1)
         self.listen_endpoints: set[Endpoint] = set()
         sw = settings.swarm
         self.policy = AddressPolicy.from_settings(sw.allowed_networks, sw.denied_networks)
@@ -130,11 +131,11 @@ class SwarmEngine:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        # all at once: unwatch() one by one rescans the engine's and the verifier's maps per swarm, and with
-        # 10,000 swarms that quadratic stop outlasted daemon.shutdown_grace_s (bench/capacity_load.py)
+        # all at once: the maps and the session go with them (unwatch() samples and unindexes each swarm)
         swarms, self.swarms = self.swarms, {}
         self._by_handle.clear()
         self._by_dht_hash.clear()
+        self._dht_hashes_of.clear()
         for swarm in swarms.values():
             swarm.close()
             if self.session is not None:
@@ -227,7 +228,9 @@ class SwarmEngine:
         if self.verifier is not None:
             self.verifier.detach(key)
         self._by_handle.pop(swarm.handle, None)
-        self._by_dht_hash = {h: s for h, s in self._by_dht_hash.items() if s is not swarm}
+        for h in self._dht_hashes_of.pop(key, ()):
+            if self._by_dht_hash.get(h) is swarm:
+                del self._by_dht_hash[h]
         if self.session is not None:
             self.session.remove_torrent(swarm.handle, lt.session.delete_files | lt.session.delete_partfile)
         _log.info("swarm_removed", infohash=key)
@@ -236,6 +239,7 @@ class SwarmEngine:
         for h in (v1, v2[:20] if v2 else None):  # the DHT knows v2 swarms by the truncated hash (BEP 52)
             if h:
                 self._by_dht_hash[h] = swarm
+                self._dht_hashes_of.setdefault(swarm.key, set()).add(h)
 
     def add_peer(self, key: str, peer: Endpoint, source: Source, tracker_url: str | None = None) -> None:
         swarm = self.swarms.get(key)

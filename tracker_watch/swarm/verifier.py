@@ -96,6 +96,11 @@ class Verifier:
         self.client_name = client_name
         self.swarms: dict[str, SwarmView] = {}
         self.candidates: dict[tuple[str, str], _Candidate] = {}
+        # swarm key → the IPs of its candidates, and the infohashes it registered (`_by_hash`, `_expected`):
+        # attach and detach touch only the swarm's own entries (a scan of every swarm's made a mass stop and
+        # 5,000 metadata arrivals quadratic)
+        self._ips_of: dict[str, set[str]] = {}
+        self._hashes_of: dict[str, set[bytes]] = {}
         self.swarm_bytes: dict[tuple[str, date], int] = {}
         self._heap: list[tuple[float, int, tuple[str, str]]] = []
         self._seq = 0
@@ -116,26 +121,34 @@ class Verifier:
         """A swarm is watched but its metadata not known yet: peers that dial us for it are held a moment."""
         if info_hash_v1 is not None:
             self._expected.setdefault(info_hash_v1, asyncio.Event())
+            self._hashes_of.setdefault(key, set()).add(info_hash_v1)
 
     def attach(self, swarm: SwarmView) -> None:
         """The swarm's metadata is known: its pending candidates can be probed."""
         self.swarms[swarm.key] = swarm
         if swarm.info_hash_v1 is not None:
             self._by_hash[swarm.info_hash_v1] = swarm.key
+            self._hashes_of.setdefault(swarm.key, set()).add(swarm.info_hash_v1)
             if (event := self._expected.pop(swarm.info_hash_v1, None)) is not None:
                 event.set()
-        for cand in self.candidates.values():
-            if cand.key == swarm.key and not cand.done:
+        for ip in self._ips_of.get(swarm.key, ()):
+            if not (cand := self.candidates[(swarm.key, ip)]).done:
                 self._schedule(cand, 0.0)
 
     def detach(self, key: str) -> None:
         self.swarms.pop(key, None)
-        gone = [h for h, k in self._by_hash.items() if k == key] + [h for h in self._expected if h.hex() == key]
-        for h in gone:
-            self._by_hash.pop(h, None)
+        for h in self._hashes_of.pop(key, ()):
+            if self._by_hash.get(h) == key:
+                del self._by_hash[h]
             if (event := self._expected.pop(h, None)) is not None:
                 event.set()
-        self.candidates = {k: c for k, c in self.candidates.items() if c.key != key}
+        for ip in self._ips_of.pop(key, ()):
+            del self.candidates[(key, ip)]
+
+    def _new_candidate(self, key: str, ip: str, today: date) -> _Candidate:
+        cand = self.candidates[(key, ip)] = _Candidate(key, ip, today)
+        self._ips_of.setdefault(key, set()).add(ip)
+        return cand
 
     def offer(self, key: str, peer: Endpoint, source_bits: int = 0) -> None:
         """A dialable address of this swarm (named by a tracker, the DHT or PEX, or connected outgoing)."""
@@ -145,7 +158,7 @@ class Verifier:
         today = utc_now_ms().date()
         cand = self.candidates.get((key, peer[0]))
         if cand is None or cand.day != today:  # a new day: a fresh budget, and a fresh verdict
-            cand = self.candidates[(key, peer[0])] = _Candidate(key, peer[0], today)
+            cand = self._new_candidate(key, peer[0], today)
         cand.ports[peer[1]] = cand.ports.get(peer[1], 0) | source_bits
         cand.seen_at = loop.time()
         if not (cand.done or cand.busy) and cand.due is None and key in self.swarms:
@@ -370,7 +383,7 @@ class Verifier:
         today = utc_now_ms().date()
         cand = self.candidates.get((key, ip))
         if cand is None or cand.day != today:
-            cand = self.candidates[(key, ip)] = _Candidate(key, ip, today)
+            cand = self._new_candidate(key, ip, today)
         cand.seen_at = asyncio.get_running_loop().time()
         if cand.done or cand.busy or cand.probes >= self.settings.probes_per_peer_per_day:
             return None
