@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import ItemsView, Iterator, KeysView, ValuesView
+from _collections_abc import dict_items, dict_keys, dict_values
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,15 +33,15 @@ class Walks(dict[Any, Any]):
         self.walks += 1
         return super().__iter__()
 
-    def items(self) -> ItemsView[Any, Any]:
+    def items(self) -> dict_items[Any, Any]:
         self.walks += 1
         return super().items()
 
-    def keys(self) -> KeysView[Any]:
+    def keys(self) -> dict_keys[Any, Any]:
         self.walks += 1
         return super().keys()
 
-    def values(self) -> ValuesView[Any]:
+    def values(self) -> dict_values[Any, Any]:
         self.walks += 1
         return super().values()
 
