@@ -223,7 +223,8 @@ class Daemon:
     def _copy_changed(self) -> None:
         """The watchlist changed what it runs: keep the local copy in step (only what the database said)."""
         if self.watchlist is not None and self.targets.store is not None:
-            self.copy_keeper.changed(self.watchlist.owned or frozenset(), self.watchlist.rows)
+            self.copy_keeper.changed(self.watchlist.owned or frozenset(), self.watchlist.rows,
+                                     self.watchlist.rows_version)
 
     def listening(self) -> dict[str, Any]:
         """The addresses actually bound (a configured port 0 becomes the port the OS chose)."""

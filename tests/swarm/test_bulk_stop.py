@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from _collections_abc import dict_items, dict_keys, dict_values
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from tests.conftest import SettingsFactory
+from tests.helpers import Walks
 from tracker_watch.domain.evidence import Source
 from tracker_watch.domain.peers import PeerListed
 from tracker_watch.evidence.collector import Collector, TargetRef
@@ -22,28 +21,6 @@ from tracker_watch.swarm.verifier import Verifier
 
 N = 3000
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-class Walks(dict[Any, Any]):
-    """A dict that counts walks over all of its entries."""
-
-    walks = 0
-
-    def __iter__(self) -> Iterator[Any]:
-        self.walks += 1
-        return super().__iter__()
-
-    def items(self) -> dict_items[Any, Any]:
-        self.walks += 1
-        return super().items()
-
-    def keys(self) -> dict_keys[Any, Any]:
-        self.walks += 1
-        return super().keys()
-
-    def values(self) -> dict_values[Any, Any]:
-        self.walks += 1
-        return super().values()
 
 
 def _walks(*maps: Any) -> int:

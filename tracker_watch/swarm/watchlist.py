@@ -63,6 +63,7 @@ class Watchlist:
         self._dirty: dict[str, None] = {}  # swarms whose rows changed since they were last applied (ordered)
         self._revision = 0
         self._polls = 0
+        self.rows_version = 0  # bumped whenever `rows` changes: the daemon's local copy skips a pass that changed none
         self.actor = actor
         self.on_change = on_change  # told after each pass: the daemon keeps its local copy of what runs
         self._broken: dict[int, str] = {}  # target id → why it cannot be watched, until recorded
@@ -174,6 +175,7 @@ class Watchlist:
         if old is not None:
             self._unindex(old)
         self.rows[row.id] = row
+        self.rows_version += 1
         self._by_key.setdefault(row.key, set()).add(row.id)
         self._dirty[row.key] = None
 
@@ -181,6 +183,7 @@ class Watchlist:
         row = self.rows.pop(target_id, None)
         if row is not None:
             self._unindex(row)
+            self.rows_version += 1
         self._valid.pop(target_id, None)
         return row
 
