@@ -223,7 +223,7 @@ class SwarmEngine:
         if swarm is None:
             return
         if self.session is not None and not swarm.closed:
-            swarm.sample_now()  # as before a recycle: no completed handshake goes without its row
+            swarm.sample_last()  # as before a recycle: no completed handshake goes without its row
         swarm.close()
         if self.verifier is not None:
             self.verifier.detach(key)
