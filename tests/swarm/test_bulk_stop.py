@@ -87,11 +87,11 @@ async def test_the_engine_unwatches_a_swarm_without_walking_the_others(make_sett
             engine.watch(spec)
             if i % 64 == 0:
                 await asyncio.sleep(0)
-        engine._by_dht_hash = Walks(engine._by_dht_hash)
+        engine.discovery.by_hash = Walks(engine.discovery.by_hash)
         for spec in specs[1:]:
             engine.unwatch(spec.key)
-        assert _walks(engine._by_dht_hash) == 0
-        assert list(engine._by_dht_hash) == [specs[0].infohash_v1]
+        assert _walks(engine.discovery.by_hash) == 0
+        assert list(engine.discovery.by_hash) == [specs[0].infohash_v1]
         assert list(engine.swarms) == [specs[0].key]
     finally:
         await engine.stop()
