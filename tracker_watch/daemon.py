@@ -13,6 +13,7 @@ are handed back at once, then the writer flushes what it can; whatever it cannot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ from tracker_watch.ledger.outbox import Outbox
 from tracker_watch.ledger.ownership import Ownership
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
-from tracker_watch.node_targets import CopyKeeper, DatabaseAway, NodeTargets
+from tracker_watch.node_targets import CopyKeeper, DatabaseAway, MetadataKeeper, NodeTargets
 from tracker_watch.swarm.announcer import Announcers, announcers_for
 from tracker_watch.swarm.engine import SwarmEngine
 from tracker_watch.swarm.fdlimit import files_needed, raise_open_files
@@ -76,10 +77,9 @@ class Daemon:
         self._beat_lock = asyncio.Lock()
         self._seen_pulse: tuple[Any, ...] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._background: set[asyncio.Task[Any]] = set()
         self.targets = NodeTargets()  # the ledger once connected; the local copy until then
         self.copy_keeper = CopyKeeper(LocalCopy(settings.node.state_dir / "local-copy"))
-        self._pending_metadata: list[tuple[list[int], bytes, TorrentMeta]] = []
+        self.metadata = MetadataKeeper()  # fetched metadata to the database, batched; kept while it is away
         self.online = False  # leases, API and ledger jobs running (the database answered and was reconciled)
 
     async def start(self) -> None:
@@ -151,15 +151,17 @@ class Daemon:
                                      s.evidence.checkpoint_interval_s)
         self.targets.connect(pool)
         assert self.batcher is not None
+        assert self.watchlist is not None
         spool = self.batcher.spool
         self.ownership = Ownership(pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
                                    s.node.heartbeat_s, lambda: (spool.pending_records, spool.pending_bytes))
         await self._heartbeat()
+        await self.watchlist.apply_handed()  # start() returns once every target we hold runs
+        if self.ownership.valid_until - time.monotonic() < s.node.heartbeat_s:
+            await self._heartbeat()  # that took most of the lease: renew before the fence's first look
         self.batcher.kick()  # write the spool now rather than at the end of the batcher's back-off
         metrics.LOCAL_COPY_TARGETS.set(0)
-        for ids, info, meta in self._pending_metadata:  # fetched while the database was away
-            await TargetStore(pool).set_metadata(ids, info, meta)
-        self._pending_metadata.clear()
+        self.metadata.connect(TargetStore(pool))  # with what was fetched while the database was away
         if s.api.enabled and self.api is None:
             from tracker_watch.api.app import ApiServer
 
@@ -177,7 +179,7 @@ class Daemon:
                     "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
                     "outbox": (s.notices.delivery_interval_s, self._deliver_notices)}
         await jobs.warn_placeholders(s, pool)
-        self._tasks += [asyncio.create_task(jobs.every(every, job), name=name)
+        self._tasks += [asyncio.create_task(jobs.every(every, job, fixed_rate=name == "heartbeat"), name=name)
                         for name, (every, job) in periodic.items()]  # last: a retried _online adds them once
         self.online = True
 
@@ -221,7 +223,8 @@ class Daemon:
     def _copy_changed(self) -> None:
         """The watchlist changed what it runs: keep the local copy in step (only what the database said)."""
         if self.watchlist is not None and self.targets.store is not None:
-            self.copy_keeper.changed(self.watchlist.owned or frozenset(), self.watchlist.rows)
+            self.copy_keeper.changed(self.watchlist.owned or frozenset(), self.watchlist.rows,
+                                     self.watchlist.rows_version)
 
     def listening(self) -> dict[str, Any]:
         """The addresses actually bound (a configured port 0 becomes the port the OS chose)."""
@@ -273,8 +276,8 @@ class Daemon:
                 await asyncio.wait_for(self.engine.stop(), timeout=max(1.0, (deadline - time.monotonic()) / 2))
             except TimeoutError:
                 _log.error("swarm_engine_stop_timeout")
-        if self._background:
-            await asyncio.wait(self._background, timeout=max(0.1, (deadline - time.monotonic()) / 3))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.metadata.close(), timeout=max(0.1, (deadline - time.monotonic()) / 3))
         if self.ownership is not None:
             try:  # hand the targets to the other nodes now rather than after the lease TTL
                 released = await asyncio.wait_for(self.ownership.release_all(),
@@ -309,37 +312,35 @@ class Daemon:
         group = self.watchlist.groups.get(swarm.key)
         if group is None:
             return
-        ids = [r.target_id for r in group.refs]
-        if not self.db.connected:  # stored once the database answers
-            self._pending_metadata.append((ids, info, meta))
-            return
-        task = asyncio.create_task(TargetStore(self.db.pool).set_metadata(ids, info, meta))
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.warning("background_task_failed", error=str(task.exception())[:300])
+        self.metadata.add([r.target_id for r in group.refs], info, meta)  # stored once the database answers
 
     async def _heartbeat(self) -> None:
+        """Renew the leases and hand what we hold to the watchlist. The beat never waits for the watchlist:
+        applying thousands of swarms takes seconds, and a beat stuck behind it let the lease lapse (the node
+        fenced itself at 5,000 busy swarms). The watchlist applies the latest handed set when it can."""
         assert self.ownership is not None
         assert self.watchlist is not None
         async with self._beat_lock:
             beat = await self.ownership.beat()
-            await self._name_new_targets(beat.owned)  # before their swarms log their first line
-            await self.watchlist.set_owned(self.ownership.valid())  # empty if the beat took longer than the lease
-            log.TARGETS_BY_INFOHASH.clear()
-            log.TARGETS_BY_INFOHASH.update({key: [r.target_id for r in group.refs]
-                                            for key, group in self.watchlist.groups.items()})
+            await self._name_targets(beat.owned)  # before their swarms log their first line
+            self.watchlist.hand_owned(self.ownership.valid())  # empty if the beat took longer than the lease
 
-    async def _name_new_targets(self, owned: frozenset[int]) -> None:
-        known = {i for ids in log.TARGETS_BY_INFOHASH.values() for i in ids}
-        if not (new := owned - known):
-            return
-        for r in await self.db.pool.fetch("SELECT id, coalesce(infohash_v1, infohash_v2) AS ih FROM targets "
-                                          "WHERE id = ANY($1::bigint[])", list(new)):
-            log.TARGETS_BY_INFOHASH.setdefault(bytes(r["ih"]).hex(), []).append(r["id"])
+    async def _name_targets(self, owned: frozenset[int]) -> None:
+        """log.TARGETS_BY_INFOHASH: the targets of the running swarms, and of those owned but not started yet
+        (named once, not fetched again at every beat while thousands wait to start)."""
+        assert self.watchlist is not None
+        names = {key: [r.target_id for r in group.refs] for key, group in self.watchlist.groups.items()}
+        known = {i for ids in names.values() for i in ids}
+        for key, ids in log.TARGETS_BY_INFOHASH.items():
+            if key not in names and (waiting := [i for i in ids if i in owned]):
+                names[key] = waiting
+                known.update(waiting)
+        if new := owned - known:
+            for r in await self.db.pool.fetch("SELECT id, coalesce(infohash_v1, infohash_v2) AS ih FROM targets "
+                                              "WHERE id = ANY($1::bigint[])", list(new)):
+                names.setdefault(bytes(r["ih"]).hex(), []).append(r["id"])
+        log.TARGETS_BY_INFOHASH.clear()
+        log.TARGETS_BY_INFOHASH.update(names)
 
     async def _new_targets(self) -> None:
         """Beat early when targets were added or changed, this node was drained or undrained, or another node
@@ -356,14 +357,15 @@ class Daemon:
         we still hold; what we observed until now is in the spool and is written when the database is back."""
         assert self.ownership is not None
         assert self.watchlist is not None
-        if not self.watchlist.owned or self.ownership.valid():
+        if not self.watchlist.owned_soon or self.ownership.valid():
             return
-        _log.warning("leases_fenced", swarms=len(self.watchlist.groups), targets=len(self.watchlist.owned),
+        _log.warning("leases_fenced", swarms=len(self.watchlist.groups), targets=len(self.watchlist.owned or ()),
                      note="no heartbeat reached the database within the lease; stopped until one does")
         metrics.LEASE_CHANGES.labels(change="fenced").inc(len(self.ownership.swarms))
+        self.watchlist.hand_owned(frozenset())
         try:
-            await asyncio.wait_for(self.watchlist.set_owned(frozenset()), timeout=1.0)
-        except TimeoutError:  # the watchlist waits on the database: interrupt it, stop, start it again
+            await asyncio.wait_for(self.watchlist.apply_handed(), timeout=1.0)
+        except TimeoutError:  # the watchlist is busy (a long pass, or waiting on the database): interrupt it
             task = next(t for t in self._tasks if t.get_name() == "watchlist")
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

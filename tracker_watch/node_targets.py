@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracker_watch import log
+from tracker_watch.domain.torrents import TorrentMeta
+from tracker_watch.ledger.db import is_outage
 from tracker_watch.ledger.targets import TargetRow, TargetStore
 from tracker_watch.swarm.local_copy import LocalCopy
 from tracker_watch.swarm.targets import WatchedTarget
@@ -67,20 +69,23 @@ class NodeTargets:
 
 class CopyKeeper:
     """Writes the local copy after each change of what the node runs: in a worker thread (fsyncs), one save at a
-    time, and of a burst of changes only the last (the copy is a snapshot, not a log)."""
+    time, and of a burst of changes only the last (the copy is a snapshot, not a log). A change is told by the
+    watchlist's `rows_version` and the owned set, so a pass that changed nothing costs nothing: comparing sorted
+    (id, revision) pairs of every row on each poll was O(n log n) every 2 s at 5,000 swarms."""
 
     def __init__(self, copy: LocalCopy) -> None:
         self.copy = copy
-        self._state: Any = None
+        self._owned: frozenset[int] | None = None
+        self._version = -1
         self._wanted: tuple[frozenset[int], dict[int, WatchedTarget]] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def changed(self, owned: frozenset[int], rows: Mapping[int, WatchedTarget]) -> None:
-        state = (owned, tuple(sorted((i, r.revision) for i, r in rows.items())))
-        if state == self._state:
+    def changed(self, owned: frozenset[int], rows: Mapping[int, WatchedTarget], version: int) -> None:
+        """`version` changes whenever `rows` does (Watchlist.rows_version)."""
+        if version == self._version and (owned is self._owned or owned == self._owned):
             return
-        self._state = state
-        self._wanted = (owned, dict(rows))
+        self._owned, self._version = owned, version
+        self._wanted = (owned, dict(rows))  # the worker thread reads a snapshot, never the live dict
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._save(), name="local-copy")
 
@@ -91,6 +96,49 @@ class CopyKeeper:
                 await asyncio.to_thread(self.copy.save, owned, rows)
             except OSError as exc:  # the copy only matters at a start without the database
                 _log.warning("local_copy_write_failed", error=str(exc)[:300])
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class MetadataKeeper:
+    """Stores the metadata fetched from swarms: whatever arrived meanwhile in one statement, one at a time (5,000
+    swarms get theirs within seconds; a statement each queued thousands of tasks for the pool's connections, and
+    the lease heartbeat waited behind them until the node fenced itself). Kept while the database is away."""
+
+    BATCH = 1000
+    RETRY_S = 5.0
+
+    def __init__(self) -> None:
+        self.store: TargetStore | None = None
+        self.pending: list[tuple[list[int], bytes, TorrentMeta]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, target_ids: list[int], info: bytes, meta: TorrentMeta) -> None:
+        self.pending.append((target_ids, info, meta))
+        self._kick()
+
+    def connect(self, store: TargetStore | None) -> None:
+        """The database answers (a store) or is away (None): what is pending is written once it answers."""
+        self.store = store
+        self._kick()
+
+    def _kick(self) -> None:
+        if self.store is not None and self.pending and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._flush(), name="metadata")
+
+    async def _flush(self) -> None:
+        while self.pending and self.store is not None:
+            batch, self.pending = self.pending[:self.BATCH], self.pending[self.BATCH:]
+            try:
+                await self.store.set_metadata_many(batch)
+            except Exception as exc:
+                _log.warning("metadata_write_failed", swarms=len(batch), error=(str(exc) or type(exc).__name__)[:300])
+                if not is_outage(exc):
+                    continue  # as once a single statement's failure: that batch is not stored
+                self.pending[:0] = batch  # the database went away: kept, and tried again
+                await asyncio.sleep(self.RETRY_S)
 
     async def close(self) -> None:
         if self._task is not None:
