@@ -283,13 +283,13 @@ def _print(n: int, peers: int, mode: str, r: dict[str, Any]) -> None:
     if mode == "sink":
         print(f"capacity_load {n:>6,} × {peers} [generator → sink]: {lg['dials']:,} dials offered at "
               f"{lg['offered_dials_per_s']:,.0f}/s ({lg['procs']} processes), reached "
-              f"{lg['contacts_per_s_dial_phase']:,.0f} contacts/s (best 5 s {lg['best_5s_contacts_per_s']:,.0f}/s), "
+              f"{lg.get('contacts_per_s', 0):,.0f} contacts/s (best 5 s {lg['best_5s_contacts_per_s']:,.0f}/s), "
               f"generator CPU {lg['generator_load_cpu_s']:.1f} s; load avg {r['loadavg'][0]:.1f}", flush=True)
         return
     m = r["monitor"]["load"]
     print(f"capacity_load {n:>6,} × {peers} [{mode}]: pairs {lg['pairs_contacted']:,}/{lg['pairs']:,} in "
           f"{lg['all_contacted_s']:.1f} s; dials offered {lg['offered_dials_per_s']:,.0f}/s, contacts "
-          f"{lg['contacts']:,} ({lg['contacts_per_s_dial_phase']:,.0f}/s in the dial phase, best 5 s "
+          f"{lg['contacts']:,} ({lg.get('contacts_per_s', 0):,.0f}/s until as many as dials, best 5 s "
           f"{lg['best_5s_contacts_per_s']:,.0f}/s); blocks {lg['blocks_served']:,}; window {m['wall_s']:.0f} s: "
           f"CPU {m['cpu_s']:.1f} s (main thread {m['main_thread_cpu_s']:.1f} s, PostgreSQL backends "
           f"{m['pg_backend_cpu_s']:.1f} s); RSS peak {m['rss_peak_mib']:.0f} MiB; lag p50/p99 "

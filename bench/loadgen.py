@@ -145,6 +145,9 @@ def summary(args: argparse.Namespace, load_start: float, ends: list[tuple[str, i
             "contacts": len(contacts), "contacts_in_dial_phase": len(phase),
             "contacts_per_s_dial_phase": len(phase) / max(1e-9, issued, phase[-1] if phase else 0.0),
             "best_5s_contacts_per_s": _best(contacts, 5.0) / 5.0,
+            # until as many contacts as dials were made (the node's own dials count too, once it announces again)
+            "contacts_per_s": min(len(contacts), dials) / max(1e-9, contacts[min(len(contacts), dials) - 1])
+            if contacts else 0.0,
             "blocks_served": sum(r["blocks"] for r in shard), "load_start": load_start,
             "all_contacted_s": firsts[-1] if firsts else float("nan"),
             "first_contact_quantiles_s": [firsts[int(q * (len(firsts) - 1))] for q in (0.1, 0.5, 0.9)]
