@@ -42,13 +42,14 @@ MONITOR_IP = "127.0.0.2"  # the session's address in bench_settings (demo settin
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _settings(n: int, peers: int, dsn: str = "", schema: str = "unused") -> Any:
+def _settings(n: int, peers: int, dsn: str = "", schema: str = "unused", lease_ttl_s: float = 30.0) -> Any:
     return bench_settings(
         Path(tempfile.mkdtemp(prefix="tw-bench-load-")), dsn, schema,
         trackers={"min_interval_s": 60.0, "max_interval_s": 1800.0, "timeout_s": 15.0},
         verify={"redial_s": 300.0}, collector={"flush_interval_s": 1.0, "reobserve_s": 900.0},
         swarm={"connections_limit": 3 * n * peers + 200, "peer_refresh_s": 60.0},
         daemon={"target_poll_s": 2.0}, api={"enabled": False}, metrics={"enabled": False},
+        node={"lease_ttl_s": lease_ttl_s},  # 30 s is the product's; --lease-ttl measures past a fencing node
         # the product's defaults, not the demo's once-a-second ledger and outbox passes
         policy={"evaluate_interval_s": 10.0}, notices={"delivery_interval_s": 5.0})
 
@@ -162,7 +163,7 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
 
     torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(args.swarms)]
     async with server_dsn() as dsn, fresh_schema(dsn, "load") as schema:
-        daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema))
+        daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema, args.lease_ttl))
         await daemon.start()
         engine = daemon.engine
         assert engine is not None
@@ -261,7 +262,8 @@ def measure(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
             load = json.loads(_line(gen, "RESULT "))
             return {"load": load, "loadavg": os.getloadavg()}
         node = subprocess.Popen([*me, "bench.capacity_load", "--child", mode, "--swarms", str(n), "--peers",
-                                 str(args.peers), "--tracker", url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 str(args.peers), "--tracker", url, "--lease-ttl", str(args.lease_ttl)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 text=True)
         _line(node, "WATCHING")
         load = json.loads(_line(gen, "RESULT "))
@@ -333,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=3000.0, help="peer dials per second asked of the generator")
     p.add_argument("--procs", type=int, default=0, help="generator worker processes (0: bench.loadgen's default)")
     p.add_argument("--sinks", type=int, default=3, help="sink processes for the generator's own baseline")
+    p.add_argument("--lease-ttl", type=float, default=30.0, help="node.lease_ttl_s (product default 30)")
     p.add_argument("--modes", nargs="+", choices=("sink", "bare", "node"), default=["sink", "bare", "node"])
     p.add_argument("--child", choices=("node", "bare"), help=argparse.SUPPRESS)
     p.add_argument("--tracker", help=argparse.SUPPRESS)
