@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 
 from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch import daemon_jobs as jobs
+from tracker_watch.beat_thread import BeatThread
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import Observation
 from tracker_watch.domain.torrents import TorrentMeta
@@ -72,7 +73,9 @@ class Daemon:
         self.engine: SwarmEngine | None = None
         self.announcer: Announcers | None = None
         self.watchlist: Watchlist | None = None
-        self.ownership: Ownership | None = None
+        self.ownership: Ownership | None = None  # its calls run on the heartbeat's own loop (beat_thread.py)
+        self._beats = BeatThread()
+        self._beat_pool: Any = None
         self._beat_lock = asyncio.Lock()
         self._seen_pulse: tuple[Any, ...] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -151,7 +154,9 @@ class Daemon:
         assert self.batcher is not None
         assert self.watchlist is not None
         spool = self.batcher.spool
-        self.ownership = Ownership(pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
+        if self._beat_pool is None:
+            self._beat_pool = await self._beats.call(self.db.side_pool())
+        self.ownership = Ownership(self._beat_pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
                                    s.node.heartbeat_s, lambda: (spool.pending_records, spool.pending_bytes))
         await self._heartbeat()
         await self.watchlist.apply_handed()  # start() returns once every target we hold runs
@@ -278,7 +283,7 @@ class Daemon:
             await asyncio.wait_for(self.metadata.close(), timeout=max(0.1, (deadline - time.monotonic()) / 3))
         if self.ownership is not None:
             try:  # hand the targets to the other nodes now rather than after the lease TTL
-                released = await asyncio.wait_for(self.ownership.release_all(),
+                released = await asyncio.wait_for(self._beats.call(self.ownership.release_all()),
                                                   timeout=max(0.1, (deadline - time.monotonic()) / 4))
                 _log.info("leases_released", count=released)
             except Exception as exc:
@@ -301,6 +306,11 @@ class Daemon:
             REGISTRY.unregister(self._collector)
             self._collector = None
         await self.copy_keeper.close()
+        if self._beat_pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._beats.call(self._beat_pool.close()), timeout=2.0)
+            self._beat_pool = None
+        await self._beats.close()
         await self.db.stop()
         _log.info("daemon_stopped", unwritten=unwritten,
                   written=self.batcher.written if self.batcher else 0)
@@ -319,32 +329,15 @@ class Daemon:
         assert self.ownership is not None
         assert self.watchlist is not None
         async with self._beat_lock:
-            beat = await self.ownership.beat()
-            await self._name_targets(beat.owned)  # before their swarms log their first line
+            beat = await self._beats.call(self.ownership.beat())
+            await jobs.name_targets(self.db.pool, self.watchlist.groups, beat.owned)  # before their swarms log
             self.watchlist.hand_owned(self.ownership.valid())  # empty if the beat took longer than the lease
-
-    async def _name_targets(self, owned: frozenset[int]) -> None:
-        """log.TARGETS_BY_INFOHASH: the targets of the running swarms, and of those owned but not started yet
-        (named once, not fetched again at every beat while thousands wait to start)."""
-        assert self.watchlist is not None
-        names = {key: [r.target_id for r in group.refs] for key, group in self.watchlist.groups.items()}
-        known = {i for ids in names.values() for i in ids}
-        for key, ids in log.TARGETS_BY_INFOHASH.items():
-            if key not in names and (waiting := [i for i in ids if i in owned]):
-                names[key] = waiting
-                known.update(waiting)
-        if new := owned - known:
-            for r in await self.db.pool.fetch("SELECT id, coalesce(infohash_v1, infohash_v2) AS ih FROM targets "
-                                              "WHERE id = ANY($1::bigint[])", list(new)):
-                names.setdefault(bytes(r["ih"]).hex(), []).append(r["id"])
-        log.TARGETS_BY_INFOHASH.clear()
-        log.TARGETS_BY_INFOHASH.update(names)
 
     async def _new_targets(self) -> None:
         """Beat early when targets were added or changed, this node was drained or undrained, or another node
         handed swarms back: new targets start, and a drain moves every swarm, within daemon.target_poll_s."""
         assert self.ownership is not None
-        pulse = await self.ownership.pulse()
+        pulse = await self._beats.call(self.ownership.pulse())
         if pulse != self._seen_pulse:
             self._seen_pulse = pulse
             await self._heartbeat()
