@@ -35,7 +35,7 @@ from tracker_watch.ledger import signing
 from tracker_watch.ledger.db import Database, is_outage
 from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.outbox import Outbox
-from tracker_watch.ledger.ownership import Ownership
+from tracker_watch.ledger.ownership import Beat, Ownership
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.node_targets import CopyKeeper, DatabaseAway, MetadataKeeper, NodeTargets
@@ -76,7 +76,8 @@ class Daemon:
         self.ownership: Ownership | None = None  # its calls run on the heartbeat's own loop (beat_thread.py)
         self._beats = BeatThread()
         self._beat_pool: Any = None
-        self._beat_lock = asyncio.Lock()
+        self._beat_lock = asyncio.Lock()  # hand-overs one at a time
+        self._handing: set[asyncio.Task[None]] = set()
         self._seen_pulse: tuple[Any, ...] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.targets = NodeTargets()  # the ledger once connected; the local copy until then
@@ -174,16 +175,17 @@ class Daemon:
         self.outbox = Outbox(pool, s.notices, s.evidence.incident_window_s)
         if s.metrics.enabled:
             await metrics.refresh_database_gauges(pool)
-        periodic = {"heartbeat": (s.node.heartbeat_s, self._heartbeat),
-                    "fence": (min(1.0, s.node.heartbeat_s / 4), self._fence),
+        periodic = {"fence": (min(1.0, s.node.heartbeat_s / 4), self._fence),
                     "new-targets": (s.daemon.target_poll_s, self._new_targets), "retention": (3600.0, self._retention),
                     "metrics": (s.metrics.refresh_s, lambda: metrics.refresh_database_gauges(pool)),
                     "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
                     "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
                     "outbox": (s.notices.delivery_interval_s, self._deliver_notices)}
         await jobs.warn_placeholders(s, pool)
-        self._tasks += [asyncio.create_task(jobs.every(every, job, fixed_rate=name == "heartbeat"), name=name)
+        self._tasks += [asyncio.create_task(jobs.every(every, job), name=name)
                         for name, (every, job) in periodic.items()]  # last: a retried _online adds them once
+        self._tasks.append(asyncio.create_task(self._beats.every(s.node.heartbeat_s, self.ownership.beat,
+                                                                 self._beaten), name="heartbeat"))
         self.online = True
 
     async def _start_offline(self) -> None:
@@ -323,13 +325,22 @@ class Daemon:
         self.metadata.add([r.target_id for r in group.refs], info, meta)  # stored once the database answers
 
     async def _heartbeat(self) -> None:
-        """Renew the leases and hand what we hold to the watchlist. The beat never waits for the watchlist:
-        applying thousands of swarms takes seconds, and a beat stuck behind it let the lease lapse (the node
-        fenced itself at 5,000 busy swarms). The watchlist applies the latest handed set when it can."""
+        """An early beat (new targets, start-up): committed on the heartbeat's own loop, then handed over. The
+        periodic beats run there on their own schedule (beat_thread.py) and are handed over the same way."""
         assert self.ownership is not None
+        await self._hand_over(await self._beats.call(self._beats.one_at_a_time(self.ownership.beat)))
+
+    def _beaten(self, beat: Beat) -> None:
+        task = asyncio.create_task(self._hand_over(beat), name="hand-over")
+        self._handing.add(task)
+        task.add_done_callback(self._handing.discard)
+
+    async def _hand_over(self, beat: Beat) -> None:
+        """Hand what we hold to the watchlist, which applies the latest set when it can: a beat never waits for
+        it (applying thousands of swarms takes seconds, and a beat stuck behind it let the lease lapse)."""
         assert self.watchlist is not None
+        assert self.ownership is not None
         async with self._beat_lock:
-            beat = await self._beats.call(self.ownership.beat())
             await jobs.name_targets(self.db.pool, self.watchlist.groups, beat.owned)  # before their swarms log
             self.watchlist.hand_owned(self.ownership.valid())  # empty if the beat took longer than the lease
 

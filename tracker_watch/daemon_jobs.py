@@ -49,15 +49,10 @@ async def warn_placeholders(s: Settings, pool: Any) -> None:
                          note="this ISP's notices name this abuse address; `tracker-watch isp set` a real one")
 
 
-async def every(seconds: float, job: Callable[[], Awaitable[None]], fixed_rate: bool = False) -> None:
-    """Run `job` every `seconds`; a failure is logged and retried at the next tick, never fatal. `fixed_rate`: a
-    run starts `seconds` after the previous one started (at once if that one took longer), not after it ended —
-    the lease heartbeat, whose deadline counts from when a beat was sent."""
-    loop = asyncio.get_running_loop()
-    next_at = loop.time() + seconds
+async def every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    """Run `job` every `seconds`; a failure is logged and retried at the next tick, never fatal."""
     while True:
-        await asyncio.sleep(max(0.0, next_at - loop.time()) if fixed_rate else seconds)
-        next_at = loop.time() + seconds
+        await asyncio.sleep(seconds)
         try:
             await job()
         except Exception as exc:
