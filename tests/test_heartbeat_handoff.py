@@ -4,6 +4,7 @@ at 5,000"). Here the watchlist is held busy by a real holder of its lock, longer
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -59,5 +60,45 @@ async def test_heartbeats_commit_while_the_watchlist_is_busy_and_the_node_never_
         await wait_for(lambda: second in d.engine.swarms, timeout=30)  # type: ignore[union-attr]
         assert first in d.engine.swarms
         assert _fenced() == fenced  # never fenced
+    finally:
+        await d.stop()
+
+
+async def test_heartbeats_commit_while_the_event_loop_is_saturated(make_settings: SettingsFactory) -> None:
+    """A beat is a dozen round trips; on a main loop whose every turn takes 0.4 s of Python (as with thousands of
+    announces and swarm starts in flight) it outlasted the lease. The beat runs on a loop of its own now."""
+    d = Daemon(make_settings(node={"lease_ttl_s": TTL, "heartbeat_s": BEAT}))
+    await d.start()
+    try:
+        assert d.engine is not None
+        assert d.ownership is not None
+        key = await _register(d)
+        await wait_for(lambda: key in d.engine.swarms, timeout=30)  # type: ignore[union-attr]
+        fenced = _fenced()
+        loop = asyncio.get_running_loop()
+        busy = {"on": True}
+
+        def hold() -> None:  # 0.4 s of Python on the loop, then again at the next turn
+            end = time.perf_counter() + 0.4
+            while time.perf_counter() < end:
+                pass
+            if busy["on"]:
+                loop.call_soon(hold)
+
+        loop.call_soon(hold)
+        seen: set[float] = set()  # the deadline each committed beat sets (read without a round trip of ours)
+        held = time.monotonic()
+
+        def beats_commit_past_the_lease() -> bool:
+            assert d.ownership is not None
+            seen.add(d.ownership.valid_until)
+            return time.monotonic() - held > 3 * TTL
+        try:
+            await wait_for(beats_commit_past_the_lease, timeout=60, step=0.1)
+        finally:
+            busy["on"] = False
+        assert len(seen) >= 4  # beats kept committing
+        assert _fenced() == fenced  # and the node never fenced itself
+        assert key in d.engine.swarms
     finally:
         await d.stop()

@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 
 from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch import daemon_jobs as jobs
+from tracker_watch.beat_thread import BeatThread
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import Observation
 from tracker_watch.domain.torrents import TorrentMeta
@@ -34,7 +35,7 @@ from tracker_watch.ledger import signing
 from tracker_watch.ledger.db import Database, is_outage
 from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.outbox import Outbox
-from tracker_watch.ledger.ownership import Ownership
+from tracker_watch.ledger.ownership import Beat, Ownership
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.node_targets import CopyKeeper, DatabaseAway, MetadataKeeper, NodeTargets
@@ -73,8 +74,11 @@ class Daemon:
         self.engine: SwarmEngine | None = None
         self.announcer: Announcers | None = None
         self.watchlist: Watchlist | None = None
-        self.ownership: Ownership | None = None
-        self._beat_lock = asyncio.Lock()
+        self.ownership: Ownership | None = None  # its calls run on the heartbeat's own loop (beat_thread.py)
+        self._beats = BeatThread()
+        self._beat_pool: Any = None
+        self._beat_lock = asyncio.Lock()  # hand-overs one at a time
+        self._handing: set[asyncio.Task[None]] = set()
         self._seen_pulse: tuple[Any, ...] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.targets = NodeTargets()  # the ledger once connected; the local copy until then
@@ -153,7 +157,9 @@ class Daemon:
         assert self.batcher is not None
         assert self.watchlist is not None
         spool = self.batcher.spool
-        self.ownership = Ownership(pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
+        if self._beat_pool is None:
+            self._beat_pool = await self._beats.call(self.db.side_pool())
+        self.ownership = Ownership(self._beat_pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
                                    s.node.heartbeat_s, lambda: (spool.pending_records, spool.pending_bytes))
         await self._heartbeat()
         await self.watchlist.apply_handed()  # start() returns once every target we hold runs
@@ -171,16 +177,17 @@ class Daemon:
         self.outbox = Outbox(pool, s.notices, s.evidence.incident_window_s)
         if s.metrics.enabled:
             await metrics.refresh_database_gauges(pool)
-        periodic = {"heartbeat": (s.node.heartbeat_s, self._heartbeat),
-                    "fence": (min(1.0, s.node.heartbeat_s / 4), self._fence),
+        periodic = {"fence": (min(1.0, s.node.heartbeat_s / 4), self._fence),
                     "new-targets": (s.daemon.target_poll_s, self._new_targets), "retention": (3600.0, self._retention),
                     "metrics": (s.metrics.refresh_s, lambda: metrics.refresh_database_gauges(pool)),
                     "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
                     "strikes": (s.policy.evaluate_interval_s, self._evaluate_strikes),
                     "outbox": (s.notices.delivery_interval_s, self._deliver_notices)}
         await jobs.warn_placeholders(s, pool)
-        self._tasks += [asyncio.create_task(jobs.every(every, job, fixed_rate=name == "heartbeat"), name=name)
+        self._tasks += [asyncio.create_task(jobs.every(every, job), name=name)
                         for name, (every, job) in periodic.items()]  # last: a retried _online adds them once
+        self._tasks.append(asyncio.create_task(self._beats.every(s.node.heartbeat_s, self.ownership.beat,
+                                                                 self._beaten), name="heartbeat"))
         self.online = True
 
     async def _start_offline(self) -> None:
@@ -280,7 +287,7 @@ class Daemon:
             await asyncio.wait_for(self.metadata.close(), timeout=max(0.1, (deadline - time.monotonic()) / 3))
         if self.ownership is not None:
             try:  # hand the targets to the other nodes now rather than after the lease TTL
-                released = await asyncio.wait_for(self.ownership.release_all(),
+                released = await asyncio.wait_for(self._beats.call(self.ownership.release_all()),
                                                   timeout=max(0.1, (deadline - time.monotonic()) / 4))
                 _log.info("leases_released", count=released)
             except Exception as exc:
@@ -303,6 +310,11 @@ class Daemon:
             REGISTRY.unregister(self._collector)
             self._collector = None
         await self.copy_keeper.close()
+        if self._beat_pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._beats.call(self._beat_pool.close()), timeout=2.0)
+            self._beat_pool = None
+        await self._beats.close()
         await self.db.stop()
         _log.info("daemon_stopped", unwritten=unwritten,
                   written=self.batcher.written if self.batcher else 0)
@@ -315,38 +327,30 @@ class Daemon:
         self.metadata.add([r.target_id for r in group.refs], info, meta)  # stored once the database answers
 
     async def _heartbeat(self) -> None:
-        """Renew the leases and hand what we hold to the watchlist. The beat never waits for the watchlist:
-        applying thousands of swarms takes seconds, and a beat stuck behind it let the lease lapse (the node
-        fenced itself at 5,000 busy swarms). The watchlist applies the latest handed set when it can."""
+        """An early beat (new targets, start-up): committed on the heartbeat's own loop, then handed over. The
+        periodic beats run there on their own schedule (beat_thread.py) and are handed over the same way."""
         assert self.ownership is not None
-        assert self.watchlist is not None
-        async with self._beat_lock:
-            beat = await self.ownership.beat()
-            await self._name_targets(beat.owned)  # before their swarms log their first line
-            self.watchlist.hand_owned(self.ownership.valid())  # empty if the beat took longer than the lease
+        await self._hand_over(await self._beats.call(self._beats.one_at_a_time(self.ownership.beat)))
 
-    async def _name_targets(self, owned: frozenset[int]) -> None:
-        """log.TARGETS_BY_INFOHASH: the targets of the running swarms, and of those owned but not started yet
-        (named once, not fetched again at every beat while thousands wait to start)."""
+    def _beaten(self, beat: Beat) -> None:
+        task = asyncio.create_task(self._hand_over(beat), name="hand-over")
+        self._handing.add(task)
+        task.add_done_callback(self._handing.discard)
+
+    async def _hand_over(self, beat: Beat) -> None:
+        """Hand what we hold to the watchlist, which applies the latest set when it can: a beat never waits for
+        it (applying thousands of swarms takes seconds, and a beat stuck behind it let the lease lapse)."""
         assert self.watchlist is not None
-        names = {key: [r.target_id for r in group.refs] for key, group in self.watchlist.groups.items()}
-        known = {i for ids in names.values() for i in ids}
-        for key, ids in log.TARGETS_BY_INFOHASH.items():
-            if key not in names and (waiting := [i for i in ids if i in owned]):
-                names[key] = waiting
-                known.update(waiting)
-        if new := owned - known:
-            for r in await self.db.pool.fetch("SELECT id, coalesce(infohash_v1, infohash_v2) AS ih FROM targets "
-                                              "WHERE id = ANY($1::bigint[])", list(new)):
-                names.setdefault(bytes(r["ih"]).hex(), []).append(r["id"])
-        log.TARGETS_BY_INFOHASH.clear()
-        log.TARGETS_BY_INFOHASH.update(names)
+        assert self.ownership is not None
+        async with self._beat_lock:
+            await jobs.name_targets(self.db.pool, self.watchlist.groups, beat.owned)  # before their swarms log
+            self.watchlist.hand_owned(self.ownership.valid())  # empty if the beat took longer than the lease
 
     async def _new_targets(self) -> None:
         """Beat early when targets were added or changed, this node was drained or undrained, or another node
         handed swarms back: new targets start, and a drain moves every swarm, within daemon.target_poll_s."""
         assert self.ownership is not None
-        pulse = await self.ownership.pulse()
+        pulse = await self._beats.call(self.ownership.pulse())
         if pulse != self._seen_pulse:
             self._seen_pulse = pulse
             await self._heartbeat()

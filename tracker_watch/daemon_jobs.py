@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -49,19 +49,31 @@ async def warn_placeholders(s: Settings, pool: Any) -> None:
                          note="this ISP's notices name this abuse address; `tracker-watch isp set` a real one")
 
 
-async def every(seconds: float, job: Callable[[], Awaitable[None]], fixed_rate: bool = False) -> None:
-    """Run `job` every `seconds`; a failure is logged and retried at the next tick, never fatal. `fixed_rate`: a
-    run starts `seconds` after the previous one started (at once if that one took longer), not after it ended —
-    the lease heartbeat, whose deadline counts from when a beat was sent."""
-    loop = asyncio.get_running_loop()
-    next_at = loop.time() + seconds
+async def every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    """Run `job` every `seconds`; a failure is logged and retried at the next tick, never fatal."""
     while True:
-        await asyncio.sleep(max(0.0, next_at - loop.time()) if fixed_rate else seconds)
-        next_at = loop.time() + seconds
+        await asyncio.sleep(seconds)
         try:
             await job()
         except Exception as exc:
             _log.warning("periodic_job_failed", job=getattr(job, "__name__", "?"), error=str(exc)[:300])
+
+
+async def name_targets(pool: Any, groups: Mapping[str, Any], owned: frozenset[int]) -> None:
+    """log.TARGETS_BY_INFOHASH: the targets of the running swarms (`groups`: the watchlist's), and of those owned
+    but not started yet (named once, not fetched again at every beat while thousands wait to start)."""
+    names = {key: [r.target_id for r in group.refs] for key, group in groups.items()}
+    known = {i for ids in names.values() for i in ids}
+    for key, ids in log.TARGETS_BY_INFOHASH.items():
+        if key not in names and (waiting := [i for i in ids if i in owned]):
+            names[key] = waiting
+            known.update(waiting)
+    if new := owned - known:
+        for r in await pool.fetch("SELECT id, coalesce(infohash_v1, infohash_v2) AS ih FROM targets "
+                                  "WHERE id = ANY($1::bigint[])", list(new)):
+            names.setdefault(bytes(r["ih"]).hex(), []).append(r["id"])
+    log.TARGETS_BY_INFOHASH.clear()
+    log.TARGETS_BY_INFOHASH.update(names)
 
 
 async def forget_idle(collector: Any, engine: Any) -> None:
