@@ -42,13 +42,14 @@ MONITOR_IP = "127.0.0.2"  # the session's address in bench_settings (demo settin
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _settings(n: int, peers: int, dsn: str = "", schema: str = "unused") -> Any:
+def _settings(n: int, peers: int, dsn: str = "", schema: str = "unused", lease_ttl_s: float = 30.0) -> Any:
     return bench_settings(
         Path(tempfile.mkdtemp(prefix="tw-bench-load-")), dsn, schema,
         trackers={"min_interval_s": 60.0, "max_interval_s": 1800.0, "timeout_s": 15.0},
         verify={"redial_s": 300.0}, collector={"flush_interval_s": 1.0, "reobserve_s": 900.0},
         swarm={"connections_limit": 3 * n * peers + 200, "peer_refresh_s": 60.0},
         daemon={"target_poll_s": 2.0}, api={"enabled": False}, metrics={"enabled": False},
+        node={"lease_ttl_s": lease_ttl_s},  # 30 s is the product's; --lease-ttl measures past a fencing node
         # the product's defaults, not the demo's once-a-second ledger and outbox passes
         policy={"evaluate_interval_s": 10.0}, notices={"delivery_interval_s": 5.0})
 
@@ -60,6 +61,7 @@ class Sampler:
         self.rows: list[dict[str, Any]] = []
         self.extra = extra
         self.main_tid = threading.main_thread().native_id
+        self.backends: set[int] = set()  # PostgreSQL backend pids serving this process (node only)
 
     def sample(self) -> None:
         with open(f"/proc/self/task/{self.main_tid}/stat") as f:
@@ -67,8 +69,10 @@ class Sampler:
         buckets = {s.labels["le"]: s.value for fam in metrics.EVENT_LOOP_LAG.collect() for s in fam.samples
                    if s.name.endswith("_bucket")}
         main = (int(fields[11]) + int(fields[12])) / TICK  # utime + stime of the event loop's thread
-        self.rows.append({"t": time.time(), "cpu": time.process_time(), "main": main, "rss": rss_bytes(),
-                          "lag": buckets, **self.extra()})
+        kids = os.times()
+        self.rows.append({"t": time.time(), "cpu": time.process_time() + kids.children_user + kids.children_system,
+                          "main": main, "rss": rss_bytes(), "lag": buckets, "pg": _proc_cpu(self.backends),
+                          **self.extra()})
 
     async def run(self) -> None:
         while True:
@@ -84,8 +88,34 @@ class Sampler:
                "cpu_cores": (b["cpu"] - a["cpu"]) / wall, "rss_peak_mib": max(r["rss"] for r in inside) / 2**20,
                "lag_samples": lag["+Inf"], "lag_p50_s": quantile(lag, 0.5), "lag_p99_s": quantile(lag, 0.99),
                "lag_max_le_s": max_bucket(lag)}
-        out.update({k: b[k] - a[k] for k in b if k not in ("t", "cpu", "main", "rss", "lag")})
+        out["pg_backend_cpu_s"] = sum(cpu - a["pg"].get(pid, 0.0) for pid, cpu in b["pg"].items())
+        out["pg_backends"] = len(b["pg"])
+        out.update({k: b[k] - a[k] for k in b if k not in ("t", "cpu", "main", "rss", "lag", "pg")})
         return out
+
+
+def _proc_cpu(pids: set[int]) -> dict[int, float]:
+    """utime + stime of each process (a PostgreSQL backend on this machine); gone ones are left out."""
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+async def _follow_backends(sampler: Sampler, pool: Any) -> None:
+    """The node's PostgreSQL backends: its pool's connections' server pids, looked up every 2 s (the pool sets
+    application_name itself, so pg_stat_activity cannot tell this node's backends from other benchmarks')."""
+    while True:
+        for holder in getattr(pool, "_holders", []):  # asyncpg's pool internals: a benchmark may look
+            con = getattr(holder, "_con", None)
+            if con is not None and not con.is_closed():
+                sampler.backends.add(int(con.get_server_pid()))
+        await asyncio.sleep(2.0)
 
 
 def quantile(cumulative: dict[str, float], q: float) -> float:
@@ -133,7 +163,7 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
 
     torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(args.swarms)]
     async with server_dsn() as dsn, fresh_schema(dsn, "load") as schema:
-        daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema))
+        daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema, args.lease_ttl))
         await daemon.start()
         engine = daemon.engine
         assert engine is not None
@@ -143,6 +173,7 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
                                    "observations_written": float(daemon.batcher.written if daemon.batcher else 0),
                                    "verified": float(verifier.stats["verified"] if verifier else 0)})
         task = asyncio.create_task(sampler.run())
+        backends = asyncio.create_task(_follow_backends(sampler, daemon.db.pool))
         marks = {"reg0": time.time()}
         items = [(parse_target(t.magnet(args.tracker)), "Bench Studio", f"Work {t.index}") for t in torrents]
         async with daemon.db.pool.acquire() as conn, conn.transaction():
@@ -156,6 +187,7 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
             out = await _until_stopped(sampler, marks)
         finally:
             task.cancel()
+            backends.cancel()
             await daemon.stop()
         out["alerts_dropped_total"] = engine.alerts_dropped
         out["verifier"] = dict(verifier.stats) if verifier else {}
@@ -215,16 +247,23 @@ def _line(proc: subprocess.Popen[str], prefix: str) -> str:
     raise RuntimeError(f"{prefix.strip()} never came (exit {proc.wait()})")
 
 
-def measure(mode: str, n: int, peers: int, timeout: float) -> dict[str, Any]:
+def measure(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One scale, one mode: `sink` (the generator against its trivial sink: what it offers), `bare`, `node`."""
     me = [sys.executable, "-m"]
-    ips = [MONITOR_IP, PROBE_IP] if mode == "node" else [MONITOR_IP]  # the node announces both identities
-    gen = subprocess.Popen([*me, "bench.loadgen", "--swarms", str(n), "--peers", str(peers), "--monitor-ip", *ips,
-                            "--timeout", str(timeout)], stdout=subprocess.PIPE, text=True)
+    ips = [MONITOR_IP, PROBE_IP] if mode != "bare" else [MONITOR_IP]  # the node announces both identities
+    gen = subprocess.Popen([*me, "bench.loadgen", "--swarms", str(n), "--peers", str(args.peers), "--monitor-ip",
+                            *ips, "--timeout", str(args.timeout), "--rate", str(args.rate), "--procs", str(args.procs),
+                            *(["--sink", str(args.sinks)] if mode == "sink" else [])],
+                           stdout=subprocess.PIPE, text=True)
     node = None
     try:
         url = _line(gen, "TRACKER ")
+        if mode == "sink":
+            load = json.loads(_line(gen, "RESULT "))
+            return {"load": load, "loadavg": os.getloadavg()}
         node = subprocess.Popen([*me, "bench.capacity_load", "--child", mode, "--swarms", str(n), "--peers",
-                                 str(peers), "--tracker", url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 str(args.peers), "--tracker", url, "--lease-ttl", str(args.lease_ttl)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 text=True)
         _line(node, "WATCHING")
         load = json.loads(_line(gen, "RESULT "))
@@ -238,35 +277,53 @@ def measure(mode: str, n: int, peers: int, timeout: float) -> dict[str, Any]:
         for proc in (gen, node):
             if proc is not None and proc.poll() is None:
                 proc.kill()
-    load["contacts_per_s"] = load["contacts"] / max(1e-9, load["busy_s"])
     return {"load": load, "monitor": mon, "loadavg": os.getloadavg()}
 
 
+def _print(n: int, peers: int, mode: str, r: dict[str, Any]) -> None:
+    lg = r["load"]
+    if mode == "sink":
+        print(f"capacity_load {n:>6,} × {peers} [generator → sink]: {lg['dials']:,} dials offered at "
+              f"{lg['offered_dials_per_s']:,.0f}/s ({lg['procs']} processes), reached "
+              f"{lg.get('contacts_per_s', 0):,.0f} contacts/s (best 5 s {lg['best_5s_contacts_per_s']:,.0f}/s), "
+              f"generator CPU {lg['generator_load_cpu_s']:.1f} s; load avg {r['loadavg'][0]:.1f}", flush=True)
+        return
+    m = r["monitor"]["load"]
+    print(f"capacity_load {n:>6,} × {peers} [{mode}]: pairs {lg['pairs_contacted']:,}/{lg['pairs']:,} in "
+          f"{lg['all_contacted_s']:.1f} s; dials offered {lg['offered_dials_per_s']:,.0f}/s, contacts "
+          f"{lg['contacts']:,} ({lg.get('contacts_per_s', 0):,.0f}/s until as many as dials, best 5 s "
+          f"{lg['best_5s_contacts_per_s']:,.0f}/s); blocks {lg['blocks_served']:,}; window {m['wall_s']:.0f} s: "
+          f"CPU {m['cpu_s']:.1f} s (main thread {m['main_thread_cpu_s']:.1f} s, PostgreSQL backends "
+          f"{m['pg_backend_cpu_s']:.1f} s); RSS peak {m['rss_peak_mib']:.0f} MiB; lag p50/p99 "
+          f"{m['lag_p50_s'] * 1000:.0f}/{m['lag_p99_s'] * 1000:.0f} ms (max ≤ {m['lag_max_le_s']:g} s); alerts "
+          f"dropped {r['monitor']['alerts_dropped_total']:.0f}; load avg {r['loadavg'][0]:.1f}", flush=True)
+
+
+def _ratios(n: int, res: dict[str, Any]) -> dict[str, Any]:
+    """node / bare CPU over each one's load window, which ends when the same work is done (every pair
+    contacted, N × P blocks served, 3 s quiet); and, as before, until every pair was contacted."""
+    b, d = res["bare"]["monitor"], res["node"]["monitor"]
+    ratio = d["load"]["cpu_s"] / max(1e-9, b["load"]["cpu_s"])
+    with_pg = (d["load"]["cpu_s"] + d["load"]["pg_backend_cpu_s"]) / max(1e-9, b["load"]["cpu_s"])
+    contact = d["contact_phase"]["cpu_s"] / max(1e-9, b["contact_phase"]["cpu_s"])
+    print(f"capacity_load {n:>6,}: CPU node / bare = {ratio:.2f} (with the node's PostgreSQL backends {with_pg:.2f}) "
+          f"for the same work; until every pair was contacted (+3 s) {contact:.2f}; node verified "
+          f"{d['verifier'].get('verified', 0):,} peers", flush=True)
+    return {"cpu_ratio": ratio, "cpu_ratio_with_pg": with_pg, "cpu_ratio_contact_phase": contact}
+
+
 def parent(args: argparse.Namespace) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in args.swarms:
-        res = {mode: measure(mode, n, args.peers, args.timeout) for mode in ("bare", "node")}
-        b, d = res["bare"], res["node"]
-        ratio = d["monitor"]["load"]["cpu_s"] / max(1e-9, b["monitor"]["load"]["cpu_s"])
-        rows.append({"swarms": n, "peers_per_swarm": args.peers, **res, "cpu_ratio": ratio})
-        for mode in ("bare", "node"):
-            m, lg = res[mode]["monitor"], res[mode]["load"]
-            print(f"capacity_load {n:>6,} swarms × {args.peers} [{mode}]: pairs contacted {lg['pairs_contacted']:,}/"
-                  f"{lg['pairs']:,} in {lg['all_contacted_s']:.1f} s, contacts {lg['contacts']:,} "
-                  f"({lg['contacts_per_s']:,.0f}/s over {lg['busy_s']:.1f} s), blocks {lg['blocks_served']:,}; "
-                  f"CPU {m['load']['cpu_s']:.1f} s ({m['load']['cpu_cores']:.2f} cores, main thread "
-                  f"{m['load']['main_thread_cpu_s']:.1f} s); RSS peak {m['load']['rss_peak_mib']:.0f} MiB; "
-                  f"lag p99 {m['load']['lag_p99_s'] * 1000:.1f} ms (max ≤ {m['load']['lag_max_le_s']:g} s); "
-                  + (f"registration lag p99 {m['registration']['lag_p99_s'] * 1000:.1f} ms (max ≤ "
-                     f"{m['registration']['lag_max_le_s']:g} s, {m['registration']['wall_s']:.1f} s); "
-                     if mode == "node" else "") +
-                  f"alerts dropped {m['alerts_dropped_total']:.0f}; load avg {res[mode]['loadavg'][0]:.1f}")
-        contact = (d["monitor"]["contact_phase"]["cpu_s"], b["monitor"]["contact_phase"]["cpu_s"])
-        rows[-1]["cpu_ratio_contact_phase"] = contact[0] / max(1e-9, contact[1])
-        print(f"capacity_load {n:>6,} swarms: CPU node / bare = {ratio:.2f} over the whole load window; "
-              f"{contact[0]:.1f} s / {contact[1]:.1f} s = {rows[-1]['cpu_ratio_contact_phase']:.2f} until every pair "
-              f"was contacted (+3 s)")
-    write_result(args.name, {"scale": vars(args), "rows": rows})
+        row: dict[str, Any] = {"swarms": n, "peers_per_swarm": args.peers}
+        rows.append(row)
+        for mode in args.modes:  # one at a time: the generator's baseline first; written as each one ends
+            row[mode] = measure(mode, n, args)
+            _print(n, args.peers, mode, row[mode])
+            write_result(args.name, {"scale": vars(args), "rows": rows})
+        if "bare" in row and "node" in row:
+            row.update(_ratios(n, row))
+            write_result(args.name, {"scale": vars(args), "rows": rows})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -275,6 +332,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--peers", type=int, default=2, help="active simulated peers per swarm")
     p.add_argument("--timeout", type=float, default=150.0, help="longest load window, seconds")
     p.add_argument("--name", default="capacity_load", help="results file bench/results/<name>.json")
+    p.add_argument("--rate", type=float, default=3000.0, help="peer dials per second asked of the generator")
+    p.add_argument("--procs", type=int, default=0, help="generator worker processes (0: bench.loadgen's default)")
+    p.add_argument("--sinks", type=int, default=3, help="sink processes for the generator's own baseline")
+    p.add_argument("--lease-ttl", type=float, default=30.0, help="node.lease_ttl_s (product default 30)")
+    p.add_argument("--modes", nargs="+", choices=("sink", "bare", "node"), default=["sink", "bare", "node"])
     p.add_argument("--child", choices=("node", "bare"), help=argparse.SUPPRESS)
     p.add_argument("--tracker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from _collections_abc import dict_items, dict_keys, dict_values
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, step: float = 0.1) -> None:
@@ -32,3 +34,26 @@ async def run_process(*argv: str, env: dict[str, str] | None = None, timeout: fl
     out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode()
+
+
+class Walks(dict[Any, Any]):
+    """A dict that counts walks over all of its entries (iteration, items/keys/values): O(len) work each, so a
+    test can say that an operation touched only its own entries without timing it."""
+
+    walks = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self.walks += 1
+        return super().__iter__()
+
+    def items(self) -> dict_items[Any, Any]:
+        self.walks += 1
+        return super().items()
+
+    def keys(self) -> dict_keys[Any, Any]:
+        self.walks += 1
+        return super().keys()
+
+    def values(self) -> dict_values[Any, Any]:
+        self.walks += 1
+        return super().values()

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 from tests.conftest import SettingsFactory
+from tests.helpers import Walks
 from tracker_watch import metrics
 from tracker_watch.daemon import Daemon
+from tracker_watch.node_targets import CopyKeeper
 from tracker_watch.swarm.local_copy import LocalCopy
 from tracker_watch.swarm.targets import WatchedTarget
 
@@ -85,3 +87,25 @@ async def test_a_damaged_copy_starts_what_still_verifies(make_settings: Settings
         assert metrics.LOCAL_COPY_TARGETS._value.get() == 1
     finally:
         await daemon.stop()
+
+
+async def test_the_copy_keeper_skips_a_pass_that_changed_nothing_without_reading_the_rows(tmp_path: Path) -> None:
+    """The daemon tells the keeper after every watchlist pass (every poll). Comparing sorted (id, revision) pairs of
+    every row each time was O(n log n) per poll; the watchlist's row version says whether anything changed."""
+    keeper = CopyKeeper(LocalCopy(tmp_path / "copy"))
+    rows = {i: WatchedTarget(id=i, infohash_v1=i.to_bytes(20, "big"), infohash_v2=None, trackers=(),
+                             status="active", info=None, revision=1) for i in range(1, 3001)}
+    owned = frozenset(rows)
+    keeper.changed(owned, rows, 1)
+    await keeper.close()
+    assert len(LocalCopy(tmp_path / "copy").load().targets) == 3000
+    watched = Walks(rows)
+    for _ in range(100):  # polls that changed nothing
+        keeper.changed(owned, watched, 1)
+    assert watched.walks == 0
+    del watched[3000]  # a target gone: the watchlist bumped its version
+    keeper.changed(frozenset(watched), watched, 2)
+    await keeper.close()
+    loaded = LocalCopy(tmp_path / "copy").load()
+    assert len(loaded.targets) == 2999
+    assert 3000 not in loaded.owned

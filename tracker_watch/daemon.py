@@ -13,6 +13,7 @@ are handed back at once, then the writer flushes what it can; whatever it cannot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from prometheus_client import REGISTRY
 
 from tracker_watch import SOFTWARE, log, metrics, systemd
 from tracker_watch import daemon_jobs as jobs
+from tracker_watch.beat_thread import BeatThread
 from tracker_watch.config import Settings
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
@@ -33,12 +35,13 @@ from tracker_watch.ledger import signing
 from tracker_watch.ledger.db import Database, is_outage
 from tracker_watch.ledger.evidence import EvidenceWriter
 from tracker_watch.ledger.outbox import Outbox
-from tracker_watch.ledger.ownership import Ownership
+from tracker_watch.ledger.ownership import Beat, Ownership
 from tracker_watch.ledger.strikes import StrikeLedger
 from tracker_watch.node_targets import CopyKeeper, DatabaseAway, NodeTargets
 from tracker_watch.pending_metadata import PendingMetadata
 from tracker_watch.swarm.announcer import Announcers, announcers_for
 from tracker_watch.swarm.engine import SwarmEngine
+from tracker_watch.swarm.fdlimit import files_needed, raise_open_files
 from tracker_watch.swarm.local_copy import LocalCopy
 from tracker_watch.swarm.swarm import Swarm
 from tracker_watch.swarm.watchlist import Watchlist
@@ -71,8 +74,11 @@ class Daemon:
         self.engine: SwarmEngine | None = None
         self.announcer: Announcers | None = None
         self.watchlist: Watchlist | None = None
-        self.ownership: Ownership | None = None
-        self._beat_lock = asyncio.Lock()
+        self.ownership: Ownership | None = None  # its calls run on the heartbeat's own loop (beat_thread.py)
+        self._beats = BeatThread()
+        self._beat_pool: Any = None
+        self._beat_lock = asyncio.Lock()  # hand-overs one at a time
+        self._handing: set[asyncio.Task[None]] = set()
         self._seen_pulse: tuple[Any, ...] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.targets = NodeTargets()  # the ledger once connected; the local copy until then
@@ -111,6 +117,7 @@ class Daemon:
         self.batcher.start()
         self.collector = Collector(s.node.name, SOFTWARE, self.batcher.put, s.collector.reobserve_s,
                                    change_gap_s=s.swarm.peer_refresh_s)
+        raise_open_files(files_needed(s.swarm, s.verify))  # before the session: libtorrent sizes itself by it
         self.engine = engine = SwarmEngine(s, self.collector.handle, on_metadata=self._on_metadata)
         await self.engine.start()
         self.announcer = announcers_for(s, engine)
@@ -158,10 +165,16 @@ class Daemon:
                 self.db.dsn, s.database.schema, s.node.name, self.writer.key.private_bytes_raw(),
                 s.evidence.incident_window_s, s.evidence.checkpoint_every, s.evidence.checkpoint_interval_s,
                 s.database.write_timeout_s, s.log.format, s.log.level))
+        assert self.watchlist is not None
         spool = self.batcher.spool
-        self.ownership = Ownership(pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
+        if self._beat_pool is None:
+            self._beat_pool = await self._beats.call(self.db.side_pool())
+        self.ownership = Ownership(self._beat_pool, s.node.name, SOFTWARE, s.node.max_targets, s.node.lease_ttl_s,
                                    s.node.heartbeat_s, lambda: (spool.pending_records, spool.pending_bytes))
         await self._heartbeat()
+        await self.watchlist.apply_handed()  # start() returns once every target we hold runs
+        if self.ownership.valid_until - time.monotonic() < s.node.heartbeat_s:
+            await self._heartbeat()  # that took most of the lease: renew before the fence's first look
         self.batcher.kick()  # write the spool now rather than at the end of the batcher's back-off
         metrics.LOCAL_COPY_TARGETS.set(0)
         self.metadata.connect(pool)  # what was fetched while the database was away, and what comes
@@ -174,8 +187,7 @@ class Daemon:
         self.outbox = Outbox(pool, s.notices, s.evidence.incident_window_s)
         if s.metrics.enabled:
             await metrics.refresh_database_gauges(pool)
-        periodic = {"heartbeat": (s.node.heartbeat_s, self._heartbeat),
-                    "fence": (min(1.0, s.node.heartbeat_s / 4), self._fence),
+        periodic = {"fence": (min(1.0, s.node.heartbeat_s / 4), self._fence),
                     "new-targets": (s.daemon.target_poll_s, self._new_targets), "retention": (3600.0, self._retention),
                     "metrics": (s.metrics.refresh_s, lambda: metrics.refresh_database_gauges(pool)),
                     "checkpoint": (s.evidence.checkpoint_interval_s, self._checkpoint),
@@ -184,6 +196,8 @@ class Daemon:
         await jobs.warn_placeholders(s, pool)
         self._tasks += [asyncio.create_task(jobs.every(every, job), name=name)
                         for name, (every, job) in periodic.items()]  # last: a retried _online adds them once
+        self._tasks.append(asyncio.create_task(self._beats.every(s.node.heartbeat_s, self.ownership.beat,
+                                                                 self._beaten), name="heartbeat"))
         self.online = True
 
     async def _start_offline(self) -> None:
@@ -226,7 +240,8 @@ class Daemon:
     def _copy_changed(self) -> None:
         """The watchlist changed what it runs: keep the local copy in step (only what the database said)."""
         if self.watchlist is not None and self.targets.store is not None:
-            self.copy_keeper.changed(self.watchlist.owned or frozenset(), self.watchlist.rows)
+            self.copy_keeper.changed(self.watchlist.owned or frozenset(), self.watchlist.rows,
+                                     self.watchlist.rows_version)
 
     def listening(self) -> dict[str, Any]:
         """The addresses actually bound (a configured port 0 becomes the port the OS chose)."""
@@ -281,7 +296,7 @@ class Daemon:
         await self.metadata.flush(timeout=max(0.1, (deadline - time.monotonic()) / 3))
         if self.ownership is not None:
             try:  # hand the targets to the other nodes now rather than after the lease TTL
-                released = await asyncio.wait_for(self.ownership.release_all(),
+                released = await asyncio.wait_for(self._beats.call(self.ownership.release_all()),
                                                   timeout=max(0.1, (deadline - time.monotonic()) / 4))
                 _log.info("leases_released", count=released)
             except Exception as exc:
@@ -304,6 +319,11 @@ class Daemon:
             REGISTRY.unregister(self._collector)
             self._collector = None
         await self.copy_keeper.close()
+        if self._beat_pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._beats.call(self._beat_pool.close()), timeout=2.0)
+            self._beat_pool = None
+        await self._beats.close()
         await self.db.stop()
         _log.info("daemon_stopped", unwritten=unwritten,
                   written=self.batcher.written if self.batcher else 0)
@@ -316,29 +336,30 @@ class Daemon:
         self.metadata.add(swarm.key, [r.target_id for r in group.refs], info, meta)
 
     async def _heartbeat(self) -> None:
+        """An early beat (new targets, start-up): committed on the heartbeat's own loop, then handed over. The
+        periodic beats run there on their own schedule (beat_thread.py) and are handed over the same way."""
         assert self.ownership is not None
-        assert self.watchlist is not None
-        async with self._beat_lock:
-            beat = await self.ownership.beat()
-            await self._name_new_targets(beat.owned)  # before their swarms log their first line
-            await self.watchlist.set_owned(self.ownership.valid())  # empty if the beat took longer than the lease
-            log.TARGETS_BY_INFOHASH.clear()
-            log.TARGETS_BY_INFOHASH.update({key: [r.target_id for r in group.refs]
-                                            for key, group in self.watchlist.groups.items()})
+        await self._hand_over(await self._beats.call(self._beats.one_at_a_time(self.ownership.beat)))
 
-    async def _name_new_targets(self, owned: frozenset[int]) -> None:
-        known = {i for ids in log.TARGETS_BY_INFOHASH.values() for i in ids}
-        if not (new := owned - known):
-            return
-        for r in await self.db.pool.fetch("SELECT id, coalesce(infohash_v1, infohash_v2) AS ih FROM targets "
-                                          "WHERE id = ANY($1::bigint[])", list(new)):
-            log.TARGETS_BY_INFOHASH.setdefault(bytes(r["ih"]).hex(), []).append(r["id"])
+    def _beaten(self, beat: Beat) -> None:
+        task = asyncio.create_task(self._hand_over(beat), name="hand-over")
+        self._handing.add(task)
+        task.add_done_callback(self._handing.discard)
+
+    async def _hand_over(self, beat: Beat) -> None:
+        """Hand what we hold to the watchlist, which applies the latest set when it can: a beat never waits for
+        it (applying thousands of swarms takes seconds, and a beat stuck behind it let the lease lapse)."""
+        assert self.watchlist is not None
+        assert self.ownership is not None
+        async with self._beat_lock:
+            await jobs.name_targets(self.db.pool, self.watchlist.groups, beat.owned)  # before their swarms log
+            self.watchlist.hand_owned(self.ownership.valid())  # empty if the beat took longer than the lease
 
     async def _new_targets(self) -> None:
         """Beat early when targets were added or changed, this node was drained or undrained, or another node
         handed swarms back: new targets start, and a drain moves every swarm, within daemon.target_poll_s."""
         assert self.ownership is not None
-        pulse = await self.ownership.pulse()
+        pulse = await self._beats.call(self.ownership.pulse())
         if pulse != self._seen_pulse:
             self._seen_pulse = pulse
             await self._heartbeat()
@@ -349,14 +370,15 @@ class Daemon:
         we still hold; what we observed until now is in the spool and is written when the database is back."""
         assert self.ownership is not None
         assert self.watchlist is not None
-        if not self.watchlist.owned or self.ownership.valid():
+        if not self.watchlist.owned_soon or self.ownership.valid():
             return
-        _log.warning("leases_fenced", swarms=len(self.watchlist.groups), targets=len(self.watchlist.owned),
+        _log.warning("leases_fenced", swarms=len(self.watchlist.groups), targets=len(self.watchlist.owned or ()),
                      note="no heartbeat reached the database within the lease; stopped until one does")
         metrics.LEASE_CHANGES.labels(change="fenced").inc(len(self.ownership.swarms))
+        self.watchlist.hand_owned(frozenset())
         try:
-            await asyncio.wait_for(self.watchlist.set_owned(frozenset()), timeout=1.0)
-        except TimeoutError:  # the watchlist waits on the database: interrupt it, stop, start it again
+            await asyncio.wait_for(self.watchlist.apply_handed(), timeout=1.0)
+        except TimeoutError:  # the watchlist is busy (a long pass, or waiting on the database): interrupt it
             task = next(t for t in self._tasks if t.get_name() == "watchlist")
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

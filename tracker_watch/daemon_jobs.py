@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -57,6 +57,23 @@ async def every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
             await job()
         except Exception as exc:
             _log.warning("periodic_job_failed", job=getattr(job, "__name__", "?"), error=str(exc)[:300])
+
+
+async def name_targets(pool: Any, groups: Mapping[str, Any], owned: frozenset[int]) -> None:
+    """log.TARGETS_BY_INFOHASH: the targets of the running swarms (`groups`: the watchlist's), and of those owned
+    but not started yet (named once, not fetched again at every beat while thousands wait to start)."""
+    names = {key: [r.target_id for r in group.refs] for key, group in groups.items()}
+    known = {i for ids in names.values() for i in ids}
+    for key, ids in log.TARGETS_BY_INFOHASH.items():
+        if key not in names and (waiting := [i for i in ids if i in owned]):
+            names[key] = waiting
+            known.update(waiting)
+    if new := owned - known:
+        for r in await pool.fetch("SELECT id, coalesce(infohash_v1, infohash_v2) AS ih FROM targets "
+                                  "WHERE id = ANY($1::bigint[])", list(new)):
+            names.setdefault(bytes(r["ih"]).hex(), []).append(r["id"])
+    log.TARGETS_BY_INFOHASH.clear()
+    log.TARGETS_BY_INFOHASH.update(names)
 
 
 async def forget_idle(collector: Any, engine: Any) -> None:

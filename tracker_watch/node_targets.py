@@ -67,20 +67,23 @@ class NodeTargets:
 
 class CopyKeeper:
     """Writes the local copy after each change of what the node runs: in a worker thread (fsyncs), one save at a
-    time, and of a burst of changes only the last (the copy is a snapshot, not a log)."""
+    time, and of a burst of changes only the last (the copy is a snapshot, not a log). A change is told by the
+    watchlist's `rows_version` and the owned set, so a pass that changed nothing costs nothing: comparing sorted
+    (id, revision) pairs of every row on each poll was O(n log n) every 2 s at 5,000 swarms."""
 
     def __init__(self, copy: LocalCopy) -> None:
         self.copy = copy
-        self._state: Any = None
+        self._owned: frozenset[int] | None = None
+        self._version = -1
         self._wanted: tuple[frozenset[int], dict[int, WatchedTarget]] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def changed(self, owned: frozenset[int], rows: Mapping[int, WatchedTarget]) -> None:
-        state = (owned, tuple(sorted((i, r.revision) for i, r in rows.items())))
-        if state == self._state:
+    def changed(self, owned: frozenset[int], rows: Mapping[int, WatchedTarget], version: int) -> None:
+        """`version` changes whenever `rows` does (Watchlist.rows_version)."""
+        if version == self._version and (owned is self._owned or owned == self._owned):
             return
-        self._state = state
-        self._wanted = (owned, dict(rows))
+        self._owned, self._version = owned, version
+        self._wanted = (owned, dict(rows))  # the worker thread reads a snapshot, never the live dict
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._save(), name="local-copy")
 
@@ -95,3 +98,4 @@ class CopyKeeper:
     async def close(self) -> None:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ class _Entry:
 
 
 class PendingMetadata:
+    BATCH = 1000
+
     def __init__(self, directory: Path, retry_s: float = 1.0, max_retry_s: float = 30.0) -> None:
         self.directory = directory
         self.retry_s, self.max_retry_s = retry_s, max_retry_s
@@ -77,7 +80,7 @@ class PendingMetadata:
             self._wake.clear()
             delay = self.retry_s
             while self.pending and self._pool is not None:
-                if await self._store_one():
+                if await self._store_some():
                     delay = self.retry_s
                 else:
                     await asyncio.sleep(delay)
@@ -87,12 +90,26 @@ class PendingMetadata:
         """One last try, at stop; what is not stored stays in its file for the next start."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                for _ in range(len(self.pending)):
-                    if self._pool is None or not await self._store_one():
+                while self.pending and self._pool is not None:
+                    if not await self._store_some():
                         return
 
-    async def _store_one(self) -> bool:
-        key, entry = next(iter(self.pending.items()))
+    async def _store_some(self) -> bool:
+        """Up to BATCH swarms in one statement: thousands of swarms get their metadata within seconds of each
+        other, and a statement each queued them for the pool's connections ahead of everything else. A batch
+        that fails is tried one by one, so one swarm that keeps failing holds up no other."""
+        batch = list(itertools.islice(self.pending.items(), self.BATCH))
+        try:
+            await TargetStore(self._pool).set_metadata_many([(e.ids, e.info, e.meta) for _, e in batch])
+        except Exception as exc:  # the database may be away, or one row bad: find out one by one
+            _log.warning("metadata_store_failed", swarms=len(batch), error=(str(exc) or type(exc).__name__)[:300])
+            return any([await self._store_one(key, entry) for key, entry in batch]) if len(batch) > 1 else \
+                await self._store_one(*batch[0])
+        for key, entry in batch:
+            self._stored(key, entry)
+        return True
+
+    async def _store_one(self, key: str, entry: _Entry) -> bool:
         try:
             await TargetStore(self._pool).set_metadata(list(entry.ids), entry.info, entry.meta)
         except Exception as exc:  # kept, and tried again: the database may be away, or the pool reconnecting
@@ -101,11 +118,14 @@ class PendingMetadata:
             if key in self.pending:  # to the back: one that keeps failing holds up no other
                 self.pending[key] = self.pending.pop(key)
             return False
+        self._stored(key, entry)
+        return True
+
+    def _stored(self, key: str, entry: _Entry) -> None:
         if self.pending.get(key) is entry:  # not replaced meanwhile (more targets of the swarm): done
             del self.pending[key]
             with contextlib.suppress(OSError):
                 (self.directory / f"{key}.json").unlink(missing_ok=True)
-        return True
 
     def _save(self, key: str, entry: _Entry) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

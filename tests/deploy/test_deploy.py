@@ -4,6 +4,7 @@ and every dashboard query against a real Prometheus scraping a running daemon on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import json
 import os
@@ -19,10 +20,12 @@ import pytest
 
 from tests.conftest import SettingsFactory
 from tests.helpers import run_process, wait_for_async
+from tracker_watch.config import SwarmSettings, VerifySettings, settings_from_mapping
 from tracker_watch.daemon import Daemon
 from tracker_watch.demo.swarm import LocalSwarm
 from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger.targets import TargetStore
+from tracker_watch.swarm.fdlimit import files_needed
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -94,6 +97,20 @@ async def test_systemd_unit_config_and_exposure(tmp_path: Path) -> None:
     score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
     assert score is not None, out
     assert float(score.group(1)) <= 1.6, out
+
+
+def test_systemd_unit_allows_the_open_files_the_largest_configuration_needs() -> None:
+    """The unit cannot raise its hard limit later (NoNewPrivileges, no capabilities): LimitNOFILE= must cover
+    files_needed() at the top of every range, or libtorrent silently lowers connections_limit (was 65,536)."""
+    unit = (DEPLOY / "systemd" / "tracker-watch.service").read_text()
+    limit = re.search(r"^LimitNOFILE=(\d+)$", unit, re.M)
+    assert limit is not None, "LimitNOFILE=N (soft and hard alike)"
+    top = {section: {f.name: f.metadata["max"] for f in dataclasses.fields(cls) if "max" in f.metadata
+                     and f.name in ("connections_limit", "probe_concurrency", "lanes")}
+           for section, cls in (("swarm", SwarmSettings), ("verify", VerifySettings))}
+    s = settings_from_mapping(top)
+    assert s.swarm.connections_limit == 65_535
+    assert files_needed(s.swarm, s.verify) <= int(limit.group(1)) <= 1_048_576  # the kernel's nr_open default
 
 
 def test_make_install_has_no_test_tools() -> None:

@@ -51,3 +51,35 @@ async def test_every_verified_row_names_client_peer_id_and_our_address(
         before = rows[:rows.index(r)]
         assert [b for b in before if (b.ip, b.port) == (r.ip, r.port) and b.grade in (Grade.HANDSHAKE,
                                                                                        Grade.ADVERTISED)], r
+
+
+class _CountedReads:
+    """The real handle, counting `get_peer_info` (a synchronous round trip to libtorrent's network thread)."""
+
+    def __init__(self, handle: object) -> None:
+        self._handle = handle
+        self.reads = 0
+
+    def get_peer_info(self) -> object:
+        self.reads += 1
+        return self._handle.get_peer_info()  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._handle, name)
+
+
+async def test_pieces_ending_in_one_batch_of_alerts_read_the_peers_once(eut: EngineUnderTest,
+                                                                        local_swarm: LocalSwarm) -> None:
+    swarm = eut.watch_magnet(local_swarm, with_info=True)
+    handle = swarm.handle
+    counted = _CountedReads(handle)
+    swarm.handle = counted
+    try:
+        for piece in range(5):  # as the engine routes one batch of alerts: no await in between
+            swarm.on_piece_finished(piece)
+        assert counted.reads == 0  # not one round trip per piece, on the loop, while the batch is handled
+        await wait_for(lambda: counted.reads > 0, timeout=10)
+        await asyncio.sleep(0)
+        assert counted.reads == 1  # one sample for the batch, before the pieces settle
+    finally:
+        swarm.handle = handle

@@ -129,6 +129,12 @@ class Database:
         if self.settings.database.read_dsn and self._read_pool is None:
             await self._start_replica(self.settings.database.read_dsn)
 
+    async def side_pool(self, size: int = 2) -> asyncpg.Pool:
+        """A small pool of the primary's like the main one, for the event loop this is awaited on (a thread's)."""
+        return await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=size, timeout=self.settings.database.connect_timeout_s,
+            server_settings={"search_path": self.schema, "application_name": "tracker-watch-lease"})
+
     async def _start_replica(self, dsn: str) -> None:
         # min_size 0: a replica that is away now is connected to at the first read, not a reason to stop
         self._read_pool = await asyncpg.create_pool(

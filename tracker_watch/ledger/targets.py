@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -134,6 +135,21 @@ class TargetStore:
                       metadata_at = now()
                WHERE id = ANY($1::bigint[]) AND info IS NULL""",
             target_ids, info, meta.name, meta.total_size, meta.piece_length, meta.num_pieces)
+
+    async def set_metadata_many(self, items: Sequence[tuple[Sequence[int], bytes, TorrentMeta]]) -> None:
+        """`set_metadata` for many swarms in one statement (thousands of swarms get their metadata within
+        seconds of each other; one statement each queued them all for the pool's connections)."""
+        rows = [(i, info, meta) for ids, info, meta in items for i in ids]
+        if not rows:
+            return
+        await self.pool.execute(
+            """UPDATE targets t SET info = v.info, name = v.name, total_size = v.total_size,
+                      piece_length = v.piece_length, num_pieces = v.num_pieces, metadata_at = now()
+               FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::bigint[], $5::integer[], $6::integer[])
+                    AS v(id, info, name, total_size, piece_length, num_pieces)
+               WHERE t.id = v.id AND t.info IS NULL""",
+            [r[0] for r in rows], [r[1] for r in rows], [r[2].name for r in rows], [r[2].total_size for r in rows],
+            [r[2].piece_length for r in rows], [r[2].num_pieces for r in rows])
 
     async def mark_error(self, target_ids: list[int], reason: str, actor: str) -> list[int]:
         """Set active targets aside as unwatchable, with the reason; returns the ids that changed."""

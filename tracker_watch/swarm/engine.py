@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from tracker_watch.domain.peers import Endpoint, PeerEvent
 from tracker_watch.domain.targets import TargetParseError, meta_from_info
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.swarm.alerts import AlertPump
+from tracker_watch.swarm.discovery import Discovery
 from tracker_watch.swarm.ipfilter import SessionFilter
 from tracker_watch.swarm.planner import PiecePlanner
 from tracker_watch.swarm.settings import (
@@ -33,7 +33,7 @@ from tracker_watch.swarm.settings import (
     new_session,
     session_settings,
 )
-from tracker_watch.swarm.swarm import PRIORITY_WANTED, Swarm, SwarmSpec, endpoint
+from tracker_watch.swarm.swarm import PRIORITY_WANTED, Swarm, SwarmSpec
 from tracker_watch.swarm.verifier import Verifier
 
 _log = log.get("tracker_watch.swarm")
@@ -74,7 +74,7 @@ class SwarmEngine:
         self.session: Any = None
         self.swarms: dict[str, Swarm] = {}
         self._by_handle: dict[Any, Swarm] = {}
-        self._by_dht_hash: dict[bytes, Swarm] = {}
+        self.discovery = Discovery(settings.swarm, lambda: self.session, lambda: self.swarms)  # DHT, hints, PEX
         self.listen_endpoints: set[Endpoint] = set()
         sw = settings.swarm
         self.policy = AddressPolicy.from_settings(sw.allowed_networks, sw.denied_networks)
@@ -120,7 +120,7 @@ class SwarmEngine:
             self.listen_endpoints.update((normalize_ip(h), port) for h in hosts)
             self._tasks.append(asyncio.create_task(self.verifier.run(), name="swarm-verifier"))
         if self.settings.swarm.dht_enabled:
-            self._tasks.append(asyncio.create_task(self._dht_loop(), name="swarm-dht"))
+            self._tasks.append(asyncio.create_task(self.discovery.run(), name="swarm-dht"))
         _log.info("swarm_engine_started", listen=self.settings.swarm.listen_interfaces,
                   dht=self.settings.swarm.dht_enabled, payload_dir=str(self.payload_dir))
 
@@ -130,11 +130,10 @@ class SwarmEngine:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        # all at once: unwatch() one by one rescans the engine's and the verifier's maps per swarm, and with
-        # 10,000 swarms that quadratic stop outlasted daemon.shutdown_grace_s (bench/capacity_load.py)
+        # all at once: the maps and the session go with them (unwatch() samples and unindexes each swarm)
         swarms, self.swarms = self.swarms, {}
         self._by_handle.clear()
-        self._by_dht_hash.clear()
+        self.discovery.clear()
         for swarm in swarms.values():
             swarm.close()
             if self.session is not None:
@@ -165,35 +164,22 @@ class SwarmEngine:
                       candidate=self.verifier.offer if self.verifier is not None else None)
         self.swarms[spec.key] = swarm
         self._by_handle[handle] = swarm
-        self._index_dht(swarm, spec.infohash_v1, spec.infohash_v2)
         if self.verifier is not None:
             self.verifier.expect(spec.key, spec.infohash_v1)
         if spec.info is not None:
             swarm.on_metadata(meta_from_info(spec.info), spec.info)
             if self.verifier is not None:
                 self.verifier.attach(swarm)
-        if self.settings.swarm.dht_enabled:
-            self._dht_lookup(swarm)  # a new swarm is looked up at once, not a whole round-robin later
-        for peer in spec.peers:  # the magnet's x.pe hints, under the same address policy as any other peer
-            self.add_peer(spec.key, (normalize_ip(peer[0]), peer[1]), Source.MAGNET)
+        self.discovery.started(swarm, self.add_peer)
         _log.info("swarm_added", infohash=spec.key, metadata=spec.info is not None, peer_hints=len(spec.peers))
         return swarm
-
-    def _dht_lookup(self, swarm: Swarm) -> None:
-        for h in (swarm.spec.infohash_v1, swarm.spec.infohash_v2):
-            if h and self.session is not None:
-                self.session.dht_get_peers(lt.sha1_hash(h[:20]))  # v2: the truncated hash (BEP 52)
-                return
 
     def _add(self, spec: SwarmSpec, info: bytes | None, generation: int, want_first_piece: bool) -> Any:
         assert self.session is not None
         params = _add_params(spec, info)
         # a fresh directory per generation: deleting the previous one's files can never race with this one
         params.save_path = str(self.payload_dir / spec.key / str(generation))
-        flags = params.flags | lt.torrent_flags.default_dont_download | lt.torrent_flags.disable_dht \
-            | lt.torrent_flags.disable_lsd
-        if not self.settings.swarm.pex_enabled:
-            flags |= lt.torrent_flags.disable_pex
+        flags = params.flags | lt.torrent_flags.default_dont_download | self.discovery.torrent_flags()
         params.flags = flags & ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
         params.max_connections = self.settings.swarm.max_peers_per_swarm
         if want_first_piece:
@@ -222,20 +208,15 @@ class SwarmEngine:
         if swarm is None:
             return
         if self.session is not None and not swarm.closed:
-            swarm.sample_now()  # as before a recycle: no completed handshake goes without its row
+            swarm.sample_last()  # as before a recycle: no completed handshake goes without its row
         swarm.close()
         if self.verifier is not None:
             self.verifier.detach(key)
         self._by_handle.pop(swarm.handle, None)
-        self._by_dht_hash = {h: s for h, s in self._by_dht_hash.items() if s is not swarm}
+        self.discovery.forget(swarm)
         if self.session is not None:
             self.session.remove_torrent(swarm.handle, lt.session.delete_files | lt.session.delete_partfile)
         _log.info("swarm_removed", infohash=key)
-
-    def _index_dht(self, swarm: Swarm, v1: bytes | None, v2: bytes | None) -> None:
-        for h in (v1, v2[:20] if v2 else None):  # the DHT knows v2 swarms by the truncated hash (BEP 52)
-            if h:
-                self._by_dht_hash[h] = swarm
 
     def add_peer(self, key: str, peer: Endpoint, source: Source, tracker_url: str | None = None) -> None:
         swarm = self.swarms.get(key)
@@ -300,7 +281,7 @@ class SwarmEngine:
         hashes = swarm.handle.info_hashes()
         v1 = bytes(hashes.v1.to_bytes()) if hashes.has_v1() else None
         v2 = bytes(hashes.v2.to_bytes()) if hashes.has_v2() else None
-        self._index_dht(swarm, v1, v2)
+        self.discovery.index(swarm, v1, v2)
         swarm.on_metadata(meta, info)
         if self.verifier is not None:
             self.verifier.attach(swarm)
@@ -336,11 +317,7 @@ class SwarmEngine:
         a.handle.pause()
 
     def _dht_reply(self, a: Any) -> None:
-        swarm = self._by_dht_hash.get(bytes(a.info_hash.to_bytes()))
-        if swarm is None:
-            return
-        for peer in a.peers():
-            swarm.add_peer(endpoint(peer), Source.DHT)
+        self.discovery.on_reply(a)
 
     def _listen_succeeded(self, a: Any) -> None:
         ip = normalize_ip(str(a.address))
@@ -367,20 +344,6 @@ class SwarmEngine:
             if self.session is not None:
                 self.session.post_session_stats()
             await asyncio.sleep(5.0)
-
-    async def _dht_loop(self) -> None:
-        """Round-robin dht_get_peers over all swarms, spread evenly over the query interval."""
-        interval = self.settings.swarm.dht_query_interval_s
-        await asyncio.sleep(random.uniform(1.0, 3.0))
-        while True:
-            swarms = list(self.swarms.values())
-            if not swarms:
-                await asyncio.sleep(1.0)
-                continue
-            for swarm in swarms:
-                if not swarm.closed:
-                    self._dht_lookup(swarm)
-                await asyncio.sleep(interval / len(swarms))
 
 
 def _destroy(session: Any) -> None:

@@ -109,6 +109,7 @@ class Swarm:
         self._sample_timer: asyncio.TimerHandle | None = None
         self._recycle_timer: asyncio.TimerHandle | None = None
         self._quick_retries = 0
+        self._unsampled = False  # a connection opened since the last sample, or that sample saw some pending
         self.closed = False
 
     # --- peers we learn of -----------------------------------------------------------------------
@@ -154,6 +155,7 @@ class Swarm:
 
     # --- alerts ----------------------------------------------------------------------------------
     def on_peer_connect(self, alert: Any) -> None:
+        self._unsampled = True
         self.request_sample(1.0)
         if "outgoing connection" in alert.message():  # libtorrent dials endpoints we gave it, or PEX ones
             self._learned(endpoint(alert.endpoint))
@@ -223,12 +225,13 @@ class Swarm:
             self.pieces.hash_failed(piece)
 
     def read_identities(self) -> None:
-        """Sample the connected peers now, before a piece settles. A piece can complete before the first
-        sample (a target registered by .torrent wants one the moment a seeder connects); reading its senders
-        first gives the collector a handshake row and their client, peer id and our address, so the rows that
-        credit or blame them carry all of it."""
-        if not self.closed:
-            self.sample_now()
+        """Sample the connected peers before a piece settles (SETTLE_DELAY_S after it ends). A piece can complete
+        before the first sample (a target registered by .torrent wants one the moment a seeder connects); reading
+        its senders first gives the collector a handshake row and their client, peer id and our address, so the
+        rows that credit or blame them carry all of it. Not read here and now: `get_peer_info` is a synchronous
+        round trip to libtorrent's network thread, and every piece of a batch of alerts asked for its own. The
+        sample runs once the batch is handled, one per swarm however many of its pieces ended."""
+        self.request_sample(0.0)
 
     def on_read_piece(self, alert: Any) -> None:
         if self.pieces is not None:
@@ -358,11 +361,19 @@ class Swarm:
                 elif self.planner.wants_bitfield(peer, today):  # reading a bitfield costs; only when needed
                     self.planner.peer_seen(peer, frozenset(i for i, has in enumerate(pi.pieces) if has))
         self.connected = connected
+        self._unsampled = pending
         if self.planner is not None:
             for gone in set(self.planner.peers) - connected:
                 self.planner.peer_gone(gone)
         self._apply_plan()
         return pending
+
+    def sample_last(self) -> None:
+        """The last sample before the swarm stops: no completed handshake goes without its row. Skipped when no
+        peer can be connected: none at the last sample, none pending, none whose connection alert came since (a
+        mass stop of thousands of idle swarms made as many round trips to libtorrent's network thread)."""
+        if self.connected or self._unsampled:
+            self.sample_now()
 
     def close(self) -> None:
         self.closed = True

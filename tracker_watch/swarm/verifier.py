@@ -20,15 +20,16 @@ import heapq
 import os
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
 
 from tracker_watch import log
 from tracker_watch.config import VerifySettings
 from tracker_watch.domain.evidence import normalize_ip, utc_now_ms
 from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerSnapshot, PieceSettled
-from tracker_watch.swarm.lanes import LANE_AFTER, lane_probe, piece_count
+from tracker_watch.swarm.candidates import SwarmView
+from tracker_watch.swarm.candidates import VerifyCandidate as _Candidate
+from tracker_watch.swarm.lane_jobs import LaneJobs, ProbeFn
+from tracker_watch.swarm.lanes import lane_probe
 from tracker_watch.swarm.wire import PieceSpec, ProbeResult, Reason, Timeouts, probe
 from tracker_watch.swarm.wire.incoming import Choice, verify_incoming
 
@@ -40,37 +41,6 @@ INCOMING_HOLD_S = 20.0  # how long a peer that dialled us is held for the swarm'
 INCOMING_HELD = 16
 PRESENCE_S = 1800.0  # a peer not named again for this long has left: no more retries on its behalf
 _GIVE_UP = {Reason.WRONG_INFOHASH, Reason.SELF}  # never worth another connection today
-
-
-class SwarmView(Protocol):
-    """What the verifier needs of a swarm (swarm/swarm.py's Swarm has it once metadata is known)."""
-
-    key: str
-    info_hash_v1: bytes | None
-    info: bytes | None  # the raw info dict: what a lane (swarm/lanes.py) adds its torrent from
-
-    def piece_hashes(self) -> bytes | None: ...
-
-    def piece_size(self, piece: int) -> int: ...
-
-
-ProbeFn = Callable[..., Awaitable[ProbeResult]]
-
-
-@dataclass
-class _Candidate:
-    key: str
-    ip: str
-    day: date
-    ports: dict[int, int] = field(default_factory=dict)  # port → source bits (tracker 1, DHT 2, PEX 4)
-    seen_at: float = 0.0
-    probes: int = 0
-    failures: int = 0
-    pieces: int = 0
-    bytes: int = 0
-    busy: bool = False
-    done: bool = False  # verified enough, or proven corrupt, today
-    due: float | None = None
 
 
 class Verifier:
@@ -90,12 +60,14 @@ class Verifier:
         self.local_ips = {4: next((ip for ip in local_ips if ":" not in ip), None),
                           6: next((ip for ip in local_ips if ":" in ip), None)}
         self._probe = probe_fn
-        # lanes: single-peer libtorrent sessions for what the wire client cannot do (uTP-only peers, pure v2)
-        self._lane = lane_fn
-        self._lanes = asyncio.Semaphore(max(1, settings.lanes))
         self.client_name = client_name
         self.swarms: dict[str, SwarmView] = {}
         self.candidates: dict[tuple[str, str], _Candidate] = {}
+        # swarm key → the IPs of its candidates, and the infohashes it registered (`_by_hash`, `_expected`):
+        # attach and detach touch only the swarm's own entries (a scan of every swarm's made a mass stop and
+        # 5,000 metadata arrivals quadratic)
+        self._ips_of: dict[str, set[str]] = {}
+        self._hashes_of: dict[str, set[bytes]] = {}
         self.swarm_bytes: dict[tuple[str, date], int] = {}
         self._heap: list[tuple[float, int, tuple[str, str]]] = []
         self._seq = 0
@@ -110,32 +82,43 @@ class Verifier:
         self.allows: Callable[[str], bool] = lambda ip: True  # the engine's address policy
         self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0, "payload_bytes": 0,
                       "lanes": 0, "incoming_busy": 0, "incoming_no_metadata": 0, "incoming_nothing": 0, "incoming": 0}
+        # lanes: single-peer libtorrent sessions for what the wire client cannot do (uTP-only peers, pure v2)
+        self.lanes = LaneJobs(settings, self.local_ips, self.session_ips, lane_fn, self.stats, self._within_budget,
+                              self._record, self._finished)
 
     # --- what the engine tells us ----------------------------------------------------------------
     def expect(self, key: str, info_hash_v1: bytes | None) -> None:
         """A swarm is watched but its metadata not known yet: peers that dial us for it are held a moment."""
         if info_hash_v1 is not None:
             self._expected.setdefault(info_hash_v1, asyncio.Event())
+            self._hashes_of.setdefault(key, set()).add(info_hash_v1)
 
     def attach(self, swarm: SwarmView) -> None:
         """The swarm's metadata is known: its pending candidates can be probed."""
         self.swarms[swarm.key] = swarm
         if swarm.info_hash_v1 is not None:
             self._by_hash[swarm.info_hash_v1] = swarm.key
+            self._hashes_of.setdefault(swarm.key, set()).add(swarm.info_hash_v1)
             if (event := self._expected.pop(swarm.info_hash_v1, None)) is not None:
                 event.set()
-        for cand in self.candidates.values():
-            if cand.key == swarm.key and not cand.done:
+        for ip in self._ips_of.get(swarm.key, ()):
+            if not (cand := self.candidates[(swarm.key, ip)]).done:
                 self._schedule(cand, 0.0)
 
     def detach(self, key: str) -> None:
         self.swarms.pop(key, None)
-        gone = [h for h, k in self._by_hash.items() if k == key] + [h for h in self._expected if h.hex() == key]
-        for h in gone:
-            self._by_hash.pop(h, None)
+        for h in self._hashes_of.pop(key, ()):
+            if self._by_hash.get(h) == key:
+                del self._by_hash[h]
             if (event := self._expected.pop(h, None)) is not None:
                 event.set()
-        self.candidates = {k: c for k, c in self.candidates.items() if c.key != key}
+        for ip in self._ips_of.pop(key, ()):
+            del self.candidates[(key, ip)]
+
+    def _new_candidate(self, key: str, ip: str, today: date) -> _Candidate:
+        cand = self.candidates[(key, ip)] = _Candidate(key, ip, today)
+        self._ips_of.setdefault(key, set()).add(ip)
+        return cand
 
     def offer(self, key: str, peer: Endpoint, source_bits: int = 0) -> None:
         """A dialable address of this swarm (named by a tracker, the DHT or PEX, or connected outgoing)."""
@@ -145,7 +128,7 @@ class Verifier:
         today = utc_now_ms().date()
         cand = self.candidates.get((key, peer[0]))
         if cand is None or cand.day != today:  # a new day: a fresh budget, and a fresh verdict
-            cand = self.candidates[(key, peer[0])] = _Candidate(key, peer[0], today)
+            cand = self._new_candidate(key, peer[0], today)
         cand.ports[peer[1]] = cand.ports.get(peer[1], 0) | source_bits
         cand.seen_at = loop.time()
         if not (cand.done or cand.busy) and cand.due is None and key in self.swarms:
@@ -191,7 +174,7 @@ class Verifier:
             self._slots.release()
             return
         cand.busy = True
-        work = self._verify(cand, *job) if job[2] else self._verify_lane(cand, job[0], job[1])
+        work = self._verify(cand, *job) if job[2] else self.lanes.verify(cand, job[0], job[1])
         task = asyncio.create_task(work, name=f"verify-{cand.key[:8]}-{cand.ip}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -206,8 +189,7 @@ class Verifier:
             return None
         port = max(cand.ports, key=lambda p: (cand.ports[p], p))  # prefer a port a tracker or the DHT named
         if swarm.info_hash_v1 is None:  # pure v2: only a lane checks its merkle proofs (b"" marks a lane job)
-            lane = self._lane_ip(cand, swarm) is not None and self._lane_budget(swarm, cand)
-            return (swarm, port, b"", 0, []) if lane else None
+            return (swarm, port, b"", 0, []) if self.lanes.may_run(cand, swarm) else None
         pieces = self._pieces(swarm, cand)
         if pieces is None:
             return None
@@ -222,28 +204,11 @@ class Verifier:
         count = len(hashes) // 20
         picks = random.sample(range(count), min(count, ALTERNATIVES + 1))
         pieces = [(i, swarm.piece_size(i), hashes[i * 20:i * 20 + 20]) for i in picks]
-        biggest = max(size for _, size, _ in pieces)
-        spent = self.swarm_bytes.get((cand.key, cand.day), 0)
-        s = self.settings
-        if cand.bytes + biggest > s.bytes_per_peer_per_day or spent + biggest > s.bytes_per_swarm_per_day:
-            _log.info("verify_budget_spent", infohash=cand.key, peer=cand.ip)
-            cand.done = True
-            return None
-        return pieces
+        return pieces if self._within_budget(cand, max(size for _, size, _ in pieces)) else None
 
-    # --- lanes (swarm/lanes.py) --------------------------------------------------------------------
-    def _lane_ip(self, cand: _Candidate, swarm: SwarmView) -> str | None:
-        """Our address for a lane, or None if no lane may run: lanes off, no info dict, or no address of our
-        own apart from the session's (a lane never dials from it: the peer may hold the session's connection)."""
-        local_ip = self.local_ips[6 if ":" in cand.ip else 4]
-        if self.settings.lanes == 0 or swarm.info is None or local_ip is None or local_ip in self.session_ips:
-            return None
-        return local_ip
-
-    def _lane_budget(self, swarm: SwarmView, cand: _Candidate) -> bool:
-        if swarm.info is None:
-            return False
-        _, biggest = piece_count(swarm.info)
+    def _within_budget(self, cand: _Candidate, biggest: int) -> bool:
+        """The day's byte budget allows one more piece of `biggest` bytes, from this peer and in this swarm;
+        else the candidate is done for today."""
         spent = self.swarm_bytes.get((cand.key, cand.day), 0)
         s = self.settings
         if cand.bytes + biggest > s.bytes_per_peer_per_day or spent + biggest > s.bytes_per_swarm_per_day:
@@ -251,39 +216,6 @@ class Verifier:
             cand.done = True
             return False
         return True
-
-    async def _run_lane(self, cand: _Candidate, swarm: SwarmView, port: int, local_ip: str) -> None:
-        """One lane: it consumes the day's budget exactly like a probe and is recorded the same way."""
-        assert swarm.info is not None
-        cand.probes += 1
-        self.stats["probes"] += 1
-        self.stats["lanes"] += 1
-        async with self._lanes:
-            result = await self._lane(cand.ip, port, swarm.info, local_ip=local_ip,
-                                      timeout=self.settings.probe_timeout_s)
-        self._record(cand, (cand.ip, port), result, cand.ports.get(port, 0))
-
-    async def _verify_lane(self, cand: _Candidate, swarm: SwarmView, port: int) -> None:
-        try:
-            if (local_ip := self._lane_ip(cand, swarm)) is None:
-                cand.failures += 1
-                _log.info("verify_unfinished", infohash=cand.key, peer=cand.ip, reason="no_lane",
-                          detail="pure v2 needs a lane: verify.lanes > 0 and a probe_interface of its own")
-                return
-            await self._run_lane(cand, swarm, port, local_ip)
-        except Exception as exc:
-            _log.exception("verify_failed", infohash=cand.key, peer=cand.ip, error=str(exc)[:300])
-            cand.failures += 1
-        finally:
-            self._finished(cand)
-
-    async def _lane_after(self, cand: _Candidate, swarm: SwarmView, port: int, r: ProbeResult) -> None:
-        """TCP could not reach the peer: it may speak uTP only. A lane tries, if one is free and the budget allows."""
-        local_ip = self._lane_ip(cand, swarm)
-        if (r.reason not in LANE_AFTER or local_ip is None or self._lanes.locked() or cand.done
-                or cand.probes >= self.settings.probes_per_peer_per_day or not self._lane_budget(swarm, cand)):
-            return
-        await self._run_lane(cand, swarm, port, local_ip)
 
     # --- peers that dial us (NAT'd ones can be reached no other way) -----------------------------
     async def listen(self, hosts: list[str], port: int) -> int:
@@ -370,7 +302,7 @@ class Verifier:
         today = utc_now_ms().date()
         cand = self.candidates.get((key, ip))
         if cand is None or cand.day != today:
-            cand = self.candidates[(key, ip)] = _Candidate(key, ip, today)
+            cand = self._new_candidate(key, ip, today)
         cand.seen_at = asyncio.get_running_loop().time()
         if cand.done or cand.busy or cand.probes >= self.settings.probes_per_peer_per_day:
             return None
@@ -397,7 +329,7 @@ class Verifier:
                 if shared and self._release is not None:
                     self._release(cand.ip)
             self._record(cand, (cand.ip, port), result, cand.ports.get(port, 0))
-            await self._lane_after(cand, swarm, port, result)
+            await self.lanes.after(cand, swarm, port, result)
         except Exception as exc:  # a bug here must not stop verification of everyone else
             _log.exception("verify_failed", infohash=cand.key, peer=cand.ip, error=str(exc)[:300])
             cand.failures += 1

@@ -17,6 +17,7 @@ metadata arriving in a few swarms bumps revisions on nearly every poll.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,11 +55,15 @@ class Watchlist:
         self.rows: dict[int, WatchedTarget] = {}
         self.owned: frozenset[int] | None = None  # None: every active target
         self._lock = asyncio.Lock()  # a lease change and a poll never interleave their reads and writes
+        # the latest owned set handed over (`hand_owned`) and not yet applied; None: nothing pending
+        self._handed: frozenset[int] | None = None
+        self._wake = asyncio.Event()  # set when a set is handed over: the run loop applies it before its next poll
         self.groups: dict[str, _Group] = {}
         self._by_key: dict[str, set[int]] = {}  # swarm key → ids of its rows
         self._dirty: dict[str, None] = {}  # swarms whose rows changed since they were last applied (ordered)
         self._revision = 0
         self._polls = 0
+        self.rows_version = 0  # bumped whenever `rows` changes: the daemon's local copy skips a pass that changed none
         self.actor = actor
         self.on_change = on_change  # told after each pass: the daemon keeps its local copy of what runs
         self._broken: dict[int, str] = {}  # target id → why it cannot be watched, until recorded
@@ -67,18 +72,57 @@ class Watchlist:
         engine.on_broken = self._on_broken
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time()
         while True:
+            failed = False
             try:
-                await self.sync_once()
+                if self._handed is not None:
+                    await self.apply_handed()
+                if loop.time() >= next_poll:
+                    next_poll = loop.time() + self.poll_s
+                    await self.sync_once()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # database briefly away: keep watching what we have
+            except Exception as exc:  # database briefly away: keep watching what we have, retry after poll_s
                 _log.warning("watchlist_sync_failed", error=str(exc)[:300])
-            await asyncio.sleep(self.poll_s)
+                failed = True
+                self._wake.clear()
+            if failed or self._handed is None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, next_poll - loop.time())):
+                        await self._wake.wait()
+            self._wake.clear()
+
+    def hand_owned(self, owned: frozenset[int]) -> None:
+        """Run exactly these targets, as soon as the watchlist can: the lease heartbeat hands over what it
+        committed and never waits. Applying thousands of swarms takes seconds; a heartbeat that waited for it
+        missed the lease and fenced the node (BENCHMARKS.md, "Lease fencing at 5,000"). The latest set wins:
+        one handed over while another is pending replaces it."""
+        self._handed = owned
+        self._wake.set()
+
+    @property
+    def owned_soon(self) -> frozenset[int] | None:
+        """The owned set the watchlist is heading for: the pending one, else the applied one."""
+        return self._handed if self._handed is not None else self.owned
+
+    async def apply_handed(self) -> None:
+        """Apply the latest handed-over set, if one is pending (the run loop does this; start-up awaits it)."""
+        async with self._lock:
+            if (owned := self._handed) is not None:
+                self._handed = None
+                try:
+                    await self._set_owned(owned)
+                except Exception:  # the database away: keep it for the next try, unless a newer one came
+                    if self._handed is None:
+                        self._handed = owned
+                    raise
 
     async def set_owned(self, owned: frozenset[int]) -> None:
-        """Run exactly these targets (those still active): called after each lease heartbeat."""
+        """Run exactly these targets (those still active), now: replaces any set handed over before."""
         async with self._lock:
+            self._handed = None
             await self._set_owned(owned)
 
     async def _set_owned(self, owned: frozenset[int]) -> None:
@@ -131,6 +175,7 @@ class Watchlist:
         if old is not None:
             self._unindex(old)
         self.rows[row.id] = row
+        self.rows_version += 1
         self._by_key.setdefault(row.key, set()).add(row.id)
         self._dirty[row.key] = None
 
@@ -138,6 +183,7 @@ class Watchlist:
         row = self.rows.pop(target_id, None)
         if row is not None:
             self._unindex(row)
+            self.rows_version += 1
         self._valid.pop(target_id, None)
         return row
 
