@@ -26,8 +26,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check tracker_watch tests bench
 	$(BIN)/mypy
 
+# Three pytest processes on two cores: most tests wait on real peers, processes and the network, not the
+# CPU. Each process has its own schemas, state directories and event loop; a module's tests stay together
+# (loadscope), so a module's swarm, browser or server starts once. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 # The whole suite: static checks, then every test against real PostgreSQL and real libtorrent peers.
 test: lint unit

@@ -6,6 +6,7 @@ on 127.0.0.2, and a local swarm of libtorrent peers on 127.0.0.x. The real-proce
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator
@@ -26,6 +27,37 @@ pytest_plugins = ["tests.daemons"]
 
 SettingsFactory = Callable[..., Settings]
 Receiver = tuple[str, list[dict[str, Any]], Callable[[int], None]]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A temporary directory of this test process's own, for what the code under test makes with `tempfile`
+    (lane payloads, swarms, embedded servers) and for the processes it starts (TMPDIR): a test that checks
+    it left nothing behind sees only its own process's files, not those of a parallel worker or another run
+    on the machine. (pytest's tmp_path stays where it was, and is kept as usual.)"""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None:
+        factory.getbasetemp()  # fixed now, before tempfile looks elsewhere
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    private = Path(tempfile.mkdtemp(prefix=f"tw-tests-{worker}-"))
+    config.stash[_TMPDIR] = (private, os.environ.get("TMPDIR"))
+    os.environ["TMPDIR"] = str(private)
+    tempfile.tempdir = str(private)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    private, before = config.stash.get(_TMPDIR, (None, None))
+    if private is None:
+        return
+    tempfile.tempdir = None
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before
+    shutil.rmtree(private, ignore_errors=True)
+
+
+_TMPDIR = pytest.StashKey[tuple[Path, str | None]]()
 
 
 @pytest.fixture(scope="session")
