@@ -40,6 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
         factory.getbasetemp()  # fixed now, before tempfile looks elsewhere
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     private = Path(tempfile.mkdtemp(prefix=f"tw-tests-{worker}-"))
+    private.chmod(0o1777)  # as /tmp: the read-replica test's servers run as the postgres user in here
     config.stash[_TMPDIR] = (private, os.environ.get("TMPDIR"))
     os.environ["TMPDIR"] = str(private)
     tempfile.tempdir = str(private)
