@@ -1,12 +1,15 @@
 """Shared fixtures: a real PostgreSQL (TRACKER_WATCH_TEST_DSN, else an embedded server), a clean schema
-per test, settings for a monitor on 127.0.0.2, and a local swarm of libtorrent peers on 127.0.0.x."""
+per test (a migrated one reused where that is all a test needs, tests/schemas.py), settings for a monitor
+on 127.0.0.2, and a local swarm of libtorrent peers on 127.0.0.x. The real-process fixtures (`conn`,
+`proxy`) come from tests/daemons.py."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +17,48 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from tests.schemas import SchemaPool
 from tracker_watch.config import Settings
 from tracker_watch.demo.run import demo_settings
 from tracker_watch.demo.swarm import LocalSwarm
 from tracker_watch.ledger.db import Database, EmbeddedPostgres
 
+pytest_plugins = ["tests.daemons"]
+
 SettingsFactory = Callable[..., Settings]
 Receiver = tuple[str, list[dict[str, Any]], Callable[[int], None]]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A temporary directory of this test process's own, for what the code under test makes with `tempfile`
+    (lane payloads, swarms, embedded servers) and for the processes it starts (TMPDIR): a test that checks
+    it left nothing behind sees only its own process's files, not those of a parallel worker or another run
+    on the machine. (pytest's tmp_path stays where it was, and is kept as usual.)"""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None:
+        factory.getbasetemp()  # fixed now, before tempfile looks elsewhere
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    private = Path(tempfile.mkdtemp(prefix=f"tw-tests-{worker}-"))
+    private.chmod(0o1777)  # as /tmp: the read-replica test's servers run as the postgres user in here
+    config.stash[_TMPDIR] = (private, os.environ.get("TMPDIR"))
+    os.environ["TMPDIR"] = str(private)
+    tempfile.tempdir = str(private)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    private, before = config.stash.get(_TMPDIR, (None, None))
+    if private is None:
+        return
+    tempfile.tempdir = None
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before
+    shutil.rmtree(private, ignore_errors=True)
+
+
+_TMPDIR = pytest.StashKey[tuple[Path, str | None]]()
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +72,32 @@ async def pg_dsn() -> AsyncIterator[str]:
     await server.stop()
 
 
+@pytest.fixture(scope="session")
+async def schema_pool(pg_dsn: str) -> AsyncIterator[SchemaPool]:
+    """Migrated schemas, reused from test to test (tests/schemas.py): one pool per process."""
+    pool = SchemaPool(pg_dsn)
+    yield pool
+    await pool.close()
+
+
+def _wants_a_migrated_schema(request: pytest.FixtureRequest) -> bool:
+    """A test that builds monitor settings (make_settings, db, api, …) and never names the schema itself only
+    needs a migrated ledger: it gets one from the pool. A test that names `schema` (it migrates, upgrades, or
+    looks at the tables from outside, their counters included) gets a new name, as before."""
+    if "make_settings" not in request.fixturenames or request.node.get_closest_marker("fresh_schema"):
+        return False
+    direct = getattr(getattr(request.node, "_fixtureinfo", None), "argnames", ("schema",))
+    return "schema" not in direct
+
+
 @pytest.fixture
-async def schema(pg_dsn: str) -> AsyncIterator[str]:
-    """A schema of its own for each test, dropped afterwards."""
+async def schema(pg_dsn: str, schema_pool: SchemaPool, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A schema of its own for each test, dropped afterwards (or, migrated and reused, see above)."""
+    if _wants_a_migrated_schema(request):
+        name = await schema_pool.take()
+        yield name
+        await schema_pool.give_back(name, reuse=not _failed(request.node))
+        return
     name = f"tw_test_{uuid.uuid4().hex[:12]}"
     yield name
     conn = await asyncpg.connect(pg_dsn)
@@ -44,6 +105,22 @@ async def schema(pg_dsn: str) -> AsyncIterator[str]:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
     finally:
         await conn.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[_FAILED] = True
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+def _failed(item: pytest.Item) -> bool:
+    return item.stash.get(_FAILED, False)
 
 
 @pytest.fixture

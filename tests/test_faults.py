@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-import pytest
 
 from tests.conftest import SettingsFactory
+from tests.daemons import Node, add_target, ledger_is_whole, node_config, schema_ready
 from tests.helpers import wait_for, wait_for_async
 from tests.pgproxy import PgProxy
 from tracker_watch import metrics
@@ -26,32 +21,12 @@ from tracker_watch.domain.targets import parse_target
 from tracker_watch.evidence.process_sink import ProcessSink
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.targets import TargetStore
-from tracker_watch.ledger.verify import verify_ledger
 
-DUPLICATES = """
-SELECT count(*) FROM (SELECT 1 FROM observations GROUP BY target_id, ip, port, grade, observed_at, node,
-                      piece_index HAVING count(*) > 1) d
-"""
-
-
-async def _ledger_is_whole(conn: Any) -> None:
-    """No observation twice, none folded into its incident twice, and a clean hash chain."""
-    assert await conn.fetchval(DUPLICATES) == 0
-    stored = await conn.fetchval("SELECT count(*) FROM observations")
-    assert await conn.fetchval("SELECT coalesce(sum(observations), 0) FROM incidents") == stored
-    report = await verify_ledger(conn)
-    assert report.ok, report
+# the names these helpers had here before they moved to tests/daemons.py (other modules import them)
+_config, _ledger_is_whole, _schema_ready, _add_target = node_config, ledger_is_whole, schema_ready, add_target
 
 
 # --- a database outage, in process -----------------------------------------------------------------------
-@pytest.fixture
-async def proxy(pg_dsn: str) -> AsyncIterator[PgProxy]:
-    p = PgProxy(pg_dsn)
-    await p.up()
-    yield p
-    await p.down()
-
-
 async def test_a_30s_database_outage_loses_nothing(make_settings: SettingsFactory, proxy: PgProxy,
                                                    local_swarm: LocalSwarm) -> None:
     # an outage shorter than the lease: the node rides it out (a longer one fences it, see tests/test_fleet.py)
@@ -83,7 +58,7 @@ async def test_a_30s_database_outage_loses_nothing(make_settings: SettingsFactor
             stored = await conn.fetchval("SELECT count(*) FROM observations")
             verified = {r["ip"] for r in await conn.fetch(
                 "SELECT DISTINCT host(ip) AS ip FROM observations WHERE grade = 'verified'")}
-            await _ledger_is_whole(conn)
+            await ledger_is_whole(conn)
     finally:
         await daemon.stop()
     assert batcher.dropped == 0
@@ -92,101 +67,6 @@ async def test_a_30s_database_outage_loses_nothing(make_settings: SettingsFactor
 
 
 # --- SIGKILL, with real processes --------------------------------------------------------------------------
-def _toml(sections: dict[str, dict[str, Any]]) -> str:
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _config(tmp: Path, dsn: str, schema: str, name: str, ip: str, **extra: dict[str, Any]) -> Path:
-    sections: dict[str, dict[str, Any]] = {
-        "node": {"name": name, "state_dir": str(tmp / name)},
-        "database": {"dsn": dsn, "schema": schema},
-        "log": {"format": "json", "level": "info"},
-        "swarm": {"listen_interfaces": [f"{ip}:0"], "outgoing_interfaces": [ip], "dht_enabled": False,
-                  "peer_refresh_s": 2.0, "payload_dir": str(tmp / name / "payload"),
-                  "allowed_networks": ["127.0.0.0/8"]},  # the local swarm is on loopback
-        "trackers": {"min_interval_s": 2.0, "max_interval_s": 4.0},
-        "collector": {"flush_interval_s": 0.2},
-        "daemon": {"target_poll_s": 0.5},
-        "api": {"enabled": False},
-        "metrics": {"enabled": False},
-    }
-    for section, values in extra.items():
-        sections.setdefault(section, {}).update(values)
-    path = tmp / f"{name}.toml"
-    path.write_text(_toml(sections))
-    return path
-
-
-class Node:
-    """One daemon process with its JSON log."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_WATCH_")}
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tracker_watch", "--config", str(self.config), "run",
-                stdout=out, stderr=subprocess.STDOUT, env=env)
-
-    async def signal(self, sig: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return await asyncio.wait_for(self.proc.wait(), 20)
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        lines = [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
-        return [e for e in lines if e["event"] == name]
-
-    def watching(self) -> set[str]:
-        """Infohashes this node runs now, from its own log."""
-        added = [e["infohash"] for e in self.events("swarm_added")]
-        running: set[str] = set()
-        lines = [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
-        for e in lines:
-            if e["event"] == "swarm_added":
-                running.add(e["infohash"])
-            elif e["event"] == "swarm_removed":
-                running.discard(e["infohash"])
-        assert set(added) >= running
-        return running
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-@pytest.fixture
-async def conn(pg_dsn: str, schema: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(pg_dsn)
-    await c.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    await c.execute(f'SET search_path TO "{schema}"')
-    yield c
-    await c.close()
-
-
-async def _schema_ready(conn: asyncpg.Connection) -> None:
-    async def ready() -> bool:
-        return bool(await conn.fetchval("SELECT to_regclass('target_leases') IS NOT NULL"))
-    await wait_for_async(ready, timeout=60)
-
-
-async def _add_target(conn: asyncpg.Connection, infohash: bytes, trackers: list[str] | None = None) -> int:
-    holder = await conn.fetchval("INSERT INTO rights_holders (name) VALUES ('S') ON CONFLICT (name) "
-                                 "DO UPDATE SET name = EXCLUDED.name RETURNING id")
-    work = await conn.fetchval("INSERT INTO works (holder_id, title) VALUES ($1, 'F') ON CONFLICT (holder_id, title) "
-                               "DO UPDATE SET title = EXCLUDED.title RETURNING id", holder)
-    return int(await conn.fetchval("INSERT INTO targets (work_id, infohash_v1, input_kind, trackers) "
-                                   "VALUES ($1, $2, 'magnet', $3) RETURNING id", work, infohash, trackers or []))
-
-
 def _spooled_ids(state: Path) -> set[str]:
     spool = Spool(state / "spool", 2**40)
     spool.open()
@@ -198,13 +78,13 @@ def _spooled_ids(state: Path) -> set[str]:
 
 async def test_sigkill_mid_batch_then_restart(tmp_path: Path, pg_dsn: str, schema: str, conn: asyncpg.Connection,
                                               local_swarm: LocalSwarm) -> None:
-    config = _config(tmp_path, pg_dsn, schema, "n1", "127.0.0.2", collector={"flush_interval_s": 1.0})
+    config = node_config(tmp_path, pg_dsn, schema, "n1", "127.0.0.2", collector={"flush_interval_s": 1.0})
     node = Node(config, tmp_path / "n1.log")
     await node.start()
     try:
-        await _schema_ready(conn)
+        await schema_ready(conn)
         assert local_swarm.content.v1 is not None
-        await _add_target(conn, local_swarm.content.v1, [local_swarm.tracker.url])
+        await add_target(conn, local_swarm.content.v1, [local_swarm.tracker.url])
 
         async def verified_soon() -> bool:
             return bool(await conn.fetchval("SELECT count(*) FROM observations WHERE grade = 'verified'"))
@@ -234,22 +114,24 @@ async def test_sigkill_mid_batch_then_restart(tmp_path: Path, pg_dsn: str, schem
     finally:
         await node.kill()
     assert await conn.fetchval("SELECT count(*) FROM observations") >= before + len(in_spool)
-    await _ledger_is_whole(conn)
+    await ledger_is_whole(conn)
 
 
 async def test_sigkill_mid_replay_then_restart(tmp_path: Path, pg_dsn: str, schema: str,
                                                conn: asyncpg.Connection) -> None:
-    config = _config(tmp_path, pg_dsn, schema, "n1", "127.0.0.2", collector={"batch_size": 500})
+    # forty batches to replay, as 20,000 observations in batches of 500 were: the kill lands between two of them
+    # all the same, and the ledger has a quarter of the rows to chain and fold (most of this test's time)
+    config = node_config(tmp_path, pg_dsn, schema, "n1", "127.0.0.2", collector={"batch_size": 125})
     node = Node(config, tmp_path / "n1.log")
     await node.start()
-    await _schema_ready(conn)
+    await schema_ready(conn)
     assert await node.signal(signal.SIGTERM) == 0
-    target = await _add_target(conn, b"\x5a" * 20)
+    target = await add_target(conn, b"\x5a" * 20)
     await conn.execute("UPDATE targets SET status = 'paused' WHERE id = $1", target)
-    # what an outage left behind: 20,000 observations in the spool
+    # what an outage left behind: 5,000 observations in the spool
     spool = Spool(tmp_path / "n1" / "spool", 2**30)
     spool.open()
-    total = 20_000
+    total = 5_000
     for i in range(total):
         spool.append(ev.encode_observation(ev.Observation(
             target_id=target, infohash_v1=b"\x5a" * 20, infohash_v2=None, observed_at=ev.utc_now_ms(),
@@ -274,20 +156,20 @@ async def test_sigkill_mid_replay_then_restart(tmp_path: Path, pg_dsn: str, sche
         await node.kill()
     assert await conn.fetchval("SELECT count(*) FROM observations") == total
     assert node.events("spool_replay")
-    await _ledger_is_whole(conn)
+    await ledger_is_whole(conn)
 
 
 # --- several nodes -----------------------------------------------------------------------------------------
 async def test_three_nodes_share_thirty_targets_and_survivors_take_over(tmp_path: Path, pg_dsn: str, schema: str,
                                                                           conn: asyncpg.Connection) -> None:
     ttl = 6.0
-    nodes = [Node(_config(tmp_path, pg_dsn, schema, f"n{i}", f"127.0.0.{31 + i}",
+    nodes = [Node(node_config(tmp_path, pg_dsn, schema, f"n{i}", f"127.0.0.{31 + i}",
                           node={"lease_ttl_s": ttl, "heartbeat_s": 1.0}), tmp_path / f"n{i}.log") for i in range(3)]
     for n in nodes:
         await n.start()
     try:
-        await _schema_ready(conn)
-        ids = {await _add_target(conn, os.urandom(20)) for _ in range(30)}
+        await schema_ready(conn)
+        ids = {await add_target(conn, os.urandom(20)) for _ in range(30)}
         infohash = {r["id"]: bytes(r["infohash_v1"]).hex()
                     for r in await conn.fetch("SELECT id, infohash_v1 FROM targets")}
 

@@ -6,57 +6,27 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 
+from tests.daemons import Node, cli, ledger_is_whole, node_config, register, schema_ready
 from tests.helpers import wait_for_async
 from tests.pgproxy import PgProxy
-from tests.test_faults import Node, _config, _ledger_is_whole, _schema_ready
 from tracker_watch.demo.swarm import LocalSwarm
-
-
-@pytest.fixture
-async def conn(pg_dsn: str, schema: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(pg_dsn)
-    await c.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    await c.execute(f'SET search_path TO "{schema}"')
-    yield c
-    await c.close()
-
-
-@pytest.fixture
-async def proxy(pg_dsn: str) -> AsyncIterator[PgProxy]:
-    p = PgProxy(pg_dsn)
-    await p.up()
-    yield p
-    await p.down()
-
-
-async def _register(c: asyncpg.Connection, infohash: bytes, holder: str, trackers: list[str] | None = None) -> int:
-    h = await c.fetchval("INSERT INTO rights_holders (name) VALUES ($1) ON CONFLICT (name) "
-                         "DO UPDATE SET name = EXCLUDED.name RETURNING id", holder)
-    work = await c.fetchval("INSERT INTO works (holder_id, title) VALUES ($1, 'F') ON CONFLICT (holder_id, title) "
-                            "DO UPDATE SET title = EXCLUDED.title RETURNING id", h)
-    return int(await c.fetchval("INSERT INTO targets (work_id, infohash_v1, input_kind, trackers) "
-                                "VALUES ($1, $2, 'magnet', $3) RETURNING id", work, infohash, trackers or []))
 
 
 async def test_two_holders_of_one_torrent_one_node_joins(tmp_path: Path, pg_dsn: str, schema: str,
                                                          conn: asyncpg.Connection, local_swarm: LocalSwarm) -> None:
-    nodes = [Node(_config(tmp_path, pg_dsn, schema, f"n{i}", f"127.0.0.{41 + i}",
+    nodes = [Node(node_config(tmp_path, pg_dsn, schema, f"n{i}", f"127.0.0.{41 + i}",
                           node={"lease_ttl_s": 6.0, "heartbeat_s": 1.0}), tmp_path / f"n{i}.log") for i in range(3)]
     for n in nodes:
         await n.start()
     try:
-        await _schema_ready(conn)
+        await schema_ready(conn)
         assert local_swarm.content.v1 is not None
-        ids = [await _register(conn, local_swarm.content.v1, holder, [local_swarm.tracker.url])
+        ids = [await register(conn, local_swarm.content.v1, holder, [local_swarm.tracker.url])
                for holder in ("Studio A", "Studio B", "Studio C")]
         key = local_swarm.content.v1.hex()
 
@@ -75,7 +45,7 @@ async def test_two_holders_of_one_torrent_one_node_joins(tmp_path: Path, pg_dsn:
     finally:
         for n in nodes:
             await n.kill()
-    await _ledger_is_whole(conn)
+    await ledger_is_whole(conn)
 
 
 async def test_an_outage_of_twice_the_ttl_never_has_two_nodes_writing_for_one_swarm(
@@ -84,15 +54,15 @@ async def test_an_outage_of_twice_the_ttl_never_has_two_nodes_writing_for_one_sw
     ttl = 6.0
     fast = {"node": {"lease_ttl_s": ttl, "heartbeat_s": 1.0}, "collector": {"flush_interval_s": 0.2,
                                                                              "reobserve_s": 1.0}}
-    cut = Node(_config(tmp_path, proxy.dsn, schema, "cut", "127.0.0.51", **fast), tmp_path / "cut.log")
-    other = Node(_config(tmp_path, pg_dsn, schema, "other", "127.0.0.52", **fast), tmp_path / "other.log")
+    cut = Node(node_config(tmp_path, proxy.dsn, schema, "cut", "127.0.0.51", **fast), tmp_path / "cut.log")
+    other = Node(node_config(tmp_path, pg_dsn, schema, "other", "127.0.0.52", **fast), tmp_path / "other.log")
     await cut.start()
     try:
-        await _schema_ready(conn)
+        await schema_ready(conn)
         assert local_swarm.content.v1 is not None
         swarm = local_swarm.content.v1
         for holder in ("Studio A", "Studio B"):
-            await _register(conn, swarm, holder, [local_swarm.tracker.url])
+            await register(conn, swarm, holder, [local_swarm.tracker.url])
 
         async def observed_by(node: str) -> bool:
             return bool(await conn.fetchval("SELECT count(*) FROM observations WHERE node = $1", node))
@@ -132,13 +102,7 @@ async def test_an_outage_of_twice_the_ttl_never_has_two_nodes_writing_for_one_sw
     finally:
         for n in (cut, other):
             await n.kill()
-    await _ledger_is_whole(conn)
-
-
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_WATCH_")}
-    return subprocess.run([sys.executable, "-m", "tracker_watch", "--config", str(config), *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    await ledger_is_whole(conn)
 
 
 async def test_drain_moves_every_swarm_within_one_heartbeat(tmp_path: Path, pg_dsn: str, schema: str,
@@ -146,12 +110,12 @@ async def test_drain_moves_every_swarm_within_one_heartbeat(tmp_path: Path, pg_d
     # heartbeats ten minutes apart: none falls inside the test after the start-up one, so whatever moves
     # moves within one heartbeat by construction, woken by the drain itself (no timed assertion needed)
     beat = {"node": {"lease_ttl_s": 1800.0, "heartbeat_s": 600.0}}
-    nodes = [Node(_config(tmp_path, pg_dsn, schema, f"n{i}", f"127.0.0.{61 + i}", **beat), tmp_path / f"n{i}.log")
+    nodes = [Node(node_config(tmp_path, pg_dsn, schema, f"n{i}", f"127.0.0.{61 + i}", **beat), tmp_path / f"n{i}.log")
              for i in range(2)]
     for n in nodes:
         await n.start()
     try:
-        await _schema_ready(conn)
+        await schema_ready(conn)
 
         async def both_up() -> bool:
             return bool(await conn.fetchval("SELECT count(*) FROM nodes") == 2)
@@ -159,8 +123,8 @@ async def test_drain_moves_every_swarm_within_one_heartbeat(tmp_path: Path, pg_d
         keys = {os.urandom(20) for _ in range(6)}
         async with conn.transaction():  # one new revision: both nodes beat once and split the six swarms
             for key in keys:
-                await _register(conn, key, "Studio A")
-                await _register(conn, key, "Studio B")
+                await register(conn, key, "Studio A")
+                await register(conn, key, "Studio B")
         every = {k.hex() for k in keys}
 
         async def split(a: int, b: int) -> bool:
@@ -169,12 +133,12 @@ async def test_drain_moves_every_swarm_within_one_heartbeat(tmp_path: Path, pg_d
         await wait_for_async(lambda: split(3, 3), timeout=60)
         changes_before = len(nodes[0].events("leases_changed"))
         started = time.monotonic()
-        result = _cli(nodes[0].config, "node", "drain", "n0")
+        result = cli(nodes[0].config, "node", "drain", "n0")
         assert result.returncode == 0, result.stderr
         await wait_for_async(lambda: split(0, 6), timeout=120)
         print(f"drain moved 6 swarms in {time.monotonic() - started:.1f} s (heartbeat 600 s)")
         assert [e["released"] for e in nodes[0].events("leases_changed")[changes_before:]] == [3]
-        listing = _cli(nodes[0].config, "nodes")
+        listing = cli(nodes[0].config, "nodes")
         assert listing.returncode == 0, listing.stderr
         assert [line.split()[:2] for line in listing.stdout.splitlines()[1:]] == [["n0", "drained"], ["n1", "alive"]]
         assert nodes[0].proc is not None
@@ -183,7 +147,7 @@ async def test_drain_moves_every_swarm_within_one_heartbeat(tmp_path: Path, pg_d
         await nodes[0].start()
         await wait_for_async(lambda: _started_twice(nodes[0]), timeout=60)
         assert nodes[0].watching() == set()
-        assert _cli(nodes[0].config, "node", "undrain", "n0").returncode == 0  # ... until it is undrained
+        assert cli(nodes[0].config, "node", "undrain", "n0").returncode == 0  # ... until it is undrained
         await wait_for_async(lambda: split(3, 3), timeout=120)
         for n in nodes:
             assert await n.signal(signal.SIGTERM) == 0

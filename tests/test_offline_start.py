@@ -4,24 +4,14 @@ database returns it reconciles (yields what another node took meanwhile) and sto
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 
+from tests.daemons import Node, add_target, ledger_is_whole, node_config, schema_ready
 from tests.helpers import wait_for_async
 from tests.pgproxy import PgProxy
-from tests.test_faults import Node, _add_target, _config, _ledger_is_whole, _schema_ready, conn  # noqa: F401
 from tracker_watch.demo.swarm import LocalSwarm
-
-
-@pytest.fixture
-async def proxy(pg_dsn: str) -> AsyncIterator[PgProxy]:
-    p = PgProxy(pg_dsn)
-    await p.up()
-    yield p
-    await p.down()
 
 
 async def _until(predicate: object, timeout: float = 60) -> None:
@@ -31,18 +21,18 @@ async def _until(predicate: object, timeout: float = 60) -> None:
 
 
 async def test_a_node_started_during_an_outage_monitors_and_stores_every_observation_once(
-        tmp_path: Path, pg_dsn: str, schema: str, conn: asyncpg.Connection,  # noqa: F811
+        tmp_path: Path, pg_dsn: str, schema: str, conn: asyncpg.Connection,
         proxy: PgProxy, local_swarm: LocalSwarm) -> None:
     ttl = 6.0
     fast = {"lease_ttl_s": ttl, "heartbeat_s": 1.0}
-    n1 = Node(_config(tmp_path, proxy.dsn, schema, "n1", "127.0.0.2", node=fast), tmp_path / "n1.log")
-    n2 = Node(_config(tmp_path, pg_dsn, schema, "n2", "127.0.0.3", node=fast), tmp_path / "n2.log")
+    n1 = Node(node_config(tmp_path, proxy.dsn, schema, "n1", "127.0.0.2", node=fast), tmp_path / "n1.log")
+    n2 = Node(node_config(tmp_path, pg_dsn, schema, "n2", "127.0.0.3", node=fast), tmp_path / "n2.log")
     assert local_swarm.content.v1 is not None
     infohash = local_swarm.content.v1.hex()
     try:
         await n1.start()
-        await _schema_ready(conn)
-        await _add_target(conn, local_swarm.content.v1, [local_swarm.tracker.url])
+        await schema_ready(conn)
+        await add_target(conn, local_swarm.content.v1, [local_swarm.tracker.url])
         await _until(lambda: n1.watching() == {infohash})
         copy = tmp_path / "n1" / "local-copy"
         await _until(lambda: (copy / "leases").exists() and any((copy / "targets").iterdir()))
@@ -90,4 +80,4 @@ async def test_a_node_started_during_an_outage_monitors_and_stores_every_observa
     assert all(n.events("daemon_stopped")[-1]["unwritten"] == 0 for n in (n1, n2))
     # every observation the two runs made is stored, and none twice
     assert await conn.fetchval("SELECT count(*) FROM observations") == before + written
-    await _ledger_is_whole(conn)
+    await ledger_is_whole(conn)
