@@ -28,7 +28,7 @@ from tracker_watch.config import Settings
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.collector import Collector
-from tracker_watch.evidence.process_sink import ProcessSink, writer_config
+from tracker_watch.evidence.process_sink import ProcessSink
 from tracker_watch.evidence.sinks import InOrder
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger import signing
@@ -159,12 +159,7 @@ class Daemon:
                                      s.evidence.checkpoint_interval_s)
         self.targets.connect(pool)
         assert self.batcher is not None
-        if isinstance(self.batcher.sink, ProcessSink):
-            assert self.db.dsn
-            self.batcher.sink.connect(writer_config(
-                self.db.dsn, s.database.schema, s.node.name, self.writer.key.private_bytes_raw(),
-                s.evidence.incident_window_s, s.evidence.checkpoint_every, s.evidence.checkpoint_interval_s,
-                s.database.write_timeout_s, s.log.format, s.log.level))
+        jobs.connect_sink(self.batcher.sink, self.db.dsn, self.writer.key.private_bytes_raw(), s)
         assert self.watchlist is not None
         spool = self.batcher.spool
         if self._beat_pool is None:

@@ -10,6 +10,7 @@ from typing import Any
 from tracker_watch import log
 from tracker_watch.config import Settings
 from tracker_watch.domain.evidence import utc_now_ms
+from tracker_watch.evidence.process_sink import ProcessSink, writer_config
 from tracker_watch.ledger import retention as retention_mod
 from tracker_watch.ledger.strikes import StrikeLedger
 
@@ -87,3 +88,12 @@ async def forget_idle(collector: Any, engine: Any) -> None:
                 swarm.forget_listed()
             if swarm.planner is not None:
                 swarm.planner.prune(now.date())
+
+
+def connect_sink(sink: Any, dsn: str | None, key: bytes, s: Settings) -> None:
+    """The writer process learns where to write once the database answers (a node may start without it)."""
+    if isinstance(sink, ProcessSink):
+        assert dsn
+        sink.connect(writer_config(dsn, s.database.schema, s.node.name, key, s.evidence.incident_window_s,
+                                   s.evidence.checkpoint_every, s.evidence.checkpoint_interval_s,
+                                   s.database.write_timeout_s, s.log.format, s.log.level))
