@@ -26,8 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from bench.peersim import PROTOCOL, RESERVED, UT_METADATA, SimPeer, SimTorrent, _bitfield, addresses
-from tracker_watch.domain import bencode
+from bench.peersim import PROTOCOL, RESERVED, SimPeer, SimTorrent, addresses, send_opening
 
 TICK_S = 0.02
 RETRY_S = 5.0  # a refused dial is tried once more after this (a real peer would wait for its next announce)
@@ -97,14 +96,7 @@ class CountingPeer(SimPeer):
             self.contacts.append(now)
             self.last_activity = now
             self.first_contact.setdefault(torrent.info_hash, now)
-            if not dialled_out:
-                writer.write(PROTOCOL + RESERVED + torrent.info_hash + self.peer_id)
-            ext = bencode.encode({b"m": {b"ut_metadata": UT_METADATA}, b"metadata_size": len(torrent.info),
-                                  b"v": b"peersim"})
-            writer.write(struct.pack(">IBB", 2 + len(ext), 20, 0) + ext)
-            bits = _bitfield(torrent.pieces)
-            writer.write(struct.pack(">IB", 1 + len(bits), 5) + bits + struct.pack(">IB", 1, 1))
-            await writer.drain()
+            await send_opening(writer, torrent, self.peer_id, dialled_out)
             their_ut: list[int] = [0]
             while True:
                 (length,) = struct.unpack(">I", await reader.readexactly(4))

@@ -127,14 +127,7 @@ class SimPeer:
             torrent = self.torrents.get(hs[28:48])
             if hs[:20] != PROTOCOL or torrent is None:
                 return
-            if not dialled_out:
-                writer.write(PROTOCOL + RESERVED + torrent.info_hash + self.peer_id)
-            ext = bencode.encode({b"m": {b"ut_metadata": UT_METADATA}, b"metadata_size": len(torrent.info),
-                                  b"v": b"peersim"})
-            writer.write(struct.pack(">IBB", 2 + len(ext), 20, 0) + ext)
-            bits = _bitfield(torrent.pieces)
-            writer.write(struct.pack(">IB", 1 + len(bits), 5) + bits + struct.pack(">IB", 1, 1))  # + unchoke
-            await writer.drain()
+            await send_opening(writer, torrent, self.peer_id, dialled_out)
             their_ut: list[int] = [0]
             while True:
                 (length,) = struct.unpack(">I", await reader.readexactly(4))
@@ -192,6 +185,19 @@ def _first_value(data: bytes) -> bytes:
             colon = data.index(b":", i)
             i = colon + 1 + int(data[i:colon])
     return data
+
+
+async def send_opening(writer: asyncio.StreamWriter, torrent: SimTorrent, peer_id: bytes, dialled_out: bool) -> None:
+    """Our side of a seed's opening: handshake (unless we dialled, when it went first), extension handshake
+    offering the metadata, a full bitfield and an unchoke."""
+    if not dialled_out:
+        writer.write(PROTOCOL + RESERVED + torrent.info_hash + peer_id)
+    ext = bencode.encode({b"m": {b"ut_metadata": UT_METADATA}, b"metadata_size": len(torrent.info),
+                          b"v": b"peersim"})
+    writer.write(struct.pack(">IBB", 2 + len(ext), 20, 0) + ext)
+    bits = _bitfield(torrent.pieces)
+    writer.write(struct.pack(">IB", 1 + len(bits), 5) + bits + struct.pack(">IB", 1, 1))  # + unchoke
+    await writer.drain()
 
 
 def _bitfield(pieces: int) -> bytes:
