@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
 import pytest
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.conftest import SettingsFactory
 from tests.helpers import wait_for, wait_for_async
 from tests.ledger.test_observations import _obs, _target
-from tracker_watch import metrics
+from tracker_watch import log, metrics
+from tracker_watch.config import LogSettings
 from tracker_watch.daemon import Daemon
 from tracker_watch.demo.swarm import LocalSwarm
 from tracker_watch.domain.evidence import Grade, Observation
@@ -122,3 +125,28 @@ async def test_daemon_evidence_flows_through_its_writer(make_settings: SettingsF
         await _ledger_whole(conn, daemon.batcher.written)
     finally:
         await conn.close()
+
+
+async def test_the_writer_logs_where_the_daemon_logs(db: Database, tmp_path: Path, pg_dsn: str, schema: str,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    """The demo logs to stderr and prints its table on stdout: the writer process's lines must not land there."""
+    target = await _target(db)
+    spool = Spool(tmp_path / "spool", 2**28, segment_bytes=2**18)
+    spool.open()
+    saved = structlog.get_config()
+    log.configure(LogSettings("json", "info"), node="n1", stream=sys.stderr)
+    try:
+        sink = ProcessSink()
+        sink.connect(writer_config(pg_dsn, schema, "n1", Ed25519PrivateKey.generate().private_bytes_raw(), 86400,
+                                   10_000, 60.0, 30.0, "json", "info"))
+        b = Batcher(_not_used, spool, batch_size=10, flush_interval_s=0.05, sink=sink, depth=2)
+        b.put(_obs(target, ip="127.0.0.9", port=1000, grade=Grade.HANDSHAKE))
+        b.start()
+        await wait_for(lambda: b.pending == 0, timeout=60)
+        assert await b.stop(timeout=10) == 0
+    finally:
+        log.configure(LogSettings("json", "warning"))  # the stream back to stdout
+        structlog.configure(**saved)  # and structlog as it was
+    out, err = capfd.readouterr()
+    assert "writer_process_started" in err
+    assert "writer_process_started" not in out

@@ -30,8 +30,16 @@ def add_target(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str
     return event_dict
 
 
+_stream: Any = None  # where configure() sent the lines; a child process (the evidence writer) logs there too
+
+
+def stream_name() -> str:
+    return "stderr" if _stream is sys.stderr else "stdout"
+
+
 def configure(settings: LogSettings, node: str | None = None, stream: Any = None) -> None:
-    stream = stream or sys.stdout
+    global _stream
+    stream = _stream = stream or sys.stdout
     use_json = settings.format == "json" or not stream.isatty()
     level = getattr(logging, settings.level.upper())
     processors: list[Any] = [

@@ -11,8 +11,8 @@ what its predecessor had committed by observation id. Nothing is lost, nothing i
 
 Metrics: the writer sends what each batch stored (by grade and source, incidents touched) with its
 acknowledgement and this process counts it, so /metrics stays one process's registry (no multiprocess
-mode, no second port) and the README table holds as it is. Logs: the writer writes JSON lines to the same
-stdout.
+mode, no second port) and the README table holds as it is. Logs: the writer writes JSON lines to the
+daemon's own stream (stdout, or stderr where the daemon logs there, as the demo does).
 """
 
 from __future__ import annotations
@@ -137,4 +137,5 @@ def writer_config(dsn: str, schema: str, node: str, key: bytes, window_s: int, c
                   checkpoint_interval_s: float, timeout_s: float, log_format: str, log_level: str) -> dict[str, Any]:
     return {"dsn": dsn, "schema": schema, "node": node, "key": key, "window_s": window_s,
             "checkpoint_every": checkpoint_every, "checkpoint_interval_s": checkpoint_interval_s,
-            "timeout": timeout_s, "log_format": log_format, "log_level": log_level}
+            "timeout": timeout_s, "log_format": log_format, "log_level": log_level,
+            "log_stream": log.stream_name()}  # the daemon's stream: the demo keeps stdout for its table

@@ -12,7 +12,8 @@ Protocol (frames of a 4-byte big-endian length and a MessagePack body):
     a new round means the daemon started over from its cursor: what is left of the old round is skipped;
   writer → daemon: per batch, in commit order, [seq, stored, undecodable, [[grade, source, n], ...],
     incidents touched, error or nil]. The counts are the writer's metrics, which the daemon counts.
-Logs go to the daemon's stdout (inherited), as JSON lines with this process's `node` and `process`.
+Logs go to the daemon's log stream (stdout or stderr, inherited), as JSON lines with this process's `node`
+and `process`.
 End of stdin (the daemon closed it, or died): finish what was received, exit.
 """
 
@@ -112,7 +113,8 @@ async def main_async(out_fd: int) -> None:
     config = await read_frame(reader)
     if config is None:
         return
-    log.configure(LogSettings(config["log_format"], config["log_level"]), node=config["node"])
+    stream = sys.stderr if config.get("log_stream") == "stderr" else sys.stdout  # inherited: the daemon's own
+    log.configure(LogSettings(config["log_format"], config["log_level"]), node=config["node"], stream=stream)
     structlog.contextvars.bind_contextvars(process="writer")
     child = Child(config, out_fd)
     await child.start()
