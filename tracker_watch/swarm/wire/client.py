@@ -87,8 +87,8 @@ async def _attempt(result: ProbeResult, mode: str, spec: PieceSpec, others: list
 async def _connect(ip: str, port: int, local_ip: str | None,
                    timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     try:
-        return await asyncio.wait_for(
-            asyncio.open_connection(ip, port, local_addr=(local_ip, 0) if local_ip else None), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for, which can swallow the probe's total deadline (3.11)
+            return await asyncio.open_connection(ip, port, local_addr=(local_ip, 0) if local_ip else None)
     except ConnectionRefusedError:
         raise ProbeFailure(Reason.REFUSED, f"connection to {ip}:{port} refused") from None
     except TimeoutError:

@@ -47,7 +47,11 @@ class WireStream:
         wait = min(remaining, self.idle)
         try:
             # never read more than one byte past the budget
-            data = await asyncio.wait_for(self.reader.read(min(CHUNK, self.max_bytes - self.bytes_in + 1)), wait)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a read that completes as the probe's
+            # own total deadline cancels it and swallows that cancellation, so a peer dribbling bytes every few
+            # ms could outlive `total` (seen in CI: a slowloris ended at the 60 s phase deadline, not at 1 s)
+            async with asyncio.timeout(wait):
+                data = await self.reader.read(min(CHUNK, self.max_bytes - self.bytes_in + 1))
         except TimeoutError:
             if wait == remaining:
                 raise DeadlinePassed(Reason.TIMEOUT, f"{phase}: deadline passed") from None
@@ -82,7 +86,8 @@ class WireStream:
     async def drain(self, deadline: float, phase: str) -> None:
         remaining = deadline - asyncio.get_running_loop().time()
         try:
-            await asyncio.wait_for(self.writer.drain(), max(remaining, 0.001))
+            async with asyncio.timeout(max(remaining, 0.001)):  # not wait_for: see read_raw
+                await self.writer.drain()
         except TimeoutError:
             raise ProbeFailure(Reason.TIMEOUT, f"{phase}: peer does not read") from None
         except ConnectionError as e:
