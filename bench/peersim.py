@@ -25,6 +25,7 @@ from tracker_watch.domain import tracker_proto as tp
 PROTOCOL = b"\x13BitTorrent protocol"
 RESERVED = bytes([0, 0, 0, 0, 0, 0x10, 0, 0])  # BEP 10: extension protocol
 UT_METADATA = 3  # our id for ut_metadata in the extension handshake
+REANNOUNCE_MAX_S = 30.0  # longest pause between two announces, whatever interval the tracker asks for
 META_BLOCK = 16384
 
 
@@ -97,16 +98,21 @@ class SimPeer:
         while True:
             req = tp.AnnounceRequest(info_hash=torrent.info_hash, peer_id=self.peer_id, port=self.port, left=0,
                                      numwant=50, key=1, event="started")
+            every = REANNOUNCE_MAX_S
             try:
                 async with http.get(tp.http_announce_url(self.tracker_url, req)) as resp:
                     reply = tp.parse_http_reply(await resp.read())
+                # as clients do, at the tracker's interval (capped, so that a monitor listed after our first
+                # announce is dialled soon): the only way a plaintext-only, TCP-only peer hands a magnet's
+                # metadata to libtorrent, whose encrypted first dial it cannot answer (retried much later)
+                every = min(max(reply.interval, 1), REANNOUNCE_MAX_S)
                 for peer in reply.peers:
                     if peer not in dialled and not peer[0].startswith("127.1."):  # other simulated peers: skip
                         dialled.add(peer)
                         self._spawn(self._dial(peer, torrent.info_hash, dialled))
             except (aiohttp.ClientError, tp.TrackerError):
                 pass
-            await asyncio.sleep(30)
+            await asyncio.sleep(every)
 
     async def _dial(self, peer: tuple[str, int], info_hash: bytes, dialled: set[tuple[str, int]]) -> None:
         try:

@@ -206,10 +206,13 @@ class LocalSwarm:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The tracker goes first: a session's destructor holds the GIL while it waits (up to libtorrent's
+        # stop_tracker_timeout, 5 s) for its "stopped" announces, so an in-process tracker could never answer
+        # them; a closed port refuses them at once.
+        await self.tracker.stop()
         sessions = [p.session for p in self.peers]
         self.peers.clear()
         for s in sessions:
             s.pause()
         await asyncio.to_thread(sessions.clear)
-        await self.tracker.stop()
         shutil.rmtree(self.base, ignore_errors=True)
