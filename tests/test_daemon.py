@@ -180,7 +180,9 @@ async def test_sigterm_stops_within_grace_and_flushes_everything(make_settings: 
         try:
             await wait_for_async(lambda: _table_ready(conn), timeout=60)
             await _register_with_sql(conn, local_swarm)
-            await asyncio.sleep(12)  # observe: metadata, handshakes, pieces — all held in memory
+            # observe until every seeder is proven (its log line), all held in memory: nothing is written yet
+            seeders = {s.ip for s in local_swarm.peers}
+            await wait_for(lambda: _verified_in_log(log_path) >= seeders, timeout=60)
             assert await conn.fetchval("SELECT count(*) FROM observations") == 0
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
@@ -206,6 +208,20 @@ async def test_sigterm_stops_within_grace_and_flushes_everything(make_settings: 
     stopped = json.loads(out.splitlines()[-1])
     assert stopped["unwritten"] == 0
     assert stopped["written"] > 0
+
+
+def _verified_in_log(path: Path) -> set[str]:
+    """The peers the daemon's JSON log says it verified."""
+    out = set()
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{") and '"verify_done"' in line:
+            try:
+                entry = json.loads(line)
+            except ValueError:  # the line being written
+                continue
+            if entry.get("verified") is True:
+                out.add(str(entry["peer"]).rsplit(":", 1)[0])
+    return out
 
 
 async def _table_ready(conn: asyncpg.Connection) -> bool:
