@@ -97,7 +97,17 @@ async def load(conn: asyncpg.Connection, ev: Evidence, incidents: int, **window:
         left -= len(obs)
     await conn.execute("INSERT INTO chain_heads (node, seq, head_hash) VALUES ($1, $2, $3) ON CONFLICT (node) "
                        "DO UPDATE SET seq = EXCLUDED.seq", NODE, ev.seq, bytes(32))
-    await conn.execute("ANALYZE")
+    await analyze_own(conn)
+
+
+async def analyze_own(conn: asyncpg.Connection) -> None:
+    """ANALYZE this schema's tables only: a bare ANALYZE walks every schema on the shared server (other
+    helpers' tests and benchmarks), takes minutes there and can deadlock with their DDL."""
+    tables = [r["t"] for r in await conn.fetch(
+        "SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition")]
+    await conn.execute("ANALYZE " + ", ".join(tables))
 
 
 async def seed_catalogue(conn: asyncpg.Connection, works: int) -> None:
@@ -132,11 +142,10 @@ class TimedLedger(StrikeLedger):
         finally:
             self._add("evaluate", time.perf_counter() - t)
 
-    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 10000) -> tuple[int, int]:
-        # StrikeLedger now evaluates subjects in batches (the in-progress rewrite of strikes.py)
+    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 10000, lanes: int = 2) -> tuple[int, int]:
         t = time.perf_counter()
         try:
-            return await super().evaluate_subjects(subject_ids, chunk)
+            return await super().evaluate_subjects(subject_ids, chunk, lanes)
         finally:
             self._add("evaluate", time.perf_counter() - t)
 
