@@ -97,7 +97,17 @@ async def load(conn: asyncpg.Connection, ev: Evidence, incidents: int, **window:
         left -= len(obs)
     await conn.execute("INSERT INTO chain_heads (node, seq, head_hash) VALUES ($1, $2, $3) ON CONFLICT (node) "
                        "DO UPDATE SET seq = EXCLUDED.seq", NODE, ev.seq, bytes(32))
-    await conn.execute("ANALYZE")
+    await analyze_own(conn)
+
+
+async def analyze_own(conn: asyncpg.Connection) -> None:
+    """ANALYZE this schema's tables only: a bare ANALYZE walks every schema on the shared server (other
+    helpers' tests and benchmarks), takes minutes there and can deadlock with their DDL."""
+    tables = [r["t"] for r in await conn.fetch(
+        "SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition")]
+    await conn.execute("ANALYZE " + ", ".join(tables))
 
 
 async def seed_catalogue(conn: asyncpg.Connection, works: int) -> None:
@@ -111,9 +121,10 @@ async def seed_catalogue(conn: asyncpg.Connection, works: int) -> None:
 class TimedLedger(StrikeLedger):
     """The real StrikeLedger, timing its two phases (attribution walk, per-subject evaluation)."""
 
-    def __init__(self, pool: Any, settings: Any) -> None:
+    def __init__(self, pool: Any, settings: Any, lanes: int = 2) -> None:
         super().__init__(pool, settings)
         self.phases: dict[str, float] = {}
+        self.lanes = lanes  # evaluation lanes (StrikeLedger.evaluate_subjects); 1 for an A/B
 
     def _add(self, phase: str, seconds: float) -> None:
         self.phases[phase] = self.phases.get(phase, 0.0) + seconds
@@ -132,11 +143,10 @@ class TimedLedger(StrikeLedger):
         finally:
             self._add("evaluate", time.perf_counter() - t)
 
-    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 10000) -> tuple[int, int]:
-        # StrikeLedger now evaluates subjects in batches (the in-progress rewrite of strikes.py)
+    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 10000, lanes: int = 2) -> tuple[int, int]:
         t = time.perf_counter()
         try:
-            return await super().evaluate_subjects(subject_ids, chunk)
+            return await super().evaluate_subjects(subject_ids, chunk, self.lanes)
         finally:
             self._add("evaluate", time.perf_counter() - t)
 
@@ -153,7 +163,7 @@ async def one_run(dsn: str, args: argparse.Namespace) -> dict[str, float]:
                 await load(conn, ev, args.incidents, start_days_ago=365, end_days_ago=2)
             with Stopwatch() as t_base:
                 await conn.fetch(BASELINE_SQL)
-            ledger = TimedLedger(pool, settings)
+            ledger = TimedLedger(pool, settings, args.lanes)
             with Stopwatch() as t_first:
                 await ledger.tick()  # the first evaluation: every strike and notice is created here
             ledger.phases.clear()
@@ -177,7 +187,7 @@ async def one_run(dsn: str, args: argparse.Namespace) -> dict[str, float]:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     print(f"ledger: {args.incidents:,} incidents, {args.subjects:,} subjects, {args.works} works; "
-          f"then {args.new:,} new; {args.runs} runs")
+          f"then {args.new:,} new; {args.runs} runs; {args.lanes} evaluation lanes")
     async with server_dsn() as dsn:
         runs = [await one_run(dsn, args) for _ in range(args.runs)]
     med = {k: median([r[k] for r in runs]) for k in runs[0]}
@@ -209,6 +219,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--works", type=int, default=200)
     p.add_argument("--new", type=int, default=2_000, help="incidents added before the incremental tick")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--lanes", type=int, default=2, help="evaluation lanes (1: one chunk at a time, as before)")
     return p.parse_args(argv)
 
 

@@ -34,20 +34,28 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, OUTAGE)
 
 
+_gc_pauses = 0  # pauses open now (concurrent evaluation lanes): the collector resumes when the last one ends
+_gc_was_enabled = False
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """The cyclic garbage collector off while the ledger builds a chunk's records, incidents and strikes (no
     cycles among them: reference counting frees them all). Otherwise every ~700 allocations start a
     collection, and the older generations are traversed again and again (a tick over 10,000 subjects spent
     ~20 % of its CPU there, BENCHMARKS.md, Ledger). Process-wide for the chunk's second or so: whatever other
-    tasks allocate meanwhile is collected when it resumes. Nested or concurrent pauses only re-enable what
-    they disabled."""
-    was = gc.isenabled()
-    gc.disable()
+    tasks allocate meanwhile is collected when it resumes. Pauses may nest or overlap (the ledger evaluates
+    two chunks at once): the collector comes back, if it was on, when the last of them ends."""
+    global _gc_pauses, _gc_was_enabled
+    if _gc_pauses == 0:
+        _gc_was_enabled = gc.isenabled()
+        gc.disable()
+    _gc_pauses += 1
     try:
         yield
     finally:
-        if was:
+        _gc_pauses -= 1
+        if _gc_pauses == 0 and _gc_was_enabled:
             gc.enable()
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,6 +65,11 @@ _HOLD = """
             ON a.subject_id = u.subject_id AND a.work_id = u.work_id AND a.window_start = u.ws
         WHERE NOT i.legal_hold ORDER BY i.target_id, i.ip, i.window_start FOR NO KEY UPDATE OF i)
 """
+
+# a chunk small enough that two lanes overlap in a tick of a few thousand subjects, large enough that its
+# statements' fixed costs stay small
+_MIN_CHUNK = 1000
+
 
 @dataclass
 class TickReport:
@@ -157,14 +163,32 @@ class StrikeLedger:
         """Make the subject's active strikes what the policy says; returns (created, superseded)."""
         return await self.evaluate_subjects({subject_id})
 
-    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 10000) -> tuple[int, int]:
-        created = superseded = 0
+    async def evaluate_subjects(self, subject_ids: set[int], chunk: int = 10000, lanes: int = 2) -> tuple[int, int]:
+        """Evaluate in chunks of sorted subject ids, each its own transaction, `lanes` at a time: while one
+        chunk is planned in Python, PostgreSQL reads or writes another's rows on the other core (one lane left
+        both idle in turn, BENCHMARKS.md, Ledger). Chunks hold disjoint subjects, locked in id order."""
         ordered = sorted(subject_ids)
-        for i in range(0, len(ordered), chunk):
-            c, s = await self._evaluate_chunk(ordered[i:i + chunk])
-            created += c
-            superseded += s
-        return created, superseded
+        # at least two chunks per lane, so that the lanes overlap for most of the run
+        size = min(chunk, max(_MIN_CHUNK, -(-len(ordered) // (2 * lanes))))
+        pending = [ordered[i:i + size] for i in range(0, len(ordered), size)]
+        totals = [0, 0]
+
+        async def lane() -> None:
+            while pending:
+                c, s = await self._evaluate_chunk(pending.pop(0))
+                totals[0] += c
+                totals[1] += s
+
+        if lanes == 1 or len(pending) == 1:
+            await lane()
+            return totals[0], totals[1]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(lanes):
+                    tg.create_task(lane())
+        except BaseExceptionGroup as group:  # callers tell outages from bugs by the exception itself
+            raise group.exceptions[0] from None
+        return totals[0], totals[1]
 
     async def _evaluate_chunk(self, subject_ids: list[int]) -> tuple[int, int]:
         async with self.pool.acquire() as conn, conn.transaction():
