@@ -79,11 +79,19 @@ RETURNING {_RETURNING}
 # the upsert's own writes, so `o` is the row as it was (none for a created incident). The snapshot can
 # only be older than the row the upsert merged into, and these fields only grow, so a stale read can
 # only add a change row, never lose one.
+# Only the changed incidents come back ($1: every touch, for bench.ingestion --levers): a touch that changes
+# nothing needs no row in the client, and every returned row is decoded by asyncpg inside the transaction,
+# on the writer's critical path. The address comes back as text (`host`), which the writer packs with
+# inet_pton, rather than as an `ipaddress` object (~2 µs a row); the chain encodes both alike.
+# "IS NOT TRUE": a comparison that yields NULL counts as a change (chained), as before.
 _UPSERT_INCIDENTS = f"""
 WITH up AS ({_UPSERT})
-SELECT up.*, o.id IS NOT NULL AND o.best_grade = up.best_grade AND o.corrupt = up.corrupt
-             AND o.ports = up.ports AND o.pieces_verified = up.pieces_verified AS unchanged
+SELECT up.incident_id, up.target_id, host(up.ip) AS ip, up.window_start, up.first_seen, up.last_seen,
+       up.best_grade, up.corrupt, up.ports, up.pieces_verified, up.bytes_verified, up.observations
 FROM up LEFT JOIN incidents o ON o.id = up.incident_id
+WHERE $1 OR (o.id IS NOT NULL AND o.best_grade = up.best_grade AND o.corrupt = up.corrupt
+             AND o.ports = up.ports AND o.pieces_verified = up.pieces_verified) IS NOT TRUE
+ORDER BY up.incident_id
 """
 
 
@@ -123,9 +131,16 @@ class Prepared:
     observations: list[Observation]  # distinct ids, in batch order
     rows: list[tuple[Any, ...]]
     contents: list[bytes]
-    stage: list[tuple[Any, ...]]
+    stage: bytes  # the incident staging rows as one binary COPY (copy_binary.stage_buffer)
+    staged: int  # how many: each is one incident upserted (the fold gives each key once)
     fmt: int
     prefixes: list[bytes]  # each row in binary COPY format, less its chain columns (copy_binary.py)
+
+
+def staged(observations: Sequence[Observation], window_s: int) -> tuple[bytes, int]:
+    """The batch's incident fold as a binary COPY of staging rows, and their count."""
+    records = stage_records(fold(observations, window_s))
+    return copy_binary.stage_buffer(records), len(records)
 
 
 def content_hashes(kind: str, rows: list[tuple[Any, ...]], fmt: int = FORMAT) -> list[bytes]:
@@ -160,7 +175,7 @@ class EvidenceWriter:
         values = [_observation_values(o) for o in new]
         rows = [observation_row(v) for v in values]
         return Prepared(new, rows, content_hashes("observation", values, self.chain_format),
-                        stage_records(fold(new, self.window_s)), self.chain_format,
+                        *staged(new, self.window_s), self.chain_format,
                         [copy_binary.observation_prefix(r) for r in rows])
 
     def prepare_rows(self, batch: Sequence[Observation]) -> Prepared:
@@ -168,7 +183,7 @@ class EvidenceWriter:
         `join_prepared`, so that a batch can be prepared in slices between other work on the event loop."""
         values = [_observation_values(o) for o in batch]
         rows = [observation_row(v) for v in values]
-        return Prepared(list(batch), rows, content_hashes("observation", values, self.chain_format), [],
+        return Prepared(list(batch), rows, content_hashes("observation", values, self.chain_format), b"", 0,
                         self.chain_format, [copy_binary.observation_prefix(r) for r in rows])
 
     def join_prepared(self, parts: Sequence[Prepared]) -> Prepared:
@@ -177,7 +192,7 @@ class EvidenceWriter:
         if len({o.id for o in observations}) != len(observations):  # an id twice in a batch: rare, redo
             return self.prepare(observations)
         return Prepared(observations, [r for p in parts for r in p.rows], [c for p in parts for c in p.contents],
-                        stage_records(fold(observations, self.window_s)), self.chain_format,
+                        *staged(observations, self.window_s), self.chain_format,
                         [x for p in parts for x in p.prefixes])
 
     async def write(self, batch: Sequence[Observation]) -> int:
@@ -201,7 +216,7 @@ class EvidenceWriter:
                     return 0
                 new = [p.observations[i] for i in keep]
                 p = Prepared(new, [p.rows[i] for i in keep], [p.contents[i] for i in keep],
-                             stage_records(fold(new, self.window_s)), p.fmt, [p.prefixes[i] for i in keep])
+                             *staged(new, self.window_s), p.fmt, [p.prefixes[i] for i in keep])
             links = chain.extend(self.node, seq, head, p.contents, p.fmt)
             # rows encoded while preparing; only their chain columns are encoded here (copy_binary.py)
             suffix = copy_binary.chain_suffix
@@ -210,14 +225,14 @@ class EvidenceWriter:
                           *[pre + suffix(link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
                             for pre, link in zip(p.prefixes, links, strict=True)],
                           copy_binary.TRAILER])))  # (bytes would be taken for a file name)
-            last, touched = await self._incidents(conn, p.stage, links[-1], p.fmt)
+            last = await self._incidents(conn, p.stage, links[-1], p.fmt)
             await conn.execute("UPDATE chain_heads SET seq = $2, head_hash = $3 WHERE node = $1",
                                self.node, last.seq, last.row_hash)
             self._since_checkpoint += last.seq - seq
             if self._checkpoint_due():
                 await self._checkpoint(conn, last.seq, last.row_hash)
         # after the commit: only what is stored is counted
-        self.on_stored(Counter((o.grade.value, o.source.value) for o in p.observations), touched)
+        self.on_stored(Counter((o.grade.value, o.source.value) for o in p.observations), p.staged)
         return len(p.observations)
 
     async def _lock_head(self, conn: Conn) -> tuple[int, bytes]:
@@ -227,20 +242,18 @@ class EvidenceWriter:
         assert row is not None
         return int(row["seq"]), bytes(row["head_hash"])
 
-    async def _incidents(self, conn: Conn, stage: list[tuple[Any, ...]], last: chain.Link,
-                         fmt: int) -> tuple[chain.Link, int]:
+    async def _incidents(self, conn: Conn, stage: bytes, last: chain.Link, fmt: int) -> chain.Link:
         await conn.execute(_STAGE_INCIDENTS)
-        await conn.copy_records_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, records=stage)
-        touched = await conn.fetch(_UPSERT_INCIDENTS)
-        changed = sorted((r for r in touched if self.chain_every_touch or not r["unchanged"]),
-                         key=lambda r: r["incident_id"])
+        await conn.copy_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, format="binary",
+                                 source=copy_binary.source(stage))
+        changed = await conn.fetch(_UPSERT_INCIDENTS, self.chain_every_touch)  # in incident_id order
         recorded_at = utc_now_ms()
         states = [(*(r[f] for f in _RETURNED), recorded_at) for r in changed]
         links = chain.extend(self.node, last.seq, last.row_hash, content_hashes("incident_change", states, fmt), fmt)
         await conn.copy_records_to_table("incident_changes", columns=_CHANGE_COLUMNS, records=[
             (self.node, link.seq, *s[:2], packed(s[2]), *s[3:], link.content_hash, link.prev_hash, link.row_hash, fmt)
             for s, link in zip(states, links, strict=True)])
-        return (links[-1] if links else last), len(touched)
+        return links[-1] if links else last
 
     def _checkpoint_due(self) -> bool:
         return (self._since_checkpoint >= self.checkpoint_every
