@@ -4,15 +4,20 @@ whose evidence changed, and addresses of both families chain and verify alike.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import ipaddress
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.ledger.test_observations import _obs, _target
-from tracker_watch.domain.evidence import Grade, utc_now_ms
+from tracker_watch.domain.evidence import Grade, Observation, encode_observation, utc_now_ms
 from tracker_watch.domain.incidents import IncidentDelta
+from tracker_watch.evidence.sinks import InOrder
 from tracker_watch.ledger import copy_binary
 from tracker_watch.ledger import evidence as ev
 from tracker_watch.ledger.db import Database
@@ -75,3 +80,70 @@ async def test_addresses_of_both_families_chain_and_verify(db: Database) -> None
     assert await db.pool.fetchval("SELECT count(*) FROM incident_changes") == 8
     stored = {r[0] for r in await db.pool.fetch("SELECT DISTINCT ip FROM incident_changes")}
     assert stored == {ipaddress.ip_address(ip) for ip in peers}
+
+
+class _Watched:
+    """The writer's connection, remembering which statement is in PostgreSQL (the real one runs it)."""
+
+    def __init__(self, conn: Any, log: list[str | None]) -> None:
+        self._conn, self.log = conn, log
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._conn, name)
+
+        async def call(first: str, *args: Any, **kw: Any) -> Any:
+            self.log[0] = f"{name} {first.split()[0] if name.startswith(('execute', 'fetch')) else first}"
+            try:
+                return await method(first, *args, **kw)
+            finally:
+                self.log[0] = "between statements"
+        return call
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        self.log[0] = "begin"
+        async with self._conn.transaction():
+            self.log[0] = "between statements"
+            yield
+            self.log[0] = "commit"
+        self.log[0] = None
+
+
+class _WatchedPool:
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self.in_flight: list[str | None] = [None]
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[_Watched]:
+        async with self._pool.acquire() as conn:
+            yield _Watched(conn, self.in_flight)
+
+
+async def test_the_next_batch_is_prepared_only_while_postgresql_works_on_the_one_before(db: Database) -> None:
+    """Prepared during the transaction's short round trips (lock, replay check, begin, commit), the next
+    batch made each of them wait a slice with PostgreSQL idle: the preparation stretched the transaction
+    instead of overlapping it. Only the COPYs and the upsert (or no transaction at all) leave room."""
+    target = await _target(db)
+    pool = _WatchedPool(db.pool)
+    seen: list[str | None] = []
+
+    class Writer(ev.EvidenceWriter):
+        def prepare_rows(self, batch: Sequence[Observation]) -> ev.Prepared:
+            seen.append(pool.in_flight[0])
+            return super().prepare_rows(batch)
+
+    writer = Writer(pool, "n1", Ed25519PrivateKey.generate())
+    sink = InOrder(lambda: writer, slice_rows=20)
+    futures: list[asyncio.Future[tuple[int, int]]] = []
+    for b in range(4):  # two batches in flight, as the Batcher keeps them (depth 2)
+        if len(futures) >= 2:
+            await futures[-2]
+        futures.append(await sink.submit([encode_observation(_obs(target, ip=f"127.0.{b}.{i}")) for i in range(200)]))
+    assert [(await f)[0] for f in futures] == [200] * 4
+    during_tx = {s for s in seen if s is not None}
+    assert during_tx  # the test exercises the overlap at all
+    assert during_tx <= {"copy_to_table observations", "copy_to_table incidents_stage", "fetch WITH",
+                         "copy_records_to_table incident_changes"}, during_tx
+    async with db.pool.acquire() as conn:
+        assert (await verify_ledger(conn)).ok

@@ -115,8 +115,10 @@ class InOrder(_Chained):
         parts: list[Prepared] = []
         bad = 0
         for i in range(0, len(records), self.slice_rows):
+            await writer.overlap.wait()  # only while PostgreSQL is busy with the batch before, or idle
             batch, b = decode(records[i:i + self.slice_rows])
             bad += b
             parts.append(writer.prepare_rows(batch))
             await asyncio.sleep(0)  # let the reply of the batch in PostgreSQL through
+        await writer.overlap.wait()
         return writer.join_prepared(parts), bad

@@ -17,11 +17,13 @@ gets the same result. The chain is per node: nodes never contend for one sequenc
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -166,6 +168,13 @@ class EvidenceWriter:
         self.checkpoint_interval_s = checkpoint_interval_s
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
+        # Set while PostgreSQL has this writer's heavy work in hand (the COPYs, the upsert) or no transaction is
+        # open; clear during the transaction's short round trips (lock, replay check, head, commit) and its own
+        # Python. sinks.InOrder prepares the next batch only while it is set: otherwise its slices fill the
+        # short round trips, each of which then waits a slice with PostgreSQL idle, and the preparation
+        # stretches the transaction instead of overlapping it (BENCHMARKS.md, "Ingestion", fourth pass).
+        self.overlap = asyncio.Event()
+        self.overlap.set()
         # what a committed batch stored, for the metrics; the writer process sends it to the daemon instead
         self.on_stored: Callable[[Counter[tuple[str, str]], int], None] = count_stored
 
@@ -203,6 +212,22 @@ class EvidenceWriter:
         """Store a prepared batch (skipping ids already stored); returns how many observations were new."""
         if not p.observations:
             return 0
+        self.overlap.clear()
+        try:
+            return await self._write_prepared(p)
+        finally:
+            self.overlap.set()
+
+    @contextmanager
+    def _heavy(self) -> Iterator[None]:
+        """Around a statement that keeps PostgreSQL busy for a while: the next batch may be prepared."""
+        self.overlap.set()
+        try:
+            yield
+        finally:
+            self.overlap.clear()
+
+    async def _write_prepared(self, p: Prepared) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             seq, head = await self._lock_head(conn)
             # a replay carries its original time: the bounds keep the lookup to the batch's day partitions
@@ -220,11 +245,11 @@ class EvidenceWriter:
             links = chain.extend(self.node, seq, head, p.contents, p.fmt)
             # rows encoded while preparing; only their chain columns are encoded here (copy_binary.py)
             suffix = copy_binary.chain_suffix
-            await conn.copy_to_table("observations", columns=OBS_COLUMNS, format="binary", source=memoryview(
-                b"".join([copy_binary.HEADER,
-                          *[pre + suffix(link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
-                            for pre, link in zip(p.prefixes, links, strict=True)],
-                          copy_binary.TRAILER])))  # (bytes would be taken for a file name)
+            rows = copy_binary.source(b"".join([
+                copy_binary.HEADER, *[pre + suffix(link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
+                                      for pre, link in zip(p.prefixes, links, strict=True)], copy_binary.TRAILER]))
+            with self._heavy():
+                await conn.copy_to_table("observations", columns=OBS_COLUMNS, format="binary", source=rows)
             last = await self._incidents(conn, p.stage, links[-1], p.fmt)
             await conn.execute("UPDATE chain_heads SET seq = $2, head_hash = $3 WHERE node = $1",
                                self.node, last.seq, last.row_hash)
@@ -244,15 +269,17 @@ class EvidenceWriter:
 
     async def _incidents(self, conn: Conn, stage: bytes, last: chain.Link, fmt: int) -> chain.Link:
         await conn.execute(_STAGE_INCIDENTS)
-        await conn.copy_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, format="binary",
-                                 source=copy_binary.source(stage))
-        changed = await conn.fetch(_UPSERT_INCIDENTS, self.chain_every_touch)  # in incident_id order
+        with self._heavy():
+            await conn.copy_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, format="binary",
+                                     source=copy_binary.source(stage))
+            changed = await conn.fetch(_UPSERT_INCIDENTS, self.chain_every_touch)  # in incident_id order
         recorded_at = utc_now_ms()
         states = [(*(r[f] for f in _RETURNED), recorded_at) for r in changed]
         links = chain.extend(self.node, last.seq, last.row_hash, content_hashes("incident_change", states, fmt), fmt)
-        await conn.copy_records_to_table("incident_changes", columns=_CHANGE_COLUMNS, records=[
-            (self.node, link.seq, *s[:2], packed(s[2]), *s[3:], link.content_hash, link.prev_hash, link.row_hash, fmt)
-            for s, link in zip(states, links, strict=True)])
+        records = [(self.node, link.seq, *s[:2], packed(s[2]), *s[3:], link.content_hash, link.prev_hash,
+                    link.row_hash, fmt) for s, link in zip(states, links, strict=True)]
+        with self._heavy():
+            await conn.copy_records_to_table("incident_changes", columns=_CHANGE_COLUMNS, records=records)
         return links[-1] if links else last
 
     def _checkpoint_due(self) -> bool:
