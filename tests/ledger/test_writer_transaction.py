@@ -147,3 +147,22 @@ async def test_the_next_batch_is_prepared_only_while_postgresql_works_on_the_one
                          "copy_records_to_table incident_changes"}, during_tx
     async with db.pool.acquire() as conn:
         assert (await verify_ledger(conn)).ok
+
+
+async def test_the_upsert_looks_up_old_incidents_by_key_never_by_scanning_them_all(db: Database) -> None:
+    """The "changed?" check read the old rows through a join the planner made a hash join over a sequential
+    scan of all `incidents` while the table is small (every batch read all of it); by primary key, each
+    batch reads only its own."""
+    target = await _target(db)
+    writer = ev.EvidenceWriter(db.pool, "n1", Ed25519PrivateKey.generate())
+    first = [_obs(target, ip=f"127.0.{i // 250}.{i % 250}") for i in range(1000)]
+    await writer.write(first)
+    again = [dataclasses.replace(o, id=_obs(target).id) for o in first[:200]]
+    async with db.pool.acquire() as conn, conn.transaction():
+        await conn.execute("ANALYZE incidents")
+        await conn.execute(ev._STAGE_INCIDENTS)
+        await conn.copy_to_table("incidents_stage", columns=ev._INC_STAGE_COLUMNS, format="binary",
+                                 source=copy_binary.source(writer.prepare(again).stage))
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + ev._UPSERT_INCIDENTS, False))
+    assert "Seq Scan on incidents " not in plan, plan
+    assert "Index Scan using incidents_pkey on incidents" in plan, plan
