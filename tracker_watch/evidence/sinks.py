@@ -11,7 +11,9 @@ is in the database and batches are committed in spool order.
   COPY rows) on the event loop in slices while batch N is in PostgreSQL, then waits for N's commit before
   its own transaction. Slices, not a thread: a worker thread holding the GIL delays every PostgreSQL reply
   by up to a switch interval (measured slower, BENCHMARKS.md "Ingestion"); a slice delays one reply by at
-  most its own ~2 ms. The writer process (writer_proc.py) runs one of these.
+  most its own ~2 ms. Slices run only while the batch before is in one of PostgreSQL's longer statements
+  (`EvidenceWriter.overlap`): in the transaction's short round trips they kept PostgreSQL idle instead.
+  The writer process (writer_proc.py) runs one of these.
 """
 
 from __future__ import annotations
