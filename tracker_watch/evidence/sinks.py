@@ -11,7 +11,9 @@ is in the database and batches are committed in spool order.
   COPY rows) on the event loop in slices while batch N is in PostgreSQL, then waits for N's commit before
   its own transaction. Slices, not a thread: a worker thread holding the GIL delays every PostgreSQL reply
   by up to a switch interval (measured slower, BENCHMARKS.md "Ingestion"); a slice delays one reply by at
-  most its own ~2 ms. The writer process (writer_proc.py) runs one of these.
+  most its own ~2 ms. Slices run only while the batch before is in one of PostgreSQL's longer statements
+  (`EvidenceWriter.overlap`): in the transaction's short round trips they kept PostgreSQL idle instead.
+  The writer process (writer_proc.py) runs one of these.
 """
 
 from __future__ import annotations
@@ -115,8 +117,10 @@ class InOrder(_Chained):
         parts: list[Prepared] = []
         bad = 0
         for i in range(0, len(records), self.slice_rows):
+            await writer.overlap.wait()  # only while PostgreSQL is busy with the batch before, or idle
             batch, b = decode(records[i:i + self.slice_rows])
             bad += b
             parts.append(writer.prepare_rows(batch))
             await asyncio.sleep(0)  # let the reply of the batch in PostgreSQL through
+        await writer.overlap.wait()
         return writer.join_prepared(parts), bad

@@ -31,6 +31,10 @@ _I4 = struct.Struct(">ii")
 _I2 = struct.Struct(">ih")
 _INET4 = _LEN.pack(8) + bytes((2, 32, 0, 4))  # length, PGSQL_AF_INET, bits, not cidr, address bytes
 _INET6 = _LEN.pack(20) + bytes((3, 128, 0, 16))
+_BOOL = (_LEN.pack(1) + b"\x00", _LEN.pack(1) + b"\x01")
+_INT4_OID = 23
+_ARRAY_EMPTY = struct.pack(">iiii", 12, 0, 0, _INT4_OID)  # length, no dimensions, no nulls, element type int4
+_ARRAY_HEAD = struct.Struct(">iiiiii")  # length, 1 dimension, no nulls, element type, size, lower bound 1
 
 # the observation columns' types (migrations 0001, 0002), in OBSERVATION_FIELDS order
 TYPES = {"id": "uuid", "target_id": "int8", "infohash_v1": "bytea", "infohash_v2": "bytea",
@@ -74,6 +78,32 @@ def _compile() -> Callable[[Sequence[Any]], bytes]:
 
 
 observation_prefix = _compile()  # a COPY row (observation_row's values) less its chain columns
+
+
+_STAGE_FIELDS = struct.pack(">h", 11)
+
+
+def _ints(v: Sequence[int]) -> bytes:
+    """An int4[] in array_send's format (ascending, no NULLs, as the incident fold gives them)."""
+    if not v:
+        return _ARRAY_EMPTY
+    return _ARRAY_HEAD.pack(20 + 8 * len(v), 1, 0, _INT4_OID, len(v), 1) + b"".join([_I4.pack(4, i) for i in v])
+
+
+def stage_buffer(rows: Sequence[Sequence[Any]]) -> bytes:
+    """A whole binary COPY of incident staging rows (evidence.stage_records: target_id, packed ip,
+    window_start, first_seen, last_seen, best_grade, corrupt, ports, pieces_verified, bytes_verified,
+    observations), encoded while the batch is prepared rather than by asyncpg inside the transaction."""
+    return b"".join([HEADER, *[b"".join((_STAGE_FIELDS, _I8.pack(8, r[0]), _inet(r[1]), _time(r[2]), _time(r[3]),
+                                         _time(r[4]), _LEN.pack(len(_e := r[5].encode())), _e, _BOOL[r[6]],
+                                         _ints(r[7]), _ints(r[8]), _I8.pack(8, r[9]), _I4.pack(4, r[10])))
+                               for r in rows], TRAILER])
+
+
+def source(buf: bytes) -> Any:
+    """`buf` as a `copy_to_table` source: a memoryview, since bytes would be taken for a file name (asyncpg
+    reads any bytes-like object; its type stubs name only paths, files and async iterables)."""
+    return memoryview(buf)
 
 
 def chain_suffix(seq: int, content_hash: bytes, prev_hash: bytes, row_hash: bytes, fmt: int) -> bytes:

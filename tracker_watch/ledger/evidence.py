@@ -17,11 +17,13 @@ gets the same result. The chain is per node: nodes never contend for one sequenc
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -78,12 +80,22 @@ RETURNING {_RETURNING}
 # pieces moved), in one statement: the outer query reads `incidents` in the statement's snapshot, before
 # the upsert's own writes, so `o` is the row as it was (none for a created incident). The snapshot can
 # only be older than the row the upsert merged into, and these fields only grow, so a stale read can
-# only add a change row, never lose one.
+# only add a change row, never lose one. No old row (created) is distinct from any row: a change.
+# The old row is looked up per upserted row by primary key (a scalar subquery, which the planner neither
+# joins nor hashes), not joined: the planner hash-joined the whole of `incidents` into every batch (a
+# sequential scan that grows with the table; 4.3 of the upsert's 11 ms at 12,000 incidents).
+# Only the changed incidents come back ($1: every touch, for bench.ingestion --levers): a touch that changes
+# nothing needs no row in the client, and every returned row is decoded by asyncpg inside the transaction,
+# on the writer's critical path. The address comes back as text (`host`), which the writer packs with
+# inet_pton, rather than as an `ipaddress` object (~2 µs a row); the chain encodes both alike.
 _UPSERT_INCIDENTS = f"""
 WITH up AS ({_UPSERT})
-SELECT up.*, o.id IS NOT NULL AND o.best_grade = up.best_grade AND o.corrupt = up.corrupt
-             AND o.ports = up.ports AND o.pieces_verified = up.pieces_verified AS unchanged
-FROM up LEFT JOIN incidents o ON o.id = up.incident_id
+SELECT up.incident_id, up.target_id, host(up.ip) AS ip, up.window_start, up.first_seen, up.last_seen,
+       up.best_grade, up.corrupt, up.ports, up.pieces_verified, up.bytes_verified, up.observations
+FROM up
+WHERE $1 OR (SELECT ROW(o.best_grade, o.corrupt, o.ports, o.pieces_verified) FROM incidents o
+             WHERE o.id = up.incident_id) IS DISTINCT FROM ROW(up.best_grade, up.corrupt, up.ports, up.pieces_verified)
+ORDER BY up.incident_id
 """
 
 
@@ -123,9 +135,16 @@ class Prepared:
     observations: list[Observation]  # distinct ids, in batch order
     rows: list[tuple[Any, ...]]
     contents: list[bytes]
-    stage: list[tuple[Any, ...]]
+    stage: bytes  # the incident staging rows as one binary COPY (copy_binary.stage_buffer)
+    staged: int  # how many: each is one incident upserted (the fold gives each key once)
     fmt: int
     prefixes: list[bytes]  # each row in binary COPY format, less its chain columns (copy_binary.py)
+
+
+def staged(observations: Sequence[Observation], window_s: int) -> tuple[bytes, int]:
+    """The batch's incident fold as a binary COPY of staging rows, and their count."""
+    records = stage_records(fold(observations, window_s))
+    return copy_binary.stage_buffer(records), len(records)
 
 
 def content_hashes(kind: str, rows: list[tuple[Any, ...]], fmt: int = FORMAT) -> list[bytes]:
@@ -151,6 +170,13 @@ class EvidenceWriter:
         self.checkpoint_interval_s = checkpoint_interval_s
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
+        # Set while PostgreSQL has this writer's heavy work in hand (the COPYs, the upsert) or no transaction is
+        # open; clear during the transaction's short round trips (lock, replay check, head, commit) and its own
+        # Python. sinks.InOrder prepares the next batch only while it is set: otherwise its slices fill the
+        # short round trips, each of which then waits a slice with PostgreSQL idle, and the preparation
+        # stretches the transaction instead of overlapping it (BENCHMARKS.md, "Ingestion", fourth pass).
+        self.overlap = asyncio.Event()
+        self.overlap.set()
         # what a committed batch stored, for the metrics; the writer process sends it to the daemon instead
         self.on_stored: Callable[[Counter[tuple[str, str]], int], None] = count_stored
 
@@ -160,7 +186,7 @@ class EvidenceWriter:
         values = [_observation_values(o) for o in new]
         rows = [observation_row(v) for v in values]
         return Prepared(new, rows, content_hashes("observation", values, self.chain_format),
-                        stage_records(fold(new, self.window_s)), self.chain_format,
+                        *staged(new, self.window_s), self.chain_format,
                         [copy_binary.observation_prefix(r) for r in rows])
 
     def prepare_rows(self, batch: Sequence[Observation]) -> Prepared:
@@ -168,7 +194,7 @@ class EvidenceWriter:
         `join_prepared`, so that a batch can be prepared in slices between other work on the event loop."""
         values = [_observation_values(o) for o in batch]
         rows = [observation_row(v) for v in values]
-        return Prepared(list(batch), rows, content_hashes("observation", values, self.chain_format), [],
+        return Prepared(list(batch), rows, content_hashes("observation", values, self.chain_format), b"", 0,
                         self.chain_format, [copy_binary.observation_prefix(r) for r in rows])
 
     def join_prepared(self, parts: Sequence[Prepared]) -> Prepared:
@@ -177,7 +203,7 @@ class EvidenceWriter:
         if len({o.id for o in observations}) != len(observations):  # an id twice in a batch: rare, redo
             return self.prepare(observations)
         return Prepared(observations, [r for p in parts for r in p.rows], [c for p in parts for c in p.contents],
-                        stage_records(fold(observations, self.window_s)), self.chain_format,
+                        *staged(observations, self.window_s), self.chain_format,
                         [x for p in parts for x in p.prefixes])
 
     async def write(self, batch: Sequence[Observation]) -> int:
@@ -188,6 +214,22 @@ class EvidenceWriter:
         """Store a prepared batch (skipping ids already stored); returns how many observations were new."""
         if not p.observations:
             return 0
+        self.overlap.clear()
+        try:
+            return await self._write_prepared(p)
+        finally:
+            self.overlap.set()
+
+    @contextmanager
+    def _heavy(self) -> Iterator[None]:
+        """Around a statement that keeps PostgreSQL busy for a while: the next batch may be prepared."""
+        self.overlap.set()
+        try:
+            yield
+        finally:
+            self.overlap.clear()
+
+    async def _write_prepared(self, p: Prepared) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             seq, head = await self._lock_head(conn)
             # a replay carries its original time: the bounds keep the lookup to the batch's day partitions
@@ -201,23 +243,23 @@ class EvidenceWriter:
                     return 0
                 new = [p.observations[i] for i in keep]
                 p = Prepared(new, [p.rows[i] for i in keep], [p.contents[i] for i in keep],
-                             stage_records(fold(new, self.window_s)), p.fmt, [p.prefixes[i] for i in keep])
+                             *staged(new, self.window_s), p.fmt, [p.prefixes[i] for i in keep])
             links = chain.extend(self.node, seq, head, p.contents, p.fmt)
             # rows encoded while preparing; only their chain columns are encoded here (copy_binary.py)
             suffix = copy_binary.chain_suffix
-            await conn.copy_to_table("observations", columns=OBS_COLUMNS, format="binary", source=memoryview(
-                b"".join([copy_binary.HEADER,
-                          *[pre + suffix(link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
-                            for pre, link in zip(p.prefixes, links, strict=True)],
-                          copy_binary.TRAILER])))  # (bytes would be taken for a file name)
-            last, touched = await self._incidents(conn, p.stage, links[-1], p.fmt)
+            rows = copy_binary.source(b"".join([
+                copy_binary.HEADER, *[pre + suffix(link.seq, link.content_hash, link.prev_hash, link.row_hash, p.fmt)
+                                      for pre, link in zip(p.prefixes, links, strict=True)], copy_binary.TRAILER]))
+            with self._heavy():
+                await conn.copy_to_table("observations", columns=OBS_COLUMNS, format="binary", source=rows)
+            last = await self._incidents(conn, p.stage, links[-1], p.fmt)
             await conn.execute("UPDATE chain_heads SET seq = $2, head_hash = $3 WHERE node = $1",
                                self.node, last.seq, last.row_hash)
             self._since_checkpoint += last.seq - seq
             if self._checkpoint_due():
                 await self._checkpoint(conn, last.seq, last.row_hash)
         # after the commit: only what is stored is counted
-        self.on_stored(Counter((o.grade.value, o.source.value) for o in p.observations), touched)
+        self.on_stored(Counter((o.grade.value, o.source.value) for o in p.observations), p.staged)
         return len(p.observations)
 
     async def _lock_head(self, conn: Conn) -> tuple[int, bytes]:
@@ -227,20 +269,20 @@ class EvidenceWriter:
         assert row is not None
         return int(row["seq"]), bytes(row["head_hash"])
 
-    async def _incidents(self, conn: Conn, stage: list[tuple[Any, ...]], last: chain.Link,
-                         fmt: int) -> tuple[chain.Link, int]:
+    async def _incidents(self, conn: Conn, stage: bytes, last: chain.Link, fmt: int) -> chain.Link:
         await conn.execute(_STAGE_INCIDENTS)
-        await conn.copy_records_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, records=stage)
-        touched = await conn.fetch(_UPSERT_INCIDENTS)
-        changed = sorted((r for r in touched if self.chain_every_touch or not r["unchanged"]),
-                         key=lambda r: r["incident_id"])
+        with self._heavy():
+            await conn.copy_to_table("incidents_stage", columns=_INC_STAGE_COLUMNS, format="binary",
+                                     source=copy_binary.source(stage))
+            changed = await conn.fetch(_UPSERT_INCIDENTS, self.chain_every_touch)  # in incident_id order
         recorded_at = utc_now_ms()
         states = [(*(r[f] for f in _RETURNED), recorded_at) for r in changed]
         links = chain.extend(self.node, last.seq, last.row_hash, content_hashes("incident_change", states, fmt), fmt)
-        await conn.copy_records_to_table("incident_changes", columns=_CHANGE_COLUMNS, records=[
-            (self.node, link.seq, *s[:2], packed(s[2]), *s[3:], link.content_hash, link.prev_hash, link.row_hash, fmt)
-            for s, link in zip(states, links, strict=True)])
-        return (links[-1] if links else last), len(touched)
+        records = [(self.node, link.seq, *s[:2], packed(s[2]), *s[3:], link.content_hash, link.prev_hash,
+                    link.row_hash, fmt) for s, link in zip(states, links, strict=True)]
+        with self._heavy():
+            await conn.copy_records_to_table("incident_changes", columns=_CHANGE_COLUMNS, records=records)
+        return links[-1] if links else last
 
     def _checkpoint_due(self) -> bool:
         return (self._since_checkpoint >= self.checkpoint_every
