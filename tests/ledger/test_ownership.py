@@ -54,6 +54,9 @@ async def test_concurrent_beats_never_take_a_target_twice(db: Database) -> None:
 
 async def test_capacity_is_respected_and_reported(db: Database) -> None:
     await _targets(db, 12)
+    # registered just now, whatever the time the beats below take on a busy machine (a never-leased target is
+    # free since its registration): none has been free for two beats yet
+    await db.pool.execute("UPDATE targets SET created_at = now() + interval '1 hour'")
     small = _node(db, "small", max_targets=5)
     beat = await small.beat()
     assert len(beat.owned) == 5
@@ -61,7 +64,8 @@ async def test_capacity_is_respected_and_reported(db: Database) -> None:
     big = _node(db, "big", max_targets=100)
     await _settle([small, big])
     assert len(big.owned) == 6  # its fair share at once ...
-    await asyncio.sleep(1.1)  # ... and what nobody else could take, once it stayed free for two beats
+    # ... and what nobody else could take, once it stayed free for two beats
+    await db.pool.execute("UPDATE targets SET created_at = now() - interval '1 hour'")
     await big.beat()
     assert len(small.owned) == 5
     assert len(big.owned) == 7
