@@ -7,9 +7,8 @@ from pathlib import Path
 import libtorrent as lt
 import pytest
 
-from tests.helpers import wait_for
 from tracker_watch.demo.probe import ProbeError, claimed_pieces
-from tracker_watch.demo.swarm import make_content, peer_session, wait_listening
+from tracker_watch.demo.swarm import make_content, peer_session, wait_listening, wait_torrent_ready
 
 
 async def _seeder(base: Path, ip: str, **settings: int) -> tuple[object, int, bytes, int]:
@@ -23,7 +22,7 @@ async def _seeder(base: Path, ip: str, **settings: int) -> tuple[object, int, by
     handle = session.add_torrent(params)
     assert content.v1 is not None
     port = await wait_listening(session)
-    await wait_for(lambda: handle.status().is_seeding)  # before that, libtorrent refuses the infohash
+    await wait_torrent_ready(handle)  # before that, libtorrent refuses the infohash
     return session, port, content.v1, content.num_pieces
 
 
@@ -51,4 +50,22 @@ async def test_an_encrypted_probe_talks_to_a_seeder_that_requires_encryption(tmp
     assert have == set(range(pieces))
     with pytest.raises(ProbeError):
         await claimed_pieces("127.0.0.170", port, info_hash, pieces)
+    del session
+
+
+async def test_a_seeder_answers_once_its_torrent_is_ready(tmp_path: Path) -> None:
+    """add_torrent returns while libtorrent still checks the files; a peer that connects then is closed
+    unanswered. wait_torrent_ready (which every test seeder and the local swarm wait on) returns after it."""
+    content = make_content(tmp_path, size=8 * 2**20, version="v1")
+    session = peer_session("127.0.0.168")
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(content.torrent)
+    params.save_path = str(content.data_dir)
+    params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)  # no seed_mode: a full check
+    handle = session.add_torrent(params)
+    port = await wait_listening(session)
+    assert content.v1 is not None
+    await wait_torrent_ready(handle)
+    assert handle.status().is_seeding
+    assert await claimed_pieces("127.0.0.168", port, content.v1, content.num_pieces) == set(range(content.num_pieces))
     del session

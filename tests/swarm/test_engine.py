@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import SettingsFactory
 from tests.swarm.helpers import EngineUnderTest, wait_for
 from tracker_watch.demo.run import PROBE_IP
-from tracker_watch.demo.swarm import LocalSwarm, peer_session, wait_listening
+from tracker_watch.demo.swarm import LocalSwarm, peer_session, wait_listening, wait_torrent_ready
 from tracker_watch.domain.evidence import Source
 from tracker_watch.domain.peers import PeerGone, PeerListed, PeerSnapshot, PieceSettled
 from tracker_watch.swarm.settings import ZERO_UPLOAD
@@ -95,7 +95,7 @@ async def test_ipv6_peer_is_observed_and_verified(make_settings: SettingsFactory
         params.save_path = str(local_swarm.content.data_dir)
         params.flags = (params.flags | lt.torrent_flags.seed_mode) & ~(
             lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
-        seeder.add_torrent(params)
+        await wait_torrent_ready(seeder.add_torrent(params))
         port = await wait_listening(seeder)
         swarm = e.watch_magnet(local_swarm)
         e.engine.add_peer(swarm.key, ("::1", port), Source.TRACKER, "http://[::1]/announce")
@@ -150,7 +150,7 @@ async def _handshakes_recorded_on_unwatch(eut: EngineUnderTest, local_swarm: Loc
     params.flags = (params.flags | lt.torrent_flags.seed_mode) & ~(lt.torrent_flags.auto_managed
                                                                   | lt.torrent_flags.paused)
     try:
-        peer.add_torrent(params)
+        await wait_torrent_ready(peer.add_torrent(params))
         port = await wait_listening(peer)
         eut.engine.add_peer(swarm.key, (LATE_PEER, port), Source.TRACKER, local_swarm.tracker.url)
 

@@ -13,7 +13,7 @@ from typing import Any
 import libtorrent as lt
 
 from tests.helpers import wait_for
-from tracker_watch.demo.swarm import Content, make_content, peer_session, wait_listening
+from tracker_watch.demo.swarm import Content, make_content, peer_session, wait_listening, wait_torrent_ready
 from tracker_watch.domain import peerwire as pw
 from tracker_watch.swarm.wire import ProbeResult, Timeouts, probe
 
@@ -90,6 +90,7 @@ async def start_seeder(ip: str, encryption: str = "enabled", version: str = "hyb
     handle = session.add_torrent(params)
     port = await wait_listening(session)
     seeder = LtSeeder(ip=ip, port=port, session=session, handle=handle, content=c)
+    await wait_torrent_ready(handle)
     if only is not None:
         await wait_for(lambda: {i for i in range(c.num_pieces) if handle.have_piece(i)} == only)
     return seeder

@@ -96,6 +96,21 @@ async def wait_listening(session: Any, timeout: float = 10.0) -> int:
     return port
 
 
+_READY = {lt.torrent_status.states.downloading, lt.torrent_status.states.finished, lt.torrent_status.states.seeding}
+
+
+async def wait_torrent_ready(handle: Any, timeout: float = 30.0) -> None:
+    """Until the torrent accepts peers: add_torrent returns while libtorrent still checks its resume data (or,
+    for a partial seeder, its files), and a peer that connects meanwhile is closed without an answer (a probe
+    of a seeder just started failed that way on a loaded machine)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while handle.status().state not in _READY:
+        if loop.time() > deadline:
+            raise RuntimeError(f"torrent not ready after {timeout} s: {handle.status().state}")
+        await asyncio.sleep(0.02)
+
+
 @dataclass
 class Seeder:
     ip: str
@@ -168,6 +183,7 @@ class LocalSwarm:
         handle = session.add_torrent(params)
         seeder = Seeder(ip=ip, session=session, handle=handle)
         seeder.port = await wait_listening(session)
+        await wait_torrent_ready(handle)
         return seeder
 
     def _write_partial(self, own: Path, fraction: float, index: int) -> None:
