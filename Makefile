@@ -26,11 +26,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check tracker_watch tests bench
 	$(BIN)/mypy
 
-# TEST_WORKERS=N runs the suite in N pytest-xdist processes, a module's tests in one process (loadscope), so
-# that a module's swarm, browser or server starts once; each process has its own schemas and temporary
-# directory. Off by default: on a machine loaded to 15-20 by other work, runs with 3 processes failed
-# timing-sensitive tests (lease beats, the 10,000-target bulk, smart-ban) that pass when run alone.
-TEST_WORKERS ?= 0
+# The suite runs in TEST_WORKERS pytest-xdist processes (default 3), a module's tests in one process
+# (loadscope), so that a module's swarm, browser or server starts once; each process has its own schemas and
+# temporary directory. Most of a test's time is spent waiting on sockets, timers and PostgreSQL, so three
+# processes on two cores take ~5 minutes against ~15 for one (TEST_WORKERS=0: one process, as before).
+TEST_WORKERS ?= 3
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
