@@ -187,6 +187,8 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
     from tracker_watch.ledger import bulk
 
     torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(args.swarms)]
+    if os.environ.get("TW_BENCH_GC"):  # experiment: the collector's thresholds, e.g. "10000,10,10"
+        gc.set_threshold(*(int(x) for x in os.environ["TW_BENCH_GC"].split(",")))
     async with server_dsn() as dsn, fresh_schema(dsn, "load") as schema:
         daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema, args.lease_ttl))
         await daemon.start()
