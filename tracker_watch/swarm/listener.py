@@ -14,7 +14,7 @@ import contextlib
 import socket
 from collections.abc import Awaitable, Callable
 
-BACKLOG = 1024  # connections the kernel queues for us while we are full (capped by net.core.somaxconn)
+BACKLOG = 4096  # connections the kernel queues for us while we are full (capped by net.core.somaxconn)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
