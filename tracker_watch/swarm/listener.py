@@ -10,10 +10,12 @@ and are accepted as held ones finish; past the backlog the kernel drops SYNs and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from collections.abc import Awaitable, Callable
 
+from tracker_watch import log
+
+_log = log.get("tracker_watch.verify")
 BACKLOG = 4096  # connections the kernel queues for us while we are full (capped by net.core.somaxconn)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -74,8 +76,11 @@ class GatedListener:
             except OSError:
                 conn.close()
                 return
-            with contextlib.suppress(Exception):  # the handler logs its own failures
+            try:
                 await self._handler(reader, writer)
+            except Exception as exc:  # a bug in the handler must not stop the listener (asyncio's server logs too)
+                _log.exception("incoming_handler_failed", error=str(exc)[:300])
+                writer.close()
         finally:
             self.open -= 1
             self._room.set()
