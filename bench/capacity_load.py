@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -54,11 +55,34 @@ def _settings(n: int, peers: int, dsn: str = "", schema: str = "unused", lease_t
         policy={"evaluate_interval_s": 10.0}, notices={"delivery_interval_s": 5.0})
 
 
+class GcClock:
+    """Every cyclic garbage collection, timed (gc.callbacks): (end time, generation, seconds). A collection
+    stops the event loop, and py-spy charges it to whatever frame happened to allocate."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[float, int, float]] = []
+        self._t0 = 0.0
+        gc.callbacks.append(self._on)
+
+    def _on(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.done.append((time.time(), int(info["generation"]), time.perf_counter() - self._t0))
+
+    def window(self, t0: float, t1: float) -> dict[str, float]:
+        inside = [(g, d) for t, g, d in self.done if t0 <= t <= t1]
+        full = [d for g, d in inside if g == 2]
+        return {"gc_s": sum(d for _, d in inside), "gc_collections": len(inside), "gc_full": len(full),
+                "gc_full_s": sum(full), "gc_longest_s": max((d for _, d in inside), default=0.0)}
+
+
 class Sampler:
     """Every 0.5 s: wall time, process CPU, main-thread CPU, RSS, the lag histogram's buckets, and extras."""
 
     def __init__(self, extra: Any) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.gc = GcClock()
         self.extra = extra
         self.main_tid = threading.main_thread().native_id
         self.backends: set[int] = set()  # PostgreSQL backend pids serving this process (node only)
@@ -90,6 +114,7 @@ class Sampler:
                "lag_max_le_s": max_bucket(lag)}
         out["pg_backend_cpu_s"] = sum(cpu - a["pg"].get(pid, 0.0) for pid, cpu in b["pg"].items())
         out["pg_backends"] = len(b["pg"])
+        out.update(self.gc.window(t0, t1))
         out.update({k: b[k] - a[k] for k in b if k not in ("t", "cpu", "main", "rss", "lag", "pg")})
         return out
 
@@ -162,6 +187,8 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
     from tracker_watch.ledger import bulk
 
     torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(args.swarms)]
+    if os.environ.get("TW_BENCH_GC"):  # experiment: the collector's thresholds, e.g. "10000,10,10"
+        gc.set_threshold(*(int(x) for x in os.environ["TW_BENCH_GC"].split(",")))
     async with server_dsn() as dsn, fresh_schema(dsn, "load") as schema:
         daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema, args.lease_ttl))
         await daemon.start()
@@ -295,7 +322,9 @@ def _print(n: int, peers: int, mode: str, r: dict[str, Any]) -> None:
           f"{lg['best_5s_contacts_per_s']:,.0f}/s); blocks {lg['blocks_served']:,}; window {m['wall_s']:.0f} s: "
           f"CPU {m['cpu_s']:.1f} s (main thread {m['main_thread_cpu_s']:.1f} s, PostgreSQL backends "
           f"{m['pg_backend_cpu_s']:.1f} s); RSS peak {m['rss_peak_mib']:.0f} MiB; lag p50/p99 "
-          f"{m['lag_p50_s'] * 1000:.0f}/{m['lag_p99_s'] * 1000:.0f} ms (max ≤ {m['lag_max_le_s']:g} s); alerts "
+          f"{m['lag_p50_s'] * 1000:.0f}/{m['lag_p99_s'] * 1000:.0f} ms (max ≤ {m['lag_max_le_s']:g} s); "
+          f"GC {m.get('gc_s', 0.0):.2f} s "
+          f"(longest {m.get('gc_longest_s', 0.0) * 1000:.0f} ms, {m.get('gc_full', 0):.0f} full); alerts "
           f"dropped {r['monitor']['alerts_dropped_total']:.0f}; load avg {r['loadavg'][0]:.1f}", flush=True)
 
 

@@ -92,9 +92,12 @@ async def main_async(args: argparse.Namespace) -> None:
         swarm = tracker.swarms.get(h)
         return {p for p in swarm.peers if p[0] in monitor_ips} if swarm else set()
 
-    give_up = time.monotonic() + 2 * args.timeout
-    while not all({ip for ip, _ in endpoints(h)} >= monitor_ips for h in hashes):
+    give_up, said = time.monotonic() + 2 * args.timeout, time.monotonic()
+    while missing := sum(1 for h in hashes if not {ip for ip, _ in endpoints(h)} >= monitor_ips):
         await asyncio.sleep(0.5)  # the monitor is in every swarm
+        if time.monotonic() - said > 10:
+            said = time.monotonic()
+            print(f"• {missing:,} swarms still lack a monitor identity", file=sys.stderr, flush=True)
         if time.monotonic() > give_up:  # a node that never gets there (fencing at 10,000): load it anyway
             print("• the monitor is not in every swarm after 2 × --timeout: starting the load", file=sys.stderr)
             break

@@ -4,7 +4,10 @@ The database may be away when an info dict arrives: a node started without it, o
 database went down. Nothing is lost meanwhile: each info dict is first written to
 `<state_dir>/pending-metadata/<infohash hex>` (a temporary name renamed over, so never half a file), then
 stored with its targets, retried with back-off while the database does not answer, and its file removed
-once stored. A node stopped before that finds the files at its next start and stores them then. The write
+once stored. A node stopped before that finds the files at its next start and stores them then. Files are
+written by a worker thread, a batch at a time, before the batch is stored: 1,000 swarms whose metadata came in
+one batch of alerts wrote 1,000 files on the event loop in one callback (15 % of a busy node's CPU, BENCHMARKS.md,
+capacity under load). The write
 (TargetStore.set_metadata) only fills targets without metadata, so one repeated after an answer that was
 lost stores nothing twice.
 """
@@ -42,6 +45,7 @@ class PendingMetadata:
         self.directory = directory
         self.retry_s, self.max_retry_s = retry_s, max_retry_s
         self.pending: dict[str, _Entry] = {}  # infohash hex → what waits to be stored
+        self._unsaved: dict[str, _Entry] = {}  # of those, not yet in a file
         self._pool: Any = None
         self._wake = asyncio.Event()
 
@@ -62,11 +66,7 @@ class PendingMetadata:
     def add(self, key: str, ids: list[int], info: bytes, meta: TorrentMeta) -> None:
         old = self.pending.get(key)
         entry = _Entry(tuple(sorted({*ids, *(old.ids if old else ())})), info, meta)
-        try:
-            self._save(key, entry)
-        except OSError as exc:  # kept in memory all the same: lost only if the node stops before it is stored
-            _log.error("pending_metadata_not_saved", infohash=key, error=str(exc)[:300])
-        self.pending[key] = entry
+        self.pending[key] = self._unsaved[key] = entry  # its file is written off the loop (run, flush)
         self._wake.set()
 
     def connect(self, pool: Any) -> None:
@@ -79,7 +79,9 @@ class PendingMetadata:
             await self._wake.wait()
             self._wake.clear()
             delay = self.retry_s
+            await self._persist()
             while self.pending and self._pool is not None:
+                await self._persist()  # what arrived meanwhile: a file before it is stored
                 if await self._store_some():
                     delay = self.retry_s
                 else:
@@ -90,6 +92,7 @@ class PendingMetadata:
         """One last try, at stop; what is not stored stays in its file for the next start."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
+                await self._persist()
                 while self.pending and self._pool is not None:
                     if not await self._store_some():
                         return
@@ -98,7 +101,10 @@ class PendingMetadata:
         """Up to BATCH swarms in one statement: thousands of swarms get their metadata within seconds of each
         other, and a statement each queued them for the pool's connections ahead of everything else. A batch
         that fails is tried one by one, so one swarm that keeps failing holds up no other."""
-        batch = list(itertools.islice(self.pending.items(), self.BATCH))
+        saved = ((key, e) for key, e in self.pending.items() if key not in self._unsaved)  # a file first
+        batch = list(itertools.islice(saved, self.BATCH))
+        if not batch:
+            return True
         try:
             await TargetStore(self._pool).set_metadata_many([(e.ids, e.info, e.meta) for _, e in batch])
         except Exception as exc:  # the database may be away, or one row bad: find out one by one
@@ -126,6 +132,19 @@ class PendingMetadata:
             del self.pending[key]
             with contextlib.suppress(OSError):
                 (self.directory / f"{key}.json").unlink(missing_ok=True)
+
+    async def _persist(self) -> None:
+        """Write the files of what arrived since the last call, in a worker thread."""
+        if self._unsaved:
+            batch, self._unsaved = self._unsaved, {}
+            await asyncio.to_thread(self._save_many, batch)
+
+    def _save_many(self, batch: dict[str, _Entry]) -> None:
+        for key, entry in batch.items():
+            try:
+                self._save(key, entry)
+            except OSError as exc:  # kept in memory all the same: lost only if the node stops before it is stored
+                _log.error("pending_metadata_not_saved", infohash=key, error=str(exc)[:300])
 
     def _save(self, key: str, entry: _Entry) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,10 @@ PEERS_PER_SLICE = 200  # peers handed to the engine between two yields to the ev
 # once started 20,000 requests within a few turns of the loop (~0.4 ms of aiohttp set-up each, then their
 # replies in a burst). A single new target still announces at once; 1,000 at once take 2 s.
 FIRST_ANNOUNCES_PER_S = 500.0
+# Announces in flight at once (per identity), as many as the HTTP client's connections. An announce waits for
+# its turn *before* its deadline starts: queued behind a slow tracker's replies, it used to time out without
+# ever being sent, count as the tracker's failure and back off 60, 120, 240 s… (tests/swarm/test_announcer_queue.py).
+IN_FLIGHT = 100
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,13 @@ class Announcer:
         self._tasks: dict[str, list[asyncio.Task[None]]] = {}
         self._next_first = 0.0  # loop time from which the next first announce may leave
         self._http: dict[int, aiohttp.ClientSession] = {}
+        self._turns = asyncio.Semaphore(IN_FLIGHT)
         self.announces = 0
         self.failures = 0
 
     async def start(self) -> None:
         for family, local in self._local.items():  # one client per family, bound to our address of it
-            connector = aiohttp.TCPConnector(local_addr=(local, 0) if local else None, limit=100,
+            connector = aiohttp.TCPConnector(local_addr=(local, 0) if local else None, limit=IN_FLIGHT,
                                              family=socket.AF_INET6 if family == 6 else socket.AF_INET,
                                              resolver=PolicyResolver(self.allows))
             self._http[family] = aiohttp.ClientSession(
@@ -138,7 +143,7 @@ class Announcer:
             req = tp.AnnounceRequest(info_hash=info_hash, peer_id=self._peer_id, port=self._listen_port(),
                                      left=UNKNOWN_LEFT, numwant=s.numwant, key=self._key, event=event)
             try:
-                async with asyncio.timeout(s.timeout_s * 2):  # not wait_for: see evidence/batcher.py
+                async with self._turns, asyncio.timeout(s.timeout_s * 2):  # not wait_for: see evidence/batcher.py
                     reply = await self.announce(url, req)
             except (tp.TrackerError, OSError, TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 failures += 1

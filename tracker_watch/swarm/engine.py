@@ -25,6 +25,7 @@ from tracker_watch.domain.targets import TargetParseError, meta_from_info
 from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.swarm.alerts import AlertPump
 from tracker_watch.swarm.discovery import Discovery
+from tracker_watch.swarm.heap import tune_collector
 from tracker_watch.swarm.ipfilter import SessionFilter
 from tracker_watch.swarm.planner import PiecePlanner
 from tracker_watch.swarm.settings import (
@@ -100,6 +101,7 @@ class SwarmEngine:
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        tune_collector()  # a node's allocation rate: see swarm/heap.py
         shutil.rmtree(self.payload_dir, ignore_errors=True)  # leftovers of a crash: never keep payload
         self.payload_dir.mkdir(parents=True, mode=0o700)
         pack = session_settings(self.settings.swarm, user_agent=f"{SOFTWARE} libtorrent/{lt.__version__}")

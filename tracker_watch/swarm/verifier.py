@@ -30,14 +30,15 @@ from tracker_watch.swarm.candidates import SwarmView
 from tracker_watch.swarm.candidates import VerifyCandidate as _Candidate
 from tracker_watch.swarm.lane_jobs import LaneJobs, ProbeFn
 from tracker_watch.swarm.lanes import lane_probe
+from tracker_watch.swarm.listener import GatedListener
 from tracker_watch.swarm.wire import PieceSpec, ProbeResult, Reason, Timeouts, probe
 from tracker_watch.swarm.wire.incoming import Choice, verify_incoming
 
 _log = log.get("tracker_watch.verify")
 ALTERNATIVES = 64  # other pieces a partial seeder may serve instead of the first choice
 INCOMING_HOLD_S = 20.0  # how long a peer that dialled us is held for the swarm's metadata or a free slot
-# × probe_concurrency: connections from peers held at most (beyond, they are closed). A held peer costs one
-# socket; one hung up on waits for a tracker to list it (a minute or more) — 4× lost 333 of 5,000 (bench)
+# × probe_concurrency: connections from peers held at most (beyond, they wait in the listen backlog: see
+# swarm/listener.py). A held peer costs one socket.
 INCOMING_HELD = 16
 PRESENCE_S = 1800.0  # a peer not named again for this long has left: no more retries on its behalf
 _GIVE_UP = {Reason.WRONG_INFOHASH, Reason.SELF}  # never worth another connection today
@@ -76,8 +77,8 @@ class Verifier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_hash: dict[bytes, str] = {}  # v1 infohash → swarm key: what a peer dialling us may ask for
         self._expected: dict[bytes, asyncio.Event] = {}  # watched, metadata not yet known: set when it is
-        self._servers: list[asyncio.Server] = []
-        self._incoming = 0  # connections peers opened to us, not yet finished
+        # connections peers opened to us: at most this many held, the next ones wait in the kernel's backlog
+        self._listener = GatedListener(self._accept, INCOMING_HELD * settings.probe_concurrency)
         self.listen_port = 0
         self.allows: Callable[[str], bool] = lambda ip: True  # the engine's address policy
         self.stats = {"probes": 0, "verified": 0, "corrupt": 0, "failed": 0, "payload_bytes": 0,
@@ -220,28 +221,20 @@ class Verifier:
     # --- peers that dial us (NAT'd ones can be reached no other way) -----------------------------
     async def listen(self, hosts: list[str], port: int) -> int:
         """Serve verification to peers that connect to us (the port trackers are told); returns the port."""
-        for host in hosts:
-            server = await asyncio.start_server(self._accept, host, port)
-            port = port or int(server.sockets[0].getsockname()[1])  # the same port on every address
-            self._servers.append(server)
-        self.listen_port = port
+        self.listen_port = port = await self._listener.listen(hosts, port)  # the same port on every address
         _log.info("verifier_listening", addresses=hosts, port=port)
         return port
 
     async def close(self) -> None:
-        for server in self._servers:
-            server.close()
-        self._servers = []
+        await self._listener.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         ip = normalize_ip(str(peer[0])) if peer else ""
-        if not ip or not self.allows(ip) or self._incoming >= INCOMING_HELD * self.settings.probe_concurrency:
-            self.stats["incoming_busy"] += bool(ip)
+        if not ip or not self.allows(ip):
             writer.close()
             return
         self.stats["incoming"] += 1
-        self._incoming += 1
         taken: list[_Candidate] = []
         slot: list[bool] = []
 
@@ -287,7 +280,6 @@ class Verifier:
         except Exception as exc:  # a bug here must not stop the listener
             _log.exception("verify_failed", peer=ip, error=str(exc)[:300])
         finally:
-            self._incoming -= 1
             if slot:
                 self._slots.release()
             for cand in taken:
