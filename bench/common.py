@@ -153,3 +153,13 @@ def run(main: Callable[[], Any]) -> None:
     log.configure(LogSettings(format="json", level=level) if level in ("debug", "info")  # type: ignore[arg-type]
                   else LogSettings(format="console", level="warning"), node="bench", stream=sys.stderr)
     asyncio.run(main())
+
+
+async def analyze_own(conn: asyncpg.Connection) -> None:
+    """ANALYZE this schema's tables only: a bare ANALYZE walks every schema on the shared server (other
+    helpers' tests and benchmarks), takes minutes there and can deadlock with their DDL."""
+    tables = [r["t"] for r in await conn.fetch(
+        "SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition")]
+    await conn.execute("ANALYZE " + ", ".join(tables))

@@ -29,7 +29,17 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import Stopwatch, bench_settings, fresh_schema, median, pool_for, run, server_dsn, write_result
+from bench.common import (
+    Stopwatch,
+    analyze_own,
+    bench_settings,
+    fresh_schema,
+    median,
+    pool_for,
+    run,
+    server_dsn,
+    write_result,
+)
 from tracker_watch.domain.incidents import window_start
 from tracker_watch.ledger.strikes import StrikeLedger
 
@@ -98,16 +108,6 @@ async def load(conn: asyncpg.Connection, ev: Evidence, incidents: int, **window:
     await conn.execute("INSERT INTO chain_heads (node, seq, head_hash) VALUES ($1, $2, $3) ON CONFLICT (node) "
                        "DO UPDATE SET seq = EXCLUDED.seq", NODE, ev.seq, bytes(32))
     await analyze_own(conn)
-
-
-async def analyze_own(conn: asyncpg.Connection) -> None:
-    """ANALYZE this schema's tables only: a bare ANALYZE walks every schema on the shared server (other
-    helpers' tests and benchmarks), takes minutes there and can deadlock with their DDL."""
-    tables = [r["t"] for r in await conn.fetch(
-        "SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition")]
-    await conn.execute("ANALYZE " + ", ".join(tables))
 
 
 async def seed_catalogue(conn: asyncpg.Connection, works: int) -> None:
