@@ -10,13 +10,16 @@ the loop until the reader gives up waiting.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 from pathlib import Path
 
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_for_async
 from tracker_watch.domain import bencode
-from tracker_watch.domain.targets import meta_from_info
+from tracker_watch.domain.targets import meta_from_info, parse_target
+from tracker_watch.ledger.db import Database
+from tracker_watch.ledger.targets import TargetStore
 from tracker_watch.pending_metadata import PendingMetadata
 
 PIECES = 4000  # an info dict of ~80 KB, ~160 KB as hex: more than a pipe holds, so its writer waits for the reader
@@ -50,3 +53,38 @@ async def test_an_arrival_writes_its_file_without_holding_the_loop(tmp_path: Pat
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
+
+
+async def test_a_batch_with_one_bad_swarm_stores_the_others_and_keeps_the_bad_one(tmp_path: Path,
+                                                                                 db: Database) -> None:
+    """The batch statement fails as a whole when one swarm's row cannot be stored; then each is tried alone,
+    so the good ones are stored at once and only the bad one stays pending, its file kept, at the back."""
+    store = TargetStore(db.pool)
+    ids = [(await store.register(parse_target(f"{i + 1:040x}"), "Studio", "Film", actor="test"))[0].id
+           for i in range(3)]
+    pm = PendingMetadata(tmp_path / "pending")
+    entries = {}
+    for n, target in enumerate(ids):
+        info = bencode.encode({b"name": f"film{n}.mkv".encode(), b"piece length": 16384, b"length": 16384,
+                               b"pieces": bytes([n]) * 20})
+        meta = meta_from_info(info)
+        if n == 1:  # a name PostgreSQL's text cannot hold: this row, and so the batch statement, fails
+            meta = dataclasses.replace(meta, name="film\x00.mkv")
+        key = f"{n + 1:040x}"
+        entries[key] = target
+        pm.add(key, [target], info, meta)
+    pm.connect(db.pool)
+    run = asyncio.create_task(pm.run())
+    try:
+        await wait_for_async(lambda: _named(db, ids[0], ids[2]), timeout=30)
+        assert list(pm.pending) == [f"{2:040x}"]  # only the bad one waits
+        assert sorted(p.stem for p in pm.directory.glob("*.json")) == [f"{2:040x}"]
+        assert await db.pool.fetchval("SELECT info IS NULL FROM targets WHERE id = $1", ids[1])
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+
+
+async def _named(db: Database, *ids: int) -> bool:
+    rows = await db.pool.fetch("SELECT name FROM targets WHERE id = ANY($1::bigint[])", list(ids))
+    return len(rows) == len(ids) and all(r["name"] for r in rows)
