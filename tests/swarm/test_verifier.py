@@ -171,7 +171,7 @@ async def test_a_peer_that_dials_once_while_every_slot_is_busy_is_held_and_verif
         running: list[asyncio.Task[None]]) -> None:
     """A peer that dials our listener once (it may be behind NAT: we cannot dial it back) while every probe
     slot is taken used to be hung up on at once, and then waited for a tracker to list it (60 s or never)."""
-    from bench.peersim import SimPeer, SimTorrent
+    from bench.peersim import SimPeer
 
     release = asyncio.Event()
 
@@ -180,14 +180,7 @@ async def test_a_peer_that_dials_once_while_every_slot_is_busy_is_held_and_verif
         return ProbeResult(ip=ip, port=port, info_hash=infohash, piece_index=0, started_at=datetime.now(UTC),
                            reason=Reason.REFUSED)
 
-    settings = settings_from_mapping({"verify": {"probe_concurrency": 1}}).verify
-    events: list[PeerEvent] = []
-    v = Verifier(settings, events.append, ["127.0.0.3"], probe_fn=slow_probe)
-    port = await v.listen(["127.0.0.3"], 0)
-    running.append(asyncio.create_task(v.run()))
-    torrent = SimTorrent(3001)
-    view = SimView(torrent)
-    v.attach(view)
+    v, port, torrent, view, events = await listening_verifier(running, slow_probe, 3001)
     try:
         v.offer(view.key, ("10.0.0.1", 1), 1)
         await wait_for(lambda: v._slots.locked())
@@ -205,3 +198,19 @@ async def test_a_peer_that_dials_once_while_every_slot_is_busy_is_held_and_verif
     finally:
         release.set()
         await v.close()
+
+
+async def listening_verifier(running: list[asyncio.Task[None]], probe_fn: Any, seed: int
+                             ) -> tuple[Verifier, int, Any, SimView, list[PeerEvent]]:
+    """A verifier with one probe slot, listening on 127.0.0.3, running, with a simulated torrent attached."""
+    from bench.peersim import SimTorrent
+
+    settings = settings_from_mapping({"verify": {"probe_concurrency": 1}}).verify
+    events: list[PeerEvent] = []
+    v = Verifier(settings, events.append, ["127.0.0.3"], probe_fn=probe_fn)
+    port = await v.listen(["127.0.0.3"], 0)
+    running.append(asyncio.create_task(v.run()))
+    torrent = SimTorrent(seed)
+    view = SimView(torrent)
+    v.attach(view)
+    return v, port, torrent, view, events

@@ -11,29 +11,21 @@ import asyncio
 from typing import Any
 
 from tests.helpers import wait_for
-from tests.swarm.test_verifier import SimView, running  # noqa: F401 (a fixture)
-from tracker_watch.config import settings_from_mapping
-from tracker_watch.domain.peers import PeerEvent, PieceSettled
-from tracker_watch.swarm.verifier import INCOMING_HELD, Verifier
+from tests.swarm.test_verifier import listening_verifier, running  # noqa: F401 (a fixture)
+from tracker_watch.domain.peers import PieceSettled
+from tracker_watch.swarm.verifier import INCOMING_HELD
 
 PEERS = 3 * INCOMING_HELD  # probe_concurrency 1: three times what the verifier holds, dialling at once
 
 
 async def test_a_burst_of_peers_beyond_the_held_ones_is_verified_on_its_own_connections(
         running: list[asyncio.Task[None]]) -> None:  # noqa: F811
-    from bench.peersim import SimPeer, SimTorrent
+    from bench.peersim import SimPeer
 
     async def no_outgoing(*a: Any, **kw: Any) -> Any:
         raise AssertionError("every peer here is proven on the connection it opened")
 
-    settings = settings_from_mapping({"verify": {"probe_concurrency": 1}}).verify
-    events: list[PeerEvent] = []
-    v = Verifier(settings, events.append, ["127.0.0.3"], probe_fn=no_outgoing)
-    port = await v.listen(["127.0.0.3"], 0)
-    running.append(asyncio.create_task(v.run()))
-    torrent = SimTorrent(3002)
-    view = SimView(torrent)
-    v.attach(view)
+    v, port, torrent, _, events = await listening_verifier(running, no_outgoing, 3002)
     peers = [SimPeer(f"127.1.202.{i + 1}", {torrent.info_hash: torrent}, "http://127.0.0.1:9/announce",
                      peer_id=b"-SIM001-" + f"{i:012d}".encode()) for i in range(PEERS)]
     dials = [asyncio.create_task(p._dial(("127.0.0.3", port), bytes(torrent.info_hash), set())) for p in peers]
