@@ -116,6 +116,8 @@ class Swarm:
     # --- peers we learn of -----------------------------------------------------------------------
     def add_peer(self, peer: Endpoint, source: Source, tracker_url: str | None = None) -> None:
         """A peer named by a tracker or the DHT: record it as listed and try to connect."""
+        if peer in self._own:  # our own listen sockets (the DHT's replies come here without the engine's check)
+            return
         if not self.allows(peer, source):
             return
         if peer not in self.listed and len(self.listed) >= self.max_peers:
