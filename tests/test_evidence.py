@@ -23,8 +23,11 @@ from tracker_watch.ledger.targets import TargetStore
 PARTIAL = 2  # index of the partial seeder (≈ 30 % of the pieces)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def mixed_swarm() -> AsyncIterator[LocalSwarm]:
+    """A swarm of each test's own: on a module's swarm the tracker went on listing the previous test's stopped
+    monitor (its session and its verifier's listener, for the tracker's peer TTL) and its seeders named it by
+    PEX, so the next monitor dialled two addresses that never answer and wanted pieces for them."""
     swarm = await LocalSwarm(seeders=3, partial={PARTIAL: 0.3}, decoy=True, liar=True).start()
     yield swarm
     await swarm.stop()

@@ -74,3 +74,16 @@ def test_our_own_addresses_are_blocked_unless_a_lab_allows_them() -> None:
     assert ip_filter(STRICT, {"203.0.114.5"}).access("203.0.114.5") == 1  # a lister naming us: never dialled
     assert ip_filter(STRICT, {"203.0.114.5"}).access("203.0.114.6") == 0
     assert ip_filter(AddressPolicy.from_settings(["::1/128"]), {"::1"}).access("::1") == 0
+
+
+async def test_our_own_listen_socket_named_by_the_dht_is_never_a_peer(eut: EngineUnderTest,
+                                                                       local_swarm: LocalSwarm) -> None:
+    """A lab allows its own addresses (127.0.0.0/8 here), so only the endpoint check keeps us from ourselves:
+    a DHT reply naming our listen socket reached the swarm without the check the engine makes for trackers."""
+    swarm = eut.watch_magnet(local_swarm, with_info=True)
+    # the session's listener and the verifier's
+    await wait_for(lambda: {ip for ip, _ in eut.engine.listen_endpoints} >= {"127.0.0.2", "127.0.0.3"})
+    own = list(eut.engine.listen_endpoints)
+    eut.engine._dht_reply(SimpleNamespace(info_hash=lt.sha1_hash(local_swarm.content.v1 or b""), peers=lambda: own))
+    assert not swarm.listed & set(own)
+    assert not {e.peer for e in eut.of(PeerListed)} & set(own)

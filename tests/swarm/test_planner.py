@@ -160,3 +160,22 @@ def test_a_failed_dial_keeps_the_peer_and_its_piece() -> None:
     assert p.wanted == wanted
     p.peer_gone(B)  # a connection that ends is another matter
     assert len(p.plan(TODAY, 3.0)[1]) == 1
+
+
+def test_an_address_that_never_answers_cannot_hold_a_piece_by_being_listed_again() -> None:
+    """Listed more often than its grace lasts (redial_s < dial_grace_s), and nobody else serves its piece: the
+    grace is not renewed while it runs, and each grace that ends unanswered costs an attempt."""
+    p = planner(max_attempts=2, redial_s=5.0, dial_grace_s=30.0)
+    p.peer_seen(B, frozenset({0}))
+    p.settled(0, True, [(B, 65536)], TODAY)  # B is verified and spent; it has nothing wanted for C
+    now, held_until = 0.0, 0.0
+    while now < 600.0:
+        if p.dialling_peer(C, TODAY, now):
+            p.plan(TODAY, now)
+        if C in p.assigned.values():
+            held_until = now
+        p.plan(TODAY, now)
+        now += 3.0
+    assert p._ip(C[0], TODAY).attempts == 2
+    assert held_until < 2 * (30.0 + 5.0)  # two graces, then it rests
+    assert not p.wanted

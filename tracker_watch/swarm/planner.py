@@ -9,8 +9,10 @@ peers whose budget is spent lack, so that the piece is likely to come from the c
 asks one peer for a whole piece when it can). libtorrent still decides who serves it: a piece that
 settles without the candidate's help counts as an attempt against its IP, and after `max_attempts` the
 IP rests until the next day — this bounds what already-verified peers can be asked for on its behalf,
-also when one address keeps reconnecting from new ports. An IP that alone sent a piece failing the hash
-check (or that libtorrent banned) is never a candidate again.
+also when one address keeps reconnecting from new ports. A dial grace that ends with a piece wanted for the
+peer and no handshake counts as an attempt too, so an address that never answers cannot hold a piece for
+long. An IP that alone sent a piece failing the hash check (or that libtorrent banned) is never a candidate
+again.
 """
 
 from __future__ import annotations
@@ -68,7 +70,10 @@ class PiecePlanner:
         upload-only when it answers (seeds hang up on upload-only peers). At most every `redial_s` per peer,
         so an address listed at every announce that never answers costs little. Returns whether the peer
         became a candidate (a fresh chance, whatever its earlier attempts)."""
-        if peer in self.peers or now - self._dialled.get(peer, -1e18) < self.redial_s \
+        self._end_graces(today, now)
+        # a grace running is not renewed: an address listed at every announce (more often than the grace
+        # lasts) that never answers held its piece, and so the payload, for as long as it was listed
+        if peer in self.peers or peer in self.dialling or now - self._dialled.get(peer, -1e18) < self.redial_s \
                 or not self.is_candidate(peer, today, alone=self._alone(peer)):
             return False
         self._dialled[peer] = now
@@ -123,6 +128,18 @@ class PiecePlanner:
         return (peer[0] not in self.corrupt and self._budget(peer, today).pieces < self.pieces_per_peer
                 and (alone or ip.attempts < self.max_attempts) and ip.used < self.bytes_per_ip_per_day)
 
+    def _end_graces(self, today: date, now: float) -> None:
+        """Dial graces that ran out without a handshake. A peer that held a wanted piece all its grace and never
+        answered costs its IP an attempt, as a piece wanted for it that others served does: otherwise an address
+        that cannot deliver (a stopped client the tracker still lists, a decoy) kept a piece wanted whenever
+        nobody else served it, and the payload with it, as long as it was listed."""
+        ended = [p for p, until in self.dialling.items() if until <= now]
+        holders = set(self.assigned.values())
+        for peer in ended:
+            del self.dialling[peer]
+            if peer in holders:
+                self._ip(peer[0], today).attempts += 1
+
     def _alone(self, peer: Endpoint) -> bool:
         """No other connected peer (that we would still talk to) could serve a piece wanted for this one."""
         return all(p[0] == peer[0] or p[0] in self.corrupt for p in self.peers)
@@ -133,7 +150,7 @@ class PiecePlanner:
 
     def plan(self, today: date, now: float) -> tuple[set[int], set[int]]:
         """Returns (pieces to start wanting, pieces to stop wanting) and updates `wanted`."""
-        self.dialling = {p: until for p, until in self.dialling.items() if until > now}
+        self._end_graces(today, now)
         candidates = {p: pcs for p, pcs in self.peers.items() if self.is_candidate(p, today, alone=self._alone(p))}
         candidates.update({p: None for p in self.dialling
                            if p not in candidates and self.is_candidate(p, today, alone=self._alone(p))})

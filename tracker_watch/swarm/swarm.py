@@ -31,6 +31,7 @@ _HANDSHAKE = int(lt.peer_info.handshake)
 _OUTGOING = int(lt.peer_info.local_connection)
 PRIORITY_WANTED = 7
 RECYCLE_DELAY_S = 2.0
+GRACE_MARGIN_S = 0.05  # a sample this long after a dial grace ends finds it over
 # Every torrent starts with piece 0 wanted: with nothing wanted it would be "finished" the moment its
 # metadata arrives, tell its peers it is upload-only, and seeds would hang up before we saw them.
 INITIAL_PIECE = 0
@@ -115,6 +116,8 @@ class Swarm:
     # --- peers we learn of -----------------------------------------------------------------------
     def add_peer(self, peer: Endpoint, source: Source, tracker_url: str | None = None) -> None:
         """A peer named by a tracker or the DHT: record it as listed and try to connect."""
+        if peer in self._own:  # our own listen sockets (the DHT's replies come here without the engine's check)
+            return
         if not self.allows(peer, source):
             return
         if peer not in self.listed and len(self.listed) >= self.max_peers:
@@ -128,7 +131,7 @@ class Swarm:
             self._candidate(self.key, peer, lt_source)
         if self.planner is not None and self.planner.dialling_peer(peer, now.date(), self._loop.time()):
             self._apply_plan()
-            self.request_sample(self.planner.dial_grace_s + 1)  # re-plan once the dial grace is over
+            self._sample_at_grace_end()
         if peer not in self.connected:  # each announce of each identity lists connected peers again: a
             self.handle.connect_peer(peer, lt_source)  # no-op for libtorrent, a round trip through the GIL for us
 
@@ -330,6 +333,16 @@ class Swarm:
             self._quick_retries = 0
             if self.connected:
                 self.request_sample(self._refresh_s)
+        self._sample_at_grace_end()
+
+    def _sample_at_grace_end(self) -> None:
+        """Re-plan when the next dial grace ends, so that the piece wanted for a peer that never answered is
+        unwanted then. There is one sample timer (the earliest request wins): asking only when a dial began lost
+        the request whenever a sample was due sooner, and with nobody connected no later sample came, so the
+        piece stayed wanted (and the payload kept) until some other event."""
+        if self.planner is not None and self.planner.dialling:
+            end = min(self.planner.dialling.values())
+            self.request_sample(max(0.0, end - self._loop.time()) + GRACE_MARGIN_S)
 
     def sample_now(self) -> bool:
         """Read connected peers into snapshots; True if some are still connecting or handshaking."""
