@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from tests.swarm.helpers import wait_for
+from tests.swarm.hostile import HostileTracker, redirect, reply_body, segmented
 from tracker_watch.config import TrackerSettings
 from tracker_watch.demo.tracker import LocalTracker
 from tracker_watch.domain.addresses import LOOPBACK_NETWORKS, AddressPolicy
@@ -159,3 +160,25 @@ async def test_stop_drops_the_goodbyes_its_deadline_has_no_room_for() -> None:
         await a.stop()
         mute.release.set()
         await mute.stop()
+
+
+async def test_a_goodbye_obeys_the_address_policy_like_any_announce() -> None:
+    """A tracker answering event=stopped with a redirect to an address the policy forbids (127.0.0.2 here:
+    only the tracker's own address is allowed) is not followed: the goodbye fails, nothing else is reached."""
+    hostile = await HostileTracker().start()
+    hostile.script = lambda path: (redirect(f"http://127.0.0.2:{hostile.port}/x") if "event=stopped" in path
+                                   else segmented(reply_body([])))
+    a = Announcer(TrackerSettings(min_interval_s=600, max_interval_s=3600, timeout_s=5),
+                  lambda key, peer, source, url: None, listen_port=lambda: 6881, peer_id=b"-TW0100-testtesttest",
+                  policy=AddressPolicy.from_settings(["127.0.0.1/32"]))
+    await a.start()
+    try:
+        a.track(AnnounceTarget(key="k", info_hashes=(b"\x01" * 20,), trackers=(hostile.url,)))
+        await wait_for(lambda: a.announces == 1, timeout=30)
+        a.untrack("k")
+        await wait_for(lambda: a.goodbyes.failed == 1, timeout=30)
+        assert [p.split("?")[0] for p in hostile.paths] == ["/announce", "/announce"]
+        assert "event=stopped" in hostile.paths[1]
+    finally:
+        await a.stop()
+        await hostile.stop()
