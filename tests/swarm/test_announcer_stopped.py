@@ -7,6 +7,7 @@ swarm over, kept dialling a dead address (a monitor stopped in one test was hand
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import AsyncIterator
 
 import pytest
@@ -164,7 +165,8 @@ async def test_stop_drops_the_goodbyes_its_deadline_has_no_room_for() -> None:
 
 async def test_a_goodbye_obeys_the_address_policy_like_any_announce() -> None:
     """A tracker answering event=stopped with a redirect to an address the policy forbids (127.0.0.2 here:
-    only the tracker's own address is allowed) is not followed: the goodbye fails, nothing else is reached."""
+    only the tracker's own address is allowed) is not followed: the goodbye fails, nothing else is reached. It names
+    us as the started announce did."""
     hostile = await HostileTracker().start()
     hostile.script = lambda path: (redirect(f"http://127.0.0.2:{hostile.port}/x") if "event=stopped" in path
                                    else segmented(reply_body([])))
@@ -178,7 +180,10 @@ async def test_a_goodbye_obeys_the_address_policy_like_any_announce() -> None:
         a.untrack("k")
         await wait_for(lambda: a.goodbyes.failed == 1, timeout=30)
         assert [p.split("?")[0] for p in hostile.paths] == ["/announce", "/announce"]
-        assert "event=stopped" in hostile.paths[1]
+        started, stopped = (urllib.parse.parse_qs(p.split("?", 1)[1]) for p in hostile.paths)
+        assert stopped["event"] == ["stopped"]
+        for same in ("info_hash", "peer_id", "key", "port"):  # the identity the tracker lists us under
+            assert stopped[same] == started[same], same
     finally:
         await a.stop()
         await hostile.stop()

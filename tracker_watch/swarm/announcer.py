@@ -8,7 +8,6 @@ a hybrid torrent is announced under its v1 hash and its truncated v2 hash, as cl
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import os
 import random
@@ -71,8 +70,9 @@ class Announcer:
         self._local = {4: next((a for a in addrs if ":" not in a), None), 6: next((a for a in addrs if ":" in a), None)}
         self._key = random.getrandbits(32)
         self._tasks: dict[str, dict[Announced, asyncio.Task[None]]] = {}
-        # the "started" announce sent per (tracker, infohash) of each swarm: its event=stopped says goodbye
-        self._started: dict[str, dict[Announced, tp.AnnounceRequest]] = {}
+        # the port a "started" announce told each (tracker, infohash) of a swarm: its event=stopped says goodbye
+        # with it (peer id and key are this identity's); a port, not the request: 10,000 swarms keep these
+        self._started: dict[str, dict[Announced, int]] = {}
         self._next_first = 0.0  # loop time from which the next first announce may leave
         self._http: dict[int, aiohttp.ClientSession] = {}
         self._turns = asyncio.Semaphore(IN_FLIGHT)
@@ -152,19 +152,20 @@ class Announcer:
         for task in self._tasks.pop(key, {}).values():
             task.cancel()
 
-    def _say_goodbye(self, key: str, started: dict[Announced, tp.AnnounceRequest]) -> None:
+    def _say_goodbye(self, key: str, started: dict[Announced, int]) -> None:
         """An event=stopped announce (BEP 3) where a started one went out: else the tracker lists us, a dead
         address, to every peer of the swarm (and to the node that takes it over) for its peer lifetime."""
         if started:
-            self.goodbyes.add([Goodbye(key, url, dataclasses.replace(req, event="stopped", numwant=0))
-                               for (url, _), req in started.items()])
+            self.goodbyes.add([Goodbye(key, url, tp.AnnounceRequest(
+                info_hash=ih, peer_id=self._peer_id, port=port, left=UNKNOWN_LEFT, numwant=0, key=self._key,
+                event="stopped")) for (url, ih), port in started.items()])
 
     def _tracked_again(self, g: Goodbye) -> bool:
         """Tracked again since its goodbye was queued (a lease regained): no goodbye now, but one when it goes."""
         pair = (g.url, g.request.info_hash)
         if pair not in self._tasks.get(g.key, {}):
             return False
-        self._started.setdefault(g.key, {}).setdefault(pair, g.request)
+        self._started.setdefault(g.key, {}).setdefault(pair, g.request.port)
         return True
 
     async def _loop(self, key: str, url: str, info_hash: bytes, first_delay: float = 0.0) -> None:
@@ -178,7 +179,7 @@ class Announcer:
             try:
                 async with self._turns, asyncio.timeout(s.timeout_s * 2):  # not wait_for: see evidence/batcher.py
                     if event == "started":  # from now on the tracker may list us (cancelled in flight too)
-                        self._started.setdefault(key, {})[(url, info_hash)] = req
+                        self._started.setdefault(key, {})[(url, info_hash)] = req.port
                     reply = await self.announce(url, req)
             except (tp.TrackerError, OSError, TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 if event == "started":  # no reply: most likely it never listed us, nothing to take back
