@@ -132,6 +132,38 @@ async def test_paused_target_leaves_the_engine(daemon: Daemon, local_swarm: Loca
     await wait_for(lambda: key not in daemon.engine.swarms, timeout=10)  # type: ignore[union-attr]
 
 
+def monitor_listed(d: Daemon, swarm: LocalSwarm) -> set[tuple[str, int]]:
+    """The monitor's identities (the session's and the verifier's) the swarm's tracker lists now."""
+    assert d.engine is not None
+    ours = {("127.0.0.2", d.engine.listen_port()), (PROBE_IP, d.engine.announce_port())}
+    peers = local_swarm_peers(swarm)
+    return ours & peers
+
+
+def local_swarm_peers(swarm: LocalSwarm) -> set[tuple[str, int]]:
+    s = swarm.tracker.swarms.get(swarm.content.v1 or b"")
+    return set(s.peers) if s is not None else set()
+
+
+async def test_the_tracker_forgets_a_monitor_that_stops_watching(make_settings: SettingsFactory,
+                                                                  local_swarm: LocalSwarm) -> None:
+    """Paused, or the node stopped: event=stopped for both identities, so the tracker no longer hands a dead
+    address to the swarm's peers and to the node that takes the swarm over (they listed it for 120 s)."""
+    d = Daemon(make_settings())
+    await d.start()
+    try:
+        target = await register_magnet(d, local_swarm)
+        await wait_for(lambda: len(monitor_listed(d, local_swarm)) == 2, timeout=30)
+        await TargetStore(d.db.pool).set_status(target, "paused", actor="test")
+        await wait_for(lambda: not monitor_listed(d, local_swarm), timeout=30)
+        await TargetStore(d.db.pool).set_status(target, "active", actor="test")
+        await wait_for(lambda: len(monitor_listed(d, local_swarm)) == 2, timeout=30)
+        before = monitor_listed(d, local_swarm)
+    finally:
+        await d.stop()
+    assert not before & local_swarm_peers(local_swarm)
+
+
 def _write_config(tmp_path: Path, settings: Settings, flush_s: float) -> Path:
     path = tmp_path / "tw.toml"
     path.write_text(f"""

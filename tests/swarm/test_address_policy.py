@@ -87,3 +87,29 @@ async def test_our_own_listen_socket_named_by_the_dht_is_never_a_peer(eut: Engin
     eut.engine._dht_reply(SimpleNamespace(info_hash=lt.sha1_hash(local_swarm.content.v1 or b""), peers=lambda: own))
     assert not swarm.listed & set(own)
     assert not {e.peer for e in eut.of(PeerListed)} & set(own)
+
+
+async def test_every_address_the_node_uses_is_its_own(make_settings: SettingsFactory) -> None:
+    """The verifier listens and dials from verify.probe_interface (127.0.0.3 here): that address was not in
+    own_ips, so a tracker listing it under another port was a peer to dial under the default policy."""
+    e = EngineUnderTest(make_settings())
+    await e.engine.start()
+    try:
+        assert {"127.0.0.2", "127.0.0.3"} <= e.engine.own_ips
+    finally:
+        await e.engine.stop()
+
+
+def test_a_global_probe_address_is_never_a_peer_under_the_default_policy(make_settings: SettingsFactory) -> None:
+    from tracker_watch.swarm.announcer import announcers_for
+    from tracker_watch.swarm.engine import SwarmEngine
+
+    probe, session = "203.0.114.7", "203.0.114.8"  # global unicast: strict allows them but for being ours
+    engine = SwarmEngine(make_settings(swarm={"allowed_networks": [], "outgoing_interfaces": [],
+                                              "listen_interfaces": [f"{session}:6881"]},
+                                       verify={"probe_interface": probe}), lambda _: None)
+    assert not engine.policy.allows(probe, engine.own_ips)
+    assert not engine.policy.allows(session, engine.own_ips)
+    assert engine.policy.allows("203.0.114.9", engine.own_ips)
+    for member in announcers_for(engine.settings, engine).members:
+        assert not member.allows(probe)

@@ -27,6 +27,7 @@ from tracker_watch.domain.evidence import Source, normalize_ip
 from tracker_watch.domain.peers import Endpoint
 from tracker_watch.domain.peerwire import new_peer_id
 from tracker_watch.domain.trackers import MAX_TRACKERS, TrackerUrlError, clean_tracker_url, redact
+from tracker_watch.swarm.goodbyes import STOP_DEADLINE_S, Goodbye, Goodbyes
 from tracker_watch.swarm.tracker_http import PolicyResolver, check_literal_host, get_reply
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ FIRST_ANNOUNCES_PER_S = 500.0
 # its turn *before* its deadline starts: queued behind a slow tracker's replies, it used to time out without
 # ever being sent, count as the tracker's failure and back off 60, 120, 240 s… (tests/swarm/test_announcer_queue.py).
 IN_FLIGHT = 100
+Announced = tuple[str, bytes]  # (tracker URL, infohash)
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,15 @@ class Announcer:
         addrs = [*([local_ip] if local_ip else []), *local_ips]
         self._local = {4: next((a for a in addrs if ":" not in a), None), 6: next((a for a in addrs if ":" in a), None)}
         self._key = random.getrandbits(32)
-        self._tasks: dict[str, list[asyncio.Task[None]]] = {}
+        self._tasks: dict[str, dict[Announced, asyncio.Task[None]]] = {}
+        # the port a "started" announce told each (tracker, infohash) of a swarm: its event=stopped says goodbye
+        # with it (peer id and key are this identity's); a port, not the request: 10,000 swarms keep these
+        self._started: dict[str, dict[Announced, int]] = {}
         self._next_first = 0.0  # loop time from which the next first announce may leave
         self._http: dict[int, aiohttp.ClientSession] = {}
         self._turns = asyncio.Semaphore(IN_FLIGHT)
+        self.goodbyes = Goodbyes(self.announce, self._turns, settings.timeout_s, IN_FLIGHT, self._tracked_again)
+        self.stop_deadline_s = STOP_DEADLINE_S
         self.announces = 0
         self.failures = 0
 
@@ -86,19 +93,26 @@ class Announcer:
     async def stop(self) -> None:
         for key in list(self._tasks):
             self.untrack(key)
+        await self.goodbyes.close(self.stop_deadline_s)
         for http in self._http.values():
             await http.close()
         self._http = {}
 
     def track(self, target: AnnounceTarget) -> None:
-        self.untrack(target.key)
-        if not self.settings.enabled:
-            return
-        urls = self._usable(target.key, target.trackers) + tuple(self.settings.extra)
-        urls = tuple(dict.fromkeys(urls))
-        self._tasks[target.key] = [
-            asyncio.create_task(self._loop(target.key, url, ih, self._first_delay()), name=f"announce-{target.key[:8]}")
-            for url in urls for ih in target.info_hashes]
+        key = target.key
+        self._cancel(key)
+        started = self._started.pop(key, {})
+        pairs: list[Announced] = []
+        if self.settings.enabled:
+            urls = self._usable(key, target.trackers) + tuple(self.settings.extra)
+            pairs = [(url, ih) for url in dict.fromkeys(urls) for ih in target.info_hashes]
+        # trackers the target no longer names get their goodbye; the others are still announced to
+        self._say_goodbye(key, {p: r for p, r in started.items() if p not in pairs})
+        if kept := {p: r for p, r in started.items() if p in pairs}:
+            self._started[key] = kept
+        if pairs:
+            self._tasks[key] = {(url, ih): asyncio.create_task(self._loop(key, url, ih, self._first_delay()),
+                                                               name=f"announce-{key[:8]}") for url, ih in pairs}
 
     def _first_delay(self) -> float:
         """Seconds until this first announce may leave: spaced 1/FIRST_ANNOUNCES_PER_S after the previous one."""
@@ -131,8 +145,28 @@ class Announcer:
         return tuple(out)
 
     def untrack(self, key: str) -> None:
-        for task in self._tasks.pop(key, []):
+        self._cancel(key)
+        self._say_goodbye(key, self._started.pop(key, {}))
+
+    def _cancel(self, key: str) -> None:
+        for task in self._tasks.pop(key, {}).values():
             task.cancel()
+
+    def _say_goodbye(self, key: str, started: dict[Announced, int]) -> None:
+        """An event=stopped announce (BEP 3) where a started one went out: else the tracker lists us, a dead
+        address, to every peer of the swarm (and to the node that takes it over) for its peer lifetime."""
+        if started:
+            self.goodbyes.add([Goodbye(key, url, tp.AnnounceRequest(
+                info_hash=ih, peer_id=self._peer_id, port=port, left=UNKNOWN_LEFT, numwant=0, key=self._key,
+                event="stopped")) for (url, ih), port in started.items()])
+
+    def _tracked_again(self, g: Goodbye) -> bool:
+        """Tracked again since its goodbye was queued (a lease regained): no goodbye now, but one when it goes."""
+        pair = (g.url, g.request.info_hash)
+        if pair not in self._tasks.get(g.key, {}):
+            return False
+        self._started.setdefault(g.key, {}).setdefault(pair, g.request.port)
+        return True
 
     async def _loop(self, key: str, url: str, info_hash: bytes, first_delay: float = 0.0) -> None:
         event, failures = "started", 0
@@ -144,8 +178,12 @@ class Announcer:
                                      left=UNKNOWN_LEFT, numwant=s.numwant, key=self._key, event=event)
             try:
                 async with self._turns, asyncio.timeout(s.timeout_s * 2):  # not wait_for: see evidence/batcher.py
+                    if event == "started":  # from now on the tracker may list us (cancelled in flight too)
+                        self._started.setdefault(key, {})[(url, info_hash)] = req.port
                     reply = await self.announce(url, req)
             except (tp.TrackerError, OSError, TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                if event == "started":  # no reply: most likely it never listed us, nothing to take back
+                    self._started.get(key, {}).pop((url, info_hash), None)
                 failures += 1
                 self.failures += 1
                 delay = min(s.max_interval_s, s.min_interval_s * 2 ** min(failures - 1, 10))
@@ -268,8 +306,8 @@ class Announcers:
             await a.start()
 
     async def stop(self) -> None:
-        for a in self.members:
-            await a.stop()
+        # together: each member's event=stopped announces share one deadline rather than adding theirs up
+        await asyncio.gather(*(a.stop() for a in self.members))
 
     def track(self, target: AnnounceTarget) -> None:
         for a in self.members:
@@ -285,9 +323,12 @@ def announcers_for(s: Settings, engine: SwarmEngine) -> Announcers:
     proven on that connection) when verification runs."""
     session = Announcer(s.trackers, engine.add_peer, engine.listen_port, engine.peer_id, None, policy=engine.policy,
                         own_ips=lambda: engine.own_ips, local_ips=s.swarm.outgoing_interfaces)
-    if engine.verifier is None:
-        return Announcers(session)
-    probe = [s.verify.probe_interface] if s.verify.probe_interface else []
-    return Announcers(session, Announcer(s.trackers, engine.add_peer, engine.announce_port, new_peer_id(), None,
-                                         policy=engine.policy, own_ips=lambda: engine.own_ips,
-                                         local_ips=[*probe, *s.swarm.outgoing_interfaces]))
+    members = [session]
+    if engine.verifier is not None:
+        probe = [s.verify.probe_interface] if s.verify.probe_interface else []
+        members.append(Announcer(s.trackers, engine.add_peer, engine.announce_port, new_peer_id(), None,
+                                 policy=engine.policy, own_ips=lambda: engine.own_ips,
+                                 local_ips=[*probe, *s.swarm.outgoing_interfaces]))
+    for a in members:  # goodbyes take a small share of the daemon's stop: the rest must still be written
+        a.stop_deadline_s = min(STOP_DEADLINE_S, s.daemon.shutdown_grace_s / 4)
+    return Announcers(*members)

@@ -26,7 +26,7 @@ from tracker_watch.domain.torrents import TorrentMeta
 from tracker_watch.swarm.alerts import AlertPump
 from tracker_watch.swarm.discovery import Discovery
 from tracker_watch.swarm.heap import tune_collector
-from tracker_watch.swarm.ipfilter import SessionFilter
+from tracker_watch.swarm.ipfilter import SessionFilter, own_addresses
 from tracker_watch.swarm.planner import PiecePlanner
 from tracker_watch.swarm.settings import (
     apply_zero_upload_peer_classes,
@@ -79,7 +79,7 @@ class SwarmEngine:
         self.listen_endpoints: set[Endpoint] = set()
         sw = settings.swarm
         self.policy = AddressPolicy.from_settings(sw.allowed_networks, sw.denied_networks)
-        self.own_ips: set[str] = {normalize_ip(ip) for ip in sw.outgoing_interfaces}  # grows as listens succeed
+        self.own_ips: set[str] = own_addresses(settings)  # the session's and the verifier's; grows as listens succeed
         self.counters: dict[str, int] = {}
         self.alerts_dropped = 0
         self.upload_tripwire = 0
@@ -120,6 +120,8 @@ class SwarmEngine:
             # the verifier's listener is us too: trackers list it back to us (and peers may name it by PEX);
             # dialling it would spend a probe slot and a listener slot on a conversation with ourselves
             self.listen_endpoints.update((normalize_ip(h), port) for h in hosts)
+            self.own_ips.update(normalize_ip(h) for h in hosts)  # on any other port as well
+            self.filter.apply()
             self._tasks.append(asyncio.create_task(self.verifier.run(), name="swarm-verifier"))
         if self.settings.swarm.dht_enabled:
             self._tasks.append(asyncio.create_task(self.discovery.run(), name="swarm-dht"))

@@ -5,13 +5,43 @@ take one connection per address, docs/verification.md)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from tracker_watch.config import Settings
 from tracker_watch.domain.addresses import AddressPolicy
 from tracker_watch.domain.evidence import normalize_ip
 from tracker_watch.swarm.settings import ip_filter
 from tracker_watch.swarm.swarm import Swarm
+
+
+def own_addresses(settings: Settings) -> set[str]:
+    """Every address the node itself uses that the settings name: the session's listen and outgoing addresses,
+    and in probe mode the verifier's (it listens and dials from verify.probe_interface). A tracker lists them
+    back to us, under another port too; none of them may ever be a peer. Wildcards and interface names say
+    nothing here: the addresses actually bound join as their listens succeed (engine)."""
+    sw, v = settings.swarm, settings.verify
+    named = [*sw.outgoing_interfaces, *(_host(i) for i in sw.listen_interfaces)]
+    if v.method == "probe" and v.probe_interface:
+        named.append(v.probe_interface)
+    out = set()
+    for text in named:
+        try:
+            addr = ipaddress.ip_address(text.strip("[]"))
+        except ValueError:
+            continue  # an interface name
+        if not addr.is_unspecified:
+            out.add(normalize_ip(str(addr)))
+    return out
+
+
+def _host(listen_interface: str) -> str:
+    """'127.0.0.2:6881' → '127.0.0.2', '[::1]:0' → '::1', 'eth0' → 'eth0'."""
+    host, sep, port = listen_interface.strip().rpartition(":")
+    if not sep or not port.rstrip("s").isdigit() or (":" in host and not host.startswith("[")):
+        return listen_interface.strip()
+    return host
 
 
 class SessionFilter:
