@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from bench import holds
 from bench.capacity_load import _settings, max_bucket, quantile
 from bench.common import fresh_schema, rss_bytes, run, server_dsn
 from bench.loadgen import LoadTorrent, raise_fd_limit
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         from tracker_watch.swarm.heap import HeapKeeper
         HeapKeeper.freeze = lambda self: None  # type: ignore[method-assign]
     raise_fd_limit()
+    holds.install()
     gen = subprocess.Popen([sys.executable, "-m", "bench.loadgen", "--swarms", str(args.swarms), "--peers", "0",
                             "--monitor-ip", "127.0.0.9", "--timeout", "1"], stdout=subprocess.PIPE, text=True)
     try:
