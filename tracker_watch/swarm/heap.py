@@ -40,6 +40,7 @@ class HeapKeeper:
         self.unfreezes = 0
 
     def started(self) -> None:
+        """A swarm started, or its long-lived state grew (regrouped: its metadata, another holder)."""
         self._started += 1
         if self._started >= self.freeze_every:
             self.freeze()
