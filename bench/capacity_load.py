@@ -188,6 +188,9 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
     from tracker_watch.ledger import bulk
 
     torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(args.swarms)]
+    if os.environ.get("TW_BENCH_INCOMING_HELD"):  # experiment: peers the verifier holds per probe slot (16)
+        from tracker_watch.swarm import verifier as verifier_module
+        verifier_module.INCOMING_HELD = int(os.environ["TW_BENCH_INCOMING_HELD"])
     if os.environ.get("TW_BENCH_GC"):  # experiment: the collector's thresholds, e.g. "10000,10,10"
         gc.set_threshold(*(int(x) for x in os.environ["TW_BENCH_GC"].split(",")))
     async with server_dsn() as dsn, fresh_schema(dsn, "load") as schema:
@@ -205,6 +208,9 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
         # parsed before the registration starts: the API parses a bulk request in a worker thread
         # (api/targets.py); parsed here, 10,000 magnets held this loop ~0.3–0.5 s inside the registration window
         items = [(parse_target(t.magnet(args.tracker)), "Bench Studio", f"Work {t.index}") for t in torrents]
+        # the lag sampler reports that hold when it wakes; the registration window takes the sampler's rows from
+        # 0.5 s before reg0, so let both happen first
+        await asyncio.sleep(1.0)
         marks = {"reg0": time.time()}
         async with daemon.db.pool.acquire() as conn, conn.transaction():
             await bulk.register_many(conn, items)
