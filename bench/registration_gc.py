@@ -60,6 +60,7 @@ async def measure(n: int, url: str, freeze: bool) -> None:
                 gc.freeze()
 
         task = asyncio.create_task(freezer()) if freeze else None
+        await asyncio.sleep(1.0)  # the start's own holds are reported by the lag sampler before lag0, not after
         lag0, t0 = _lag(), time.time()
         gc.callbacks.append(_timed)
         async with daemon.db.pool.acquire() as conn, conn.transaction():
