@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import holds
 from bench.common import bench_settings, fresh_schema, rss_bytes, run, server_dsn, write_result
 from bench.loadgen import LoadTorrent, raise_fd_limit
 from tracker_watch import metrics
@@ -187,6 +188,9 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
     from tracker_watch.ledger import bulk
 
     torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(args.swarms)]
+    if os.environ.get("TW_BENCH_INCOMING_HELD"):  # experiment: peers the verifier holds per probe slot (16)
+        from tracker_watch.swarm import verifier as verifier_module
+        verifier_module.INCOMING_HELD = int(os.environ["TW_BENCH_INCOMING_HELD"])
     if os.environ.get("TW_BENCH_GC"):  # experiment: the collector's thresholds, e.g. "10000,10,10"
         gc.set_threshold(*(int(x) for x in os.environ["TW_BENCH_GC"].split(",")))
     async with server_dsn() as dsn, fresh_schema(dsn, "load") as schema:
@@ -201,8 +205,13 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
                                    "verified": float(verifier.stats["verified"] if verifier else 0)})
         task = asyncio.create_task(sampler.run())
         backends = asyncio.create_task(_follow_backends(sampler, daemon.db.pool))
-        marks = {"reg0": time.time()}
+        # parsed before the registration starts: the API parses a bulk request in a worker thread
+        # (api/targets.py); parsed here, 10,000 magnets held this loop ~0.3–0.5 s inside the registration window
         items = [(parse_target(t.magnet(args.tracker)), "Bench Studio", f"Work {t.index}") for t in torrents]
+        # the lag sampler reports that hold when it wakes; the registration window takes the sampler's rows from
+        # 0.5 s before reg0, so let both happen first
+        await asyncio.sleep(1.0)
+        marks = {"reg0": time.time()}
         async with daemon.db.pool.acquire() as conn, conn.transaction():
             await bulk.register_many(conn, items)
         while True:  # the watchlist picks them up within daemon.target_poll_s
@@ -373,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         parent(args)
         return
     raise_fd_limit()
+    holds.install()  # TW_BENCH_HOLDS=seconds: print what holds the loop longer (bench/holds.py)
     args.swarms = args.swarms[0]
     result: dict[str, Any] = {}
 

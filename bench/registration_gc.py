@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from bench import holds
 from bench.capacity_load import _settings, max_bucket, quantile
 from bench.common import fresh_schema, rss_bytes, run, server_dsn
 from bench.loadgen import LoadTorrent, raise_fd_limit
@@ -59,6 +60,7 @@ async def measure(n: int, url: str, freeze: bool) -> None:
                 gc.freeze()
 
         task = asyncio.create_task(freezer()) if freeze else None
+        await asyncio.sleep(1.0)  # the start's own holds are reported by the lag sampler before lag0, not after
         lag0, t0 = _lag(), time.time()
         gc.callbacks.append(_timed)
         async with daemon.db.pool.acquire() as conn, conn.transaction():
@@ -91,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         from tracker_watch.swarm.heap import HeapKeeper
         HeapKeeper.freeze = lambda self: None  # type: ignore[method-assign]
     raise_fd_limit()
+    holds.install()
     gen = subprocess.Popen([sys.executable, "-m", "bench.loadgen", "--swarms", str(args.swarms), "--peers", "0",
                             "--monitor-ip", "127.0.0.9", "--timeout", "1"], stdout=subprocess.PIPE, text=True)
     try:

@@ -90,3 +90,30 @@ def test_started_swarms_are_frozen_and_handed_back_once_many_stopped() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+async def test_regrouped_swarms_are_frozen_too(make_settings: SettingsFactory, db: Database) -> None:
+    """A swarm regrouped after it started (its metadata stored, another holder joined) builds new long-lived
+    objects: the new group and spec, and what the engine built when the metadata came. Only starts counted
+    towards a freeze, so at 10,000 swarms those objects stayed in the collector's walks: one full collection of
+    726 ms walked 573,365 of them (BENCHMARKS.md, capacity under load, fifth pass). Updates count now."""
+    store = TargetStore(db.pool)
+    keys = []
+    for _ in range(12):
+        row, _ = await store.register(parse_target("magnet:?xt=urn:btih:" + os.urandom(20).hex()), "Studio",
+                                      "Film", actor="test")
+        keys.append(row.key)
+    daemon = Daemon(make_settings())
+    await daemon.start()
+    try:
+        assert daemon.watchlist is not None
+        watchlist = daemon.watchlist
+        assert len(watchlist.groups) == 12
+        watchlist.heap = heap = HeapKeeper(freeze_every=8)
+        for key in keys:  # a second holder joins every swarm: twelve updates, no start
+            await store.register(parse_target(f"magnet:?xt=urn:btih:{key}"), "Studio B", "Film B", actor="test")
+        await wait_for(lambda: all(len(watchlist.groups[k].refs) == 2 for k in keys), timeout=60)
+        assert heap.freezes >= 1
+    finally:
+        await daemon.stop()
+        gc.unfreeze()

@@ -286,7 +286,7 @@ class SwarmEngine:
         v1 = bytes(hashes.v1.to_bytes()) if hashes.has_v1() else None
         v2 = bytes(hashes.v2.to_bytes()) if hashes.has_v2() else None
         self.discovery.index(swarm, v1, v2)
-        swarm.on_metadata(meta, info)
+        swarm.on_metadata(meta, info, ti, hashes)  # asked once: every ask stops the loop until libtorrent answers
         if self.verifier is not None:
             self.verifier.attach(swarm)
         _log.info("metadata_received", infohash=swarm.key, name=meta.name, pieces=meta.num_pieces)

@@ -5,8 +5,10 @@ timers, the collector's and the verifier's entries): ~1 M at 10,000 swarms. Ever
 collection walks all of them — 0.6–1.1 s with the event loop stopped — and a large registration triggers
 one every ~250,000 new objects (bench/registration_gc.py: 13–14 during 10,000 registrations, 5.4 s in all).
 
-After a batch of swarms started, `gc.freeze()` moves everything tracked into the permanent generation,
-which no collection walks. The trade-off, measured in BENCHMARKS.md ("Capacity under load"):
+After a batch of swarms started or regrouped (their metadata arrived: the stored info, the spec, the engine's
+piece tracker), `gc.freeze()` moves everything tracked into the permanent generation, which no collection walks.
+A swarm regroups a bounded number of times (metadata once, a holder joining or leaving), so the freezes stay
+bounded by the targets' churn, as before. The trade-off, measured in BENCHMARKS.md ("Capacity under load"):
 * cyclic garbage that already sits in the oldest generation at a freeze is kept until an unfreeze (the
   young generations are collected first, so only garbage older than the last few collections is kept);
 * frozen objects freed later by reference counting are freed as usual; frozen objects in reference cycles
@@ -40,6 +42,7 @@ class HeapKeeper:
         self.unfreezes = 0
 
     def started(self) -> None:
+        """A swarm started, or its long-lived state grew (regrouped: its metadata, another holder)."""
         self._started += 1
         if self._started >= self.freeze_every:
             self.freeze()

@@ -198,11 +198,14 @@ class Swarm:
             self.planner.peer_gone(peer, dial_failed=connect_failed or peer_id is None)
         self._emit(PeerGone(self.key, peer, utc_now_ms(), peer_id, connect_failed))
 
-    def on_metadata(self, meta: TorrentMeta, info: bytes) -> None:
+    def on_metadata(self, meta: TorrentMeta, info: bytes, ti: Any = None, hashes: Any = None) -> None:
+        """`ti` and `hashes`: the handle's torrent_file() and info_hashes() when the caller holds them already
+        (each is a synchronous round trip to libtorrent's network thread, with the event loop stopped)."""
         self.meta, self.info = meta, info
-        self._ti = self.handle.torrent_file()  # pieces as libtorrent lays them out (pad files included)
+        # pieces as libtorrent lays them out (pad files included)
+        self._ti = ti if ti is not None else self.handle.torrent_file()
         self._hashes = v1_piece_hashes(info)
-        hashes = self.handle.info_hashes()
+        hashes = hashes if hashes is not None else self.handle.info_hashes()
         self.info_hash_v1 = self.info_hash_v1 or (bytes(hashes.v1.to_bytes()) if hashes.has_v1() else None)
         if self._candidate is None:  # session mode: libtorrent downloads the pieces the planner wants
             self.planner = self._planner_factory(int(self._ti.num_pieces()), self.piece_size)
