@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import libtorrent as lt
-import pytest
 
 from tests.conftest import SettingsFactory
 from tests.swarm.helpers import EngineUnderTest, wait_for
@@ -17,14 +15,6 @@ from tracker_watch.domain.peers import PeerGone, PeerListed, PeerSnapshot, Piece
 from tracker_watch.swarm.settings import ZERO_UPLOAD
 
 LATE_PEER = "127.0.0.223"  # this module's own address (others: .11-.77, .100-.120, .150-.170, .181-.188)
-
-
-@pytest.fixture
-async def eut(make_settings: SettingsFactory) -> AsyncIterator[EngineUnderTest]:
-    e = EngineUnderTest(make_settings())
-    await e.engine.start()
-    yield e
-    await e.engine.stop()
 
 
 async def test_session_is_configured_never_to_upload(eut: EngineUnderTest) -> None:

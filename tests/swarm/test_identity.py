@@ -4,25 +4,15 @@ id and our address, and a handshake-or-better row for that peer precedes it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import SettingsFactory
 from tests.swarm.helpers import EngineUnderTest, wait_for
 from tracker_watch.demo.run import PROBE_IP
 from tracker_watch.demo.swarm import LocalSwarm
 from tracker_watch.domain.evidence import Grade, Observation
 from tracker_watch.domain.peers import PieceSettled
 from tracker_watch.evidence.collector import Collector, TargetRef
-
-
-@pytest.fixture
-async def eut(make_settings: SettingsFactory) -> AsyncIterator[EngineUnderTest]:
-    e = EngineUnderTest(make_settings())
-    await e.engine.start()
-    yield e
-    await e.engine.stop()
 
 
 @pytest.mark.parametrize("with_info", [True, False], ids=["torrent", "magnet"])

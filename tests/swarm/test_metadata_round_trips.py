@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from tests.conftest import SettingsFactory
 from tests.swarm.helpers import EngineUnderTest, wait_for
 from tracker_watch.demo.swarm import LocalSwarm
 
@@ -33,14 +29,6 @@ class CountingHandle:
         if name in ROUND_TRIPS:
             self._counts[name] += 1
         return getattr(self._handle, name)
-
-
-@pytest.fixture
-async def eut(make_settings: SettingsFactory) -> AsyncIterator[EngineUnderTest]:
-    e = EngineUnderTest(make_settings())
-    await e.engine.start()
-    yield e
-    await e.engine.stop()
 
 
 async def test_metadata_arrival_asks_libtorrent_once(eut: EngineUnderTest, local_swarm: LocalSwarm) -> None:
