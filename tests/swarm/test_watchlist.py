@@ -106,11 +106,7 @@ async def test_taking_over_many_targets_yields_to_the_event_loop(make_settings: 
     """Starting a swarm holds the loop ~0.2 ms; thousands at once once held it for seconds (alerts, the API and
     the verifier all waited). Now the watchlist lets the loop run every APPLY_CHUNK swarms: a ticker that
     records how many swarms run at each turn of the loop never sees more than a chunk appear at once."""
-    store = TargetStore(db.pool)
-    n = 4 * APPLY_CHUNK + 10
-    for _ in range(n):
-        await store.register(parse_target("magnet:?xt=urn:btih:" + os.urandom(20).hex()), "Studio", "Film",
-                             actor="test")
+    n = await _register_magnets(db, 4 * APPLY_CHUNK + 10)
     daemon = Daemon(make_settings())
     seen: list[int] = []
 
@@ -136,11 +132,7 @@ async def test_grouping_many_new_targets_yields_to_the_event_loop(make_settings:
     """Before any swarm starts, a pass groups every changed target (~30 µs each): 10,000 new targets held the
     loop ~0.3 s in one turn (BENCHMARKS.md, capacity under load, fifth pass). A ticker that records how many
     swarms still wait to be grouped at each turn of the loop never sees more than a chunk go at once."""
-    store = TargetStore(db.pool)
-    n = 4 * APPLY_CHUNK + 10
-    for _ in range(n):
-        await store.register(parse_target("magnet:?xt=urn:btih:" + os.urandom(20).hex()), "Studio", "Film",
-                             actor="test")
+    n = await _register_magnets(db, 4 * APPLY_CHUNK + 10)
     daemon = Daemon(make_settings())
     seen: list[int] = []
 
@@ -161,3 +153,12 @@ async def test_grouping_many_new_targets_yields_to_the_event_loop(make_settings:
     waiting = [k for k in seen if k]
     assert len(set(waiting)) >= n // APPLY_CHUNK - 1  # the ticker ran between chunks: it saw them waiting
     assert max(a - b for a, b in itertools.pairwise(seen)) <= APPLY_CHUNK
+
+
+async def _register_magnets(db: Database, n: int) -> int:
+    """n new targets (random magnets, no peers); returns n."""
+    store = TargetStore(db.pool)
+    for _ in range(n):
+        await store.register(parse_target("magnet:?xt=urn:btih:" + os.urandom(20).hex()), "Studio", "Film",
+                             actor="test")
+    return n
