@@ -122,6 +122,9 @@ class SimPeer:
             return
         writer.write(PROTOCOL + RESERVED + info_hash + self.peer_id)
         await self._talk(reader, writer, dialled_out=True)
+        # as clients do, dial it again at a later announce: a monitor's libtorrent refuses a connection from an
+        # address it is itself still dialling (uTP first, for seconds), and then only the next dial gets through
+        dialled.discard(peer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._talk(reader, writer, dialled_out=False)
