@@ -19,7 +19,8 @@ import libtorrent as lt
 from tracker_watch.config import SwarmSettings
 from tracker_watch.domain.evidence import Source, normalize_ip
 from tracker_watch.domain.peers import Endpoint
-from tracker_watch.swarm.swarm import Swarm, endpoint
+from tracker_watch.swarm.sampling import endpoint
+from tracker_watch.swarm.swarm import Swarm
 
 
 class Discovery:

@@ -27,6 +27,7 @@ from tracker_watch.swarm.alerts import AlertPump
 from tracker_watch.swarm.discovery import Discovery
 from tracker_watch.swarm.heap import tune_collector
 from tracker_watch.swarm.ipfilter import SessionFilter, own_addresses
+from tracker_watch.swarm.peer_reads import PeerReads
 from tracker_watch.swarm.planner import PiecePlanner
 from tracker_watch.swarm.settings import (
     apply_zero_upload_peer_classes,
@@ -88,6 +89,7 @@ class SwarmEngine:
         self._pump: AlertPump | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reads = PeerReads()  # the swarms' timer-driven peer reads, off the loop
         self.peer_id = b"-TW0100-" + os.urandom(6).hex().encode()
         self.filter = SessionFilter(lambda: self.session, self.policy, self.own_ips, lambda: self.swarms.values())
         self.verifier: Verifier | None = None
@@ -140,6 +142,8 @@ class SwarmEngine:
         self.discovery.clear()
         for swarm in swarms.values():
             swarm.close()
+        await self._reads.close()  # no peer read still asks the session once it is torn down
+        for swarm in swarms.values():
             if self.session is not None:
                 self.session.remove_torrent(swarm.handle, lt.session.delete_files | lt.session.delete_partfile)
         if self._pump is not None:
@@ -165,7 +169,7 @@ class SwarmEngine:
         swarm = Swarm(spec, handle, self.sink, self.planner_factory, self.settings.swarm.peer_refresh_s, self._loop,
                       recycle=self._recycle, own_endpoints=self.listen_endpoints,
                       max_peers=self.settings.swarm.max_peers_per_swarm, policy=self.policy, own_ips=self.own_ips,
-                      candidate=self.verifier.offer if self.verifier is not None else None)
+                      candidate=self.verifier.offer if self.verifier is not None else None, reads=self._reads)
         self.swarms[spec.key] = swarm
         self._by_handle[handle] = swarm
         if self.verifier is not None:

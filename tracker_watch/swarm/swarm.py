@@ -17,21 +17,19 @@ import libtorrent as lt
 
 from tracker_watch import log, metrics
 from tracker_watch.domain.addresses import STRICT, AddressPolicy
-from tracker_watch.domain.evidence import Source, normalize_ip, utc_now_ms
-from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerGone, PeerListed, PeerSnapshot
+from tracker_watch.domain.evidence import Source, utc_now_ms
+from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerGone, PeerListed
 from tracker_watch.domain.targets import v1_piece_hashes
 from tracker_watch.domain.torrents import TorrentMeta
+from tracker_watch.swarm.peer_reads import PeerReads
 from tracker_watch.swarm.pieces import PieceTracker
 from tracker_watch.swarm.planner import PiecePlanner
+from tracker_watch.swarm.sampling import Sampling, endpoint, peer_id_or_none
 
 _log = log.get("tracker_watch.swarm")
 
-_CONNECTING = int(lt.peer_info.connecting)
-_HANDSHAKE = int(lt.peer_info.handshake)
-_OUTGOING = int(lt.peer_info.local_connection)
 PRIORITY_WANTED = 7
 RECYCLE_DELAY_S = 2.0
-GRACE_MARGIN_S = 0.05  # a sample this long after a dial grace ends finds it over
 # Every torrent starts with piece 0 wanted: with nothing wanted it would be "finished" the moment its
 # metadata arrives, tell its peers it is upload-only, and seeds would hang up before we saw them.
 INITIAL_PIECE = 0
@@ -47,15 +45,6 @@ class SwarmSpec:
     peers: tuple[Endpoint, ...] = ()  # magnet x.pe hints: dialled (and offered to the verifier) at start
 
 
-def endpoint(value: Any) -> Endpoint:
-    return normalize_ip(str(value[0])), int(value[1])
-
-
-def _text(value: Any) -> str | None:
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    return text or None
-
-
 def _banned(alert: Any) -> bool:
     """A disconnect for bad data: 'peer banned' (smart-ban, silent) or 'too many corrupt pieces'."""
     try:
@@ -65,20 +54,17 @@ def _banned(alert: Any) -> bool:
     return "banned" in reason or "corrupt pieces" in reason
 
 
-def peer_id_or_none(pid: Any) -> bytes | None:
-    raw = bytes(pid.to_bytes())
-    return raw if any(raw) else None
-
-
-class Swarm:
+class Swarm(Sampling):
     def __init__(self, spec: SwarmSpec, handle: Any, emit: Callable[[PeerEvent], None],
                  planner_factory: Callable[[int, Callable[[int], int]], PiecePlanner],
                  refresh_s: float, loop: asyncio.AbstractEventLoop,
                  recycle: Callable[[Swarm], None] | None = None,
                  own_endpoints: set[Endpoint] | None = None, max_peers: int = 500,
                  policy: AddressPolicy = STRICT, own_ips: set[str] | None = None,
-                 candidate: Callable[[str, Endpoint, int], None] | None = None) -> None:
+                 candidate: Callable[[str, Endpoint, int], None] | None = None,
+                 reads: PeerReads | None = None) -> None:
         self.spec = spec
+        self._reads = reads  # timer-driven samples read peers off the loop through it (swarm/peer_reads.py)
         # probe mode (swarm/verifier.py): dialable peers go to the verifier, and libtorrent downloads nothing
         self._candidate = candidate
         self.info_hash_v1 = spec.infohash_v1
@@ -111,6 +97,11 @@ class Swarm:
         self._recycle_timer: asyncio.TimerHandle | None = None
         self._quick_retries = 0
         self._unsampled = False  # a connection opened since the last sample, or that sample saw some pending
+        # samples are numbered as they are asked: a read still in flight when a newer sample was applied (the
+        # synchronous one before a recycle or a stop) is older than what the swarm shows, and is dropped
+        self._sample_seq = 0
+        self._applied_seq = 0
+        self._opened_seq = 0  # the last sample number asked before a connection opened (see _sampled)
         self.closed = False
 
     # --- peers we learn of -----------------------------------------------------------------------
@@ -159,6 +150,7 @@ class Swarm:
     # --- alerts ----------------------------------------------------------------------------------
     def on_peer_connect(self, alert: Any) -> None:
         self._unsampled = True
+        self._opened_seq = self._sample_seq
         self.request_sample(1.0)
         if "outgoing connection" in alert.message():  # libtorrent dials endpoints we gave it, or PEX ones
             self._learned(endpoint(alert.endpoint))
@@ -311,85 +303,6 @@ class Swarm:
         if self.meta is not None and self.info is not None:
             self.pieces = PieceTracker(self.key, self.piece_size, v1_piece_hashes(self.info), self._emit,
                                        self._on_settled, self._loop, record=self.record)
-
-    # --- sampling --------------------------------------------------------------------------------
-    def request_sample(self, delay: float) -> None:
-        if self.closed:
-            return
-        due = self._loop.time() + delay
-        if self._sample_at is not None and self._sample_at <= due:
-            return
-        if self._sample_timer is not None:
-            self._sample_timer.cancel()
-        self._sample_at = due
-        self._sample_timer = self._loop.call_at(due, self._sample)
-
-    def _sample(self) -> None:
-        self._sample_at = self._sample_timer = None
-        if self.closed:
-            return
-        pending = self.sample_now()
-        if pending and self._quick_retries < 10:
-            self._quick_retries += 1
-            self.request_sample(2.0)
-        else:
-            self._quick_retries = 0
-            if self.connected:
-                self.request_sample(self._refresh_s)
-        self._sample_at_grace_end()
-
-    def _sample_at_grace_end(self) -> None:
-        """Re-plan when the next dial grace ends, so that the piece wanted for a peer that never answered is
-        unwanted then. There is one sample timer (the earliest request wins): asking only when a dial began lost
-        the request whenever a sample was due sooner, and with nobody connected no later sample came, so the
-        piece stayed wanted (and the payload kept) until some other event."""
-        if self.planner is not None and self.planner.dialling:
-            end = min(self.planner.dialling.values())
-            self.request_sample(max(0.0, end - self._loop.time()) + GRACE_MARGIN_S)
-
-    def sample_now(self) -> bool:
-        """Read connected peers into snapshots; True if some are still connecting or handshaking."""
-        now = utc_now_ms()
-        today = now.date()
-        pending = False
-        num_pieces = self.meta.num_pieces if self.meta else None
-        connected: set[Endpoint] = set()
-        for pi in self.handle.get_peer_info():
-            flags = int(pi.flags)
-            if flags & (_CONNECTING | _HANDSHAKE):
-                pending = True
-                continue
-            peer = endpoint(pi.ip)
-            if not self.allows(peer, Source.INCOMING if not flags & _OUTGOING else Source.PEX):
-                continue  # connected before the IP filter took effect: never recorded
-            connected.add(peer)
-            if self._candidate is not None and flags & _OUTGOING:  # its listen port: we can dial it too
-                self._candidate(self.key, peer, int(pi.source))
-            advertised = int(pi.num_pieces) if num_pieces is not None else None
-            self._emit(PeerSnapshot(
-                swarm=self.key, peer=peer, at=now, handshake_done=True, incoming=not flags & _OUTGOING,
-                source_bits=int(pi.source), peer_id=peer_id_or_none(pi.pid),
-                client=_text(pi.client),
-                pieces_advertised=advertised, num_pieces=num_pieces, local=endpoint(pi.local_endpoint())))
-            if self.planner is not None and advertised and num_pieces is not None:
-                if advertised >= num_pieces:
-                    self.planner.peer_seen(peer, None)
-                elif self.planner.wants_bitfield(peer, today):  # reading a bitfield costs; only when needed
-                    self.planner.peer_seen(peer, frozenset(i for i, has in enumerate(pi.pieces) if has))
-        self.connected = connected
-        self._unsampled = pending
-        if self.planner is not None:
-            for gone in set(self.planner.peers) - connected:
-                self.planner.peer_gone(gone)
-        self._apply_plan()
-        return pending
-
-    def sample_last(self) -> None:
-        """The last sample before the swarm stops: no completed handshake goes without its row. Skipped when no
-        peer can be connected: none at the last sample, none pending, none whose connection alert came since (a
-        mass stop of thousands of idle swarms made as many round trips to libtorrent's network thread)."""
-        if self.connected or self._unsampled:
-            self.sample_now()
 
     def close(self) -> None:
         self.closed = True
