@@ -9,12 +9,8 @@ loop could never do so, and the read was let go only by the gate's safety timeou
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from tests.conftest import SettingsFactory
 from tests.swarm.helpers import EngineUnderTest, wait_for
 from tracker_watch.demo.swarm import LocalSwarm
 from tracker_watch.domain.peers import PeerSnapshot
@@ -40,14 +36,6 @@ class GatedHandle:
             self.entered.set()
             self.timed_out = not self.gate.wait(SAFETY_S)
         return self._handle.get_peer_info()
-
-
-@pytest.fixture
-async def eut(make_settings: SettingsFactory) -> AsyncIterator[EngineUnderTest]:
-    e = EngineUnderTest(make_settings())
-    await e.engine.start()
-    yield e
-    await e.engine.stop()
 
 
 MARK = ("192.0.2.1", 1)  # never a real peer: whether a sample overwrote `connected` shows if it was applied
