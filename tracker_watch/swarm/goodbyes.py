@@ -44,7 +44,9 @@ class Goodbyes:
 
     def add(self, items: list[Goodbye]) -> None:
         self._queue.extend(items)
-        while self._queue and len(self._workers) < self._max_workers:
+        # a worker per queued goodbye up to the cap: the queue only empties once they run, so counting it here
+        # started the whole cap's worth of workers for a single goodbye
+        for _ in range(min(len(self._queue), self._max_workers - len(self._workers))):
             task = asyncio.create_task(self._work(), name="announce-stopped")
             self._workers.add(task)
             task.add_done_callback(self._workers.discard)
