@@ -92,17 +92,21 @@ class Flusher:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-fsync")
         self._cursor_job: asyncio.Future[OSError | None] | None = None
         self._cursor_next: Position | None = None  # committed while a cursor write was in the thread
+        self._sync_job: asyncio.Future[None] | None = None
         self._closed = False
         spool.background = True  # from now on the spool hands finished segments and directory fsyncs over
 
     async def sync(self) -> None:
         """One group fsync in the thread; raises its error (after the spool was told, so it tries again)."""
+        if self._sync_job is not None:  # one at a time (a cancelled caller left one running): the spool's
+            await asyncio.wait([self._sync_job])  # `_in_job` names the one fd a running job holds
         work = self.spool.sync_work()
         if work.empty:
             return
-        job = asyncio.get_running_loop().run_in_executor(self._pool, work.run)
+        job = self._sync_job = asyncio.get_running_loop().run_in_executor(self._pool, work.run)
 
         def done(f: asyncio.Future[None]) -> None:  # runs even when our caller was cancelled meanwhile
+            self._sync_job = None
             self.spool.sync_finished(work, failed=f.cancelled() or f.exception() is not None)
         job.add_done_callback(done)
         await asyncio.shield(job)  # cancelling the caller must not let the fds be closed under the thread
