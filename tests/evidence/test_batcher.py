@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import errno
-from collections.abc import Sequence
 from pathlib import Path
-
-import pytest
 
 from tests.evidence.conftest import SmallDisk, fill
 from tests.helpers import wait_for
 from tests.ledger.test_observations import _obs, _target, writer
-from tracker_watch.domain.evidence import Grade, Observation, encode_observation
+from tracker_watch.domain.evidence import Grade, encode_observation
 from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Database
@@ -196,25 +192,3 @@ async def test_a_spool_that_filled_the_disk_drains_once_the_database_is_back(db:
     assert b.dropped == dropped
     assert await b.stop(timeout=5) == 0
     assert await store.count() == put + 100 - dropped
-
-
-async def test_a_failing_fsync_is_reported_and_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spool = _spool(tmp_path)
-    calls: list[int] = []
-    real_sync = spool.sync
-
-    def failing_once() -> None:
-        calls.append(1)
-        if len(calls) == 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_sync()
-
-    monkeypatch.setattr(spool, "sync", failing_once)
-
-    async def write(batch: Sequence[Observation]) -> int:
-        return len(batch)
-
-    b = Batcher(write, spool, batch_size=10, flush_interval_s=30, fsync_interval_s=0.01)
-    b.start()
-    await wait_for(lambda: len(calls) >= 3, timeout=10)  # the syncer went on after the failure
-    assert await b.stop(timeout=1) == 0

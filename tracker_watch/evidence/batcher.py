@@ -4,7 +4,9 @@
 happens to it; the writer task reads batches back from the spool and moves the spool's cursor only after
 the database committed them. So a database outage only grows the spool, a crash or SIGKILL loses
 nothing, and a batch whose commit reply was lost is simply written again: the evidence writer drops
-observations whose id is already stored.
+observations whose id is already stored. With a group fsync interval (the daemon's default), the spool's
+fsyncs and cursor writes run in one worker thread (`spool_sync.Flusher`), off the event loop; `stop`
+waits for them and fsyncs the rest before it returns.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tracker_watch import log, metrics
 from tracker_watch.domain.evidence import Grade, Observation, encode_observation
 from tracker_watch.evidence.sinks import PlainSink, Sink, WriteFn, Written
 from tracker_watch.evidence.spool import Position, Spool
+from tracker_watch.evidence.spool_sync import Flusher
 
 _log = log.get("tracker_watch.evidence")
 
@@ -48,6 +51,7 @@ class Batcher:
         self._warned_full = False
         self._sync_failing = False
         self._reported_upto = Position(-1, 0)
+        self._flusher: Flusher | None = None
 
     @property
     def pending(self) -> int:
@@ -87,18 +91,30 @@ class Batcher:
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(), name="batcher")]
-        if self.fsync_interval_s > 0:
-            self._tasks.append(asyncio.create_task(self._syncer(), name="spool-fsync"))
+        if self.fsync_interval_s > 0:  # (0: every put fsyncs before it returns, in the caller's thread)
+            self._flusher = Flusher(self.spool)
+            self._tasks.append(asyncio.create_task(self._syncer(self._flusher), name="spool-fsync"))
 
-    async def _syncer(self) -> None:
+    async def _syncer(self, flusher: Flusher) -> None:
         while True:
             await asyncio.sleep(self.fsync_interval_s)
-            self._sync()
+            try:
+                await flusher.sync()
+            except OSError as exc:
+                self._sync_result(exc)
+            else:
+                self._sync_result(None)
 
     def _sync(self) -> None:
         try:
             self.spool.sync()
-        except OSError as exc:  # the records are with the kernel; the next round tries again
+        except OSError as exc:
+            self._sync_result(exc)
+        else:
+            self._sync_result(None)
+
+    def _sync_result(self, exc: OSError | None) -> None:
+        if exc is not None:  # the records are with the kernel; the next round tries again
             if not self._sync_failing:
                 _log.error("spool_sync_failed", error=str(exc))
             self._sync_failing = True
@@ -175,7 +191,11 @@ class Batcher:
         """The batch up to `end` is in the database: move the cursor over it."""
         start = self.spool.cursor
         self._report(start, end, bad)
-        self.spool.commit(end, records)
+        if self._flusher is not None:
+            self.spool.advance(end, records)
+            self._flusher.save_cursor(end)
+        else:
+            self.spool.commit(end, records)
         metrics.DATABASE_UP.set(1)
         if self.spool.pending_bytes < self.near_full_ratio * self.spool.max_bytes:
             self._warned_full = False
@@ -210,7 +230,17 @@ class Batcher:
         try:
             await self.sink.close(timeout=max(1.0, deadline - time.monotonic()))
         finally:
-            self.spool.close()
+            flusher, self._flusher = self._flusher, None
+            if flusher is not None:  # the last cursor written, and no fd left in the thread, before the spool closes
+                try:
+                    try:
+                        await flusher.sync()  # what is left, in the thread too; close() tries again if it failed
+                    except OSError as exc:
+                        self._sync_result(exc)
+                    await flusher.drain()
+                finally:
+                    flusher.close()  # (at once after drain; should drain be cancelled, waits for the thread)
+            self.spool.close()  # fsyncs what is left, here
         if left:
             _log.warning("observations_left_in_spool", count=left, note="written at the next start")
         return left

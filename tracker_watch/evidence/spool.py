@@ -4,12 +4,13 @@ Every observation is appended here first and read back from here by the writer, 
 away for as long as the disk holds out and a crash at any moment loses nothing:
 
 * records go to the kernel with one `write()` each as they are made (a killed process loses none),
-  and are fsynced in groups every `spool.fsync_interval_s` (what a power cut can take);
+  and are fsynced in groups every `spool.fsync_interval_s` (what a power cut can take); in the daemon the
+  fsyncs run in one worker thread, never on the event loop (`spool_sync.py`, `background`);
 * a record is `MAGIC | length | crc32 | payload`; the reader checks all three, reports a damaged
   record and resynchronises on the next valid one, so one bad record never costs the rest;
 * the committed position (segment, offset) is written to `cursor` (write, fsync, rename) only after the
-  database committed the batch; a crash in between replays the batch, which the writer drops by
-  observation id, so replay is idempotent;
+  database committed the batch, and never backwards; a crash in between replays the batch, which the
+  writer drops by observation id, so replay is idempotent;
 * segments wholly behind the cursor are deleted; a new segment is started on every open, so the torn
   tail of a crash is never appended to.
 
@@ -27,19 +28,17 @@ import contextlib
 import errno
 import fcntl
 import os
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from tracker_watch import log
 from tracker_watch.evidence.spool_dir import Position, check_cursor, read_cursor, scan, segment_path
+from tracker_watch.evidence.spool_records import MAGIC, parse
+from tracker_watch.evidence.spool_records import record as _record
+from tracker_watch.evidence.spool_sync import SyncWork, fsync_dir, write_cursor
 
 __all__ = ["MAGIC", "Position", "ReadResult", "Spool", "SpoolError", "SpoolLocked"]
 
-MAGIC = b"TWs1"
-_HEADER = struct.Struct(">4sII")  # magic, payload length, crc32 of payload
-MAX_RECORD = 1 << 20  # an observation is < 2 KiB; anything longer is damage
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 _log = log.get("tracker_watch.evidence")
@@ -73,6 +72,12 @@ class Spool:
         self._lock_fd = -1
         self._dirty = False
         self._cursor_unsaved = False
+        # background (set by spool_sync.Flusher): the blocking fsyncs are left to its worker thread — a finished
+        # segment's fd goes to `_retired` (fsynced and closed there), a new segment's name to `_dir_unsynced`
+        self.background = False
+        self._retired: dict[int, tuple[int, bool]] = {}  # segment number → (fd, dirty)
+        self._dir_unsynced = False
+        self._in_job = -1  # the active fd a running background fsync holds: closed by no one until it is done
         self.pending_records = 0  # appended and not yet committed (counted at open, kept since)
         self.problems: list[str] = []  # damage found at open, each also logged as `spool_damaged`
 
@@ -116,9 +121,14 @@ class Spool:
             _log.error("spool_disk_full", spool=str(self.dir), error=exc.strerror)
 
     def close(self) -> None:
+        """fsync and close everything, here and now (after `Flusher.drain`: no worker job holds an fd)."""
+        self.background = True
         try:
             self._close_active()
+            self.background = False
+            self.sync()
         finally:
+            self.background = False
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
@@ -130,7 +140,7 @@ class Spool:
             - (self.cursor.offset if self.cursor.segment in self._segments else 0)
 
     def append(self, payload: bytes) -> None:
-        record = _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+        record = _record(payload)
         size = self._segments[self._active] if self._fd >= 0 else 0
         if self._fd < 0 or (size > 0 and size + len(record) > self.segment_bytes):
             self._start_segment()
@@ -160,9 +170,28 @@ class Spool:
                 self._start_segment()
 
     def sync(self) -> None:
-        if self._dirty and self._fd >= 0:
-            os.fsync(self._fd)
-            self._dirty = False
+        """The group fsync, in the calling thread."""
+        work = self.sync_work()
+        try:
+            work.run()
+        except OSError:
+            self.sync_finished(work, failed=True)
+            raise
+        self.sync_finished(work, failed=False)
+
+    def sync_work(self) -> SyncWork:
+        """What the next group fsync covers; from here on it is the job's (its finished fds too)."""
+        work = SyncWork(self.dir if self._dir_unsynced else None,
+                        self._fd if self._dirty and self._fd >= 0 else -1, list(self._retired.values()))
+        self._retired, self._dir_unsynced, self._dirty, self._in_job = {}, False, False, work.active
+        return work
+
+    def sync_finished(self, work: SyncWork, failed: bool) -> None:
+        """A failed job is tried again by the next (finished segments' fds are closed whatever happened)."""
+        self._in_job = -1
+        if failed:
+            self._dir_unsynced = self._dir_unsynced or work.directory is not None
+            self._dirty = self._dirty or (work.active >= 0 and self._fd >= 0)
 
     def _start_segment(self) -> None:
         self._close_active()
@@ -170,7 +199,10 @@ class Spool:
         fd = os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             size = os.fstat(fd).st_size
-            _fsync_dir(self.dir)
+            if self.background:
+                self._dir_unsynced = True  # fsynced by the next group fsync, before any record in it is
+            else:
+                fsync_dir(self.dir)
         except OSError:
             os.close(fd)
             raise
@@ -178,9 +210,14 @@ class Spool:
         self._segments[number] = size
 
     def _close_active(self) -> None:
-        """fsync and close the segment being written; the fd is forgotten first, whatever fails."""
-        fd, self._fd, self._active = self._fd, -1, -1
+        """fsync and close the segment being written (in background: leave both to the next group fsync);
+        the fd is forgotten first, whatever fails."""
+        fd, number, self._fd, self._active = self._fd, self._active, -1, -1
         if fd < 0:
+            return
+        if self.background:
+            self._retired[number] = (fd, self._dirty)
+            self._dirty = False
             return
         try:
             if self._dirty:
@@ -204,7 +241,7 @@ class Spool:
             with open(self._path(number), "rb") as f:
                 f.seek(offset)
                 data = f.read(size - offset)
-            got, used, bad = _parse(data, max_records - len(records))
+            got, used, bad = parse(data, max_records - len(records))
             records += got
             corrupt += bad
             pos = Position(number, offset + used)
@@ -214,6 +251,13 @@ class Spool:
 
     def commit(self, pos: Position, records: int) -> None:
         """Everything before `pos` is in the database: drop finished segments and move the cursor."""
+        self.advance(pos, records)
+        self.cursor_written(write_cursor(self.dir, pos))
+
+    def advance(self, pos: Position, records: int) -> None:
+        """`commit` but for the cursor file, which the caller writes (`write_cursor`, in the Flusher's thread)."""
+        if pos < self.cursor:
+            raise ValueError(f"the cursor moves forward only: {pos} is behind {self.cursor}")
         self.cursor = pos
         self.pending_records = max(0, self.pending_records - records)
         # segments first: they are in the database whatever the cursor file says (a crash before it is
@@ -227,19 +271,16 @@ class Spool:
             except OSError:
                 continue  # kept; the next commit tries again
             del self._segments[number]
-        self._save_cursor(pos)
+            if (retired := self._retired.get(number)) is not None:  # in the database: no fsync needed
+                if retired[0] == self._in_job:
+                    self._retired[number] = (retired[0], False)  # the thread fsyncs it now: its next job closes it
+                else:
+                    del self._retired[number]
+                    os.close(retired[0])  # now: a deleted file's room is freed only when it is closed
 
-    def _save_cursor(self, pos: Position) -> None:
-        tmp = self.dir / "cursor.tmp"
-        try:
-            with open(tmp, "w") as f:
-                f.write(f"{pos.segment} {pos.offset}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.dir / "cursor")
-        except OSError as exc:  # the position stays in memory; a restart before the next save replays more
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+    def cursor_written(self, exc: OSError | None) -> None:
+        """Report how writing the cursor file went (once per failing stretch, as before)."""
+        if exc is not None:  # the position stays in memory; a restart before the next save replays more
             if not self._cursor_unsaved:
                 _log.error("spool_cursor_not_saved", spool=str(self.dir), error=exc.strerror or str(exc))
             self._cursor_unsaved = True
@@ -260,40 +301,3 @@ class Spool:
     def _path(self, number: int) -> Path:
         return segment_path(self.dir, number)
 
-
-def _parse(data: bytes, limit: int) -> tuple[list[bytes], int, int]:
-    """Valid records at the start of `data` (at most `limit`), bytes consumed, damaged records skipped."""
-    out: list[bytes] = []
-    i, bad, n = 0, 0, len(data)
-    while i < n and len(out) < limit:
-        if n - i < _HEADER.size:
-            return out, n, bad + 1  # a torn header at the end of a finished segment
-        magic, length, crc = _HEADER.unpack_from(data, i)
-        end = i + _HEADER.size + length
-        if magic == MAGIC and length <= MAX_RECORD and end <= n and zlib.crc32(data[i + _HEADER.size:end]) == crc:
-            out.append(data[i + _HEADER.size:end])
-            i = end
-            continue
-        bad += 1  # damaged: resynchronise on the next MAGIC that starts a valid record
-        i = _next_valid(data, i + 1)
-    return out, i, bad
-
-
-def _next_valid(data: bytes, start: int) -> int:
-    i = data.find(MAGIC, start)
-    while i >= 0:
-        if len(data) - i >= _HEADER.size:
-            _, length, crc = _HEADER.unpack_from(data, i)
-            end = i + _HEADER.size + length
-            if length <= MAX_RECORD and end <= len(data) and zlib.crc32(data[i + _HEADER.size:end]) == crc:
-                return i
-        i = data.find(MAGIC, i + 1)
-    return len(data)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
