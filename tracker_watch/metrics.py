@@ -57,6 +57,10 @@ PEERS_BANNED = Counter("tracker_watch_peers_banned_total",
                        "Peers libtorrent banned or dropped for bad data, by how we learned it: 'alert' "
                        "(peer_ban_alert) or 'disconnect' (reason 'peer banned' — smart-ban's silent ban — or "
                        "'too many corrupt pieces'). Not evidence by itself.", ["how"])
+ANNOUNCES = Counter("tracker_watch_announces_total",
+                    "Our tracker announces, by event (started, regular, stopped) and result: ok (a reply), failed "
+                    "(an error or no reply in time), dropped (a stopped announce the node's stop had no room for).",
+                    ["event", "result"])
 TRACKERS_REFUSED = Counter("tracker_watch_trackers_refused_total",
                            "Tracker URLs not announced to: malformed, too many, or a host the address policy "
                            "forbids.")
@@ -174,6 +178,10 @@ def init_label_sets() -> None:
         OBSERVATIONS_DROPPED.labels(reason=reason)
     for source in ("tracker", "dht", "pex", "incoming"):
         PEERS_REFUSED.labels(source=source)
+    for event in ("started", "regular", "stopped"):
+        for result in ("ok", "failed"):
+            ANNOUNCES.labels(event=event, result=result)
+    ANNOUNCES.labels(event="stopped", result="dropped")
     for how in ("alert", "disconnect"):
         PEERS_BANNED.labels(how=how)
     for change in ("taken", "released", "lost", "fenced"):

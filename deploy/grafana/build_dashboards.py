@@ -78,6 +78,8 @@ OVERVIEW: list[Panel] = [
      [(f"sum(rate(tracker_watch_evidence_out_of_jurisdiction_total[{RI}]) {N})", "observations")], 12, {}),
     ("Limits reached", "timeseries", "ops",
      [(f"sum by (limit) (rate(tracker_watch_limit_hits_total[{RI}]) {N})", "{{limit}}")], 12, {}),
+    ("Tracker announces", "timeseries", "ops",
+     [(f"sum by (event, result) (rate(tracker_watch_announces_total[{RI}]) {N})", "{{event}} {{result}}")], 12, {}),
 ]
 TARGET: list[Panel] = [
     ("Peers connected", "timeseries", "short",

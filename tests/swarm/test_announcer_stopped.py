@@ -6,44 +6,20 @@ swarm over, kept dialling a dead address (a monitor stopped in one test was hand
 
 from __future__ import annotations
 
-import asyncio
 import urllib.parse
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 
+from tests.swarm.goodbye_helpers import MuteTracker, announcer, listed, ours
 from tests.swarm.helpers import wait_for
 from tests.swarm.hostile import HostileTracker, redirect, reply_body, segmented
 from tracker_watch.config import TrackerSettings
 from tracker_watch.demo.tracker import LocalTracker
-from tracker_watch.domain.addresses import LOOPBACK_NETWORKS, AddressPolicy
+from tracker_watch.domain.addresses import AddressPolicy
 from tracker_watch.swarm.announcer import IN_FLIGHT, Announcer, AnnounceTarget
 
-US = ("127.0.0.2", 6881)
 MANY = IN_FLIGHT + 50  # more than are ever in flight at once: some wait in the queue
-
-
-class MuteOnStopTracker(LocalTracker):
-    """Registers started announces; a stopped one is received and never answered."""
-
-    def __init__(self) -> None:
-        super().__init__(interval=3600)
-        self.stops_received = 0
-        self.release = asyncio.Event()
-
-    async def _http_announce(self, request: web.Request) -> web.Response:
-        if request.query.get("event") == "stopped":
-            self.stops_received += 1
-            await self.release.wait()
-        return await super()._http_announce(request)
-
-
-def announcer(timeout_s: float = 3.0) -> Announcer:
-    return Announcer(TrackerSettings(min_interval_s=600, max_interval_s=3600, timeout_s=timeout_s),
-                     lambda key, peer, source, url: None, listen_port=lambda: US[1],
-                     peer_id=b"-TW0100-testtesttest", local_ip=US[0],
-                     policy=AddressPolicy.from_settings(LOOPBACK_NETWORKS))
 
 
 @pytest.fixture
@@ -52,14 +28,6 @@ async def tracker() -> AsyncIterator[LocalTracker]:
     await t.start()
     yield t
     await t.stop()
-
-
-def ours(t: LocalTracker, event: str) -> int:
-    return sum(1 for _, ip, port, e in t.announces if (ip, port) == US and e == event)
-
-
-def listed(t: LocalTracker) -> int:
-    return sum(1 for s in t.swarms.values() if US in s.peers)
 
 
 async def test_untrack_says_stopped_over_http_and_udp(tracker: LocalTracker) -> None:
@@ -145,7 +113,7 @@ async def test_stopping_many_swarms_says_stopped_to_each(tracker: LocalTracker) 
 async def test_stop_drops_the_goodbyes_its_deadline_has_no_room_for() -> None:
     """A tracker that never answers a stopped announce must not hold the node's stop: the deadline passes,
     what was in flight and what still waited are dropped and counted, and no more than IN_FLIGHT went out."""
-    mute = MuteOnStopTracker()
+    mute = MuteTracker("stopped")
     await mute.start()
     a = announcer(timeout_s=600.0)  # only the stop deadline can end them
     a.stop_deadline_s = 0.5
@@ -156,7 +124,7 @@ async def test_stop_drops_the_goodbyes_its_deadline_has_no_room_for() -> None:
         await wait_for(lambda: a.announces == MANY, timeout=120)
         await a.stop()
         assert (a.goodbyes.sent, a.goodbyes.failed, a.goodbyes.dropped) == (0, 0, MANY)
-        assert mute.stops_received <= IN_FLIGHT
+        assert mute.received <= IN_FLIGHT
     finally:
         await a.stop()
         mute.release.set()

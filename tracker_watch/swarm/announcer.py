@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import random
 import socket
 import urllib.parse
@@ -29,6 +28,7 @@ from tracker_watch.domain.peerwire import new_peer_id
 from tracker_watch.domain.trackers import MAX_TRACKERS, TrackerUrlError, clean_tracker_url, redact
 from tracker_watch.swarm.goodbyes import STOP_DEADLINE_S, Goodbye, Goodbyes
 from tracker_watch.swarm.tracker_http import PolicyResolver, check_literal_host, get_reply
+from tracker_watch.swarm.tracker_udp import udp_announce
 
 if TYPE_CHECKING:
     from tracker_watch.swarm.engine import SwarmEngine
@@ -88,7 +88,9 @@ class Announcer:
                                              resolver=PolicyResolver(self.allows))
             self._http[family] = aiohttp.ClientSession(
                 connector=connector, headers={"User-Agent": SOFTWARE},
-                timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s))
+                # a connection not made in half the deadline fails as such (ConnectionTimeoutError): nothing was
+                # sent, whereas a request that timed out later may have reached the tracker
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s, sock_connect=self.settings.timeout_s / 2))
 
     async def stop(self) -> None:
         for key in list(self._tasks):
@@ -174,6 +176,8 @@ class Announcer:
         if first_delay > 0:
             await asyncio.sleep(first_delay)
         while True:
+            if event == "started":  # after our goodbye to this tracker, if one is still on its way
+                await self.goodbyes.settled(key, url, info_hash)
             req = tp.AnnounceRequest(info_hash=info_hash, peer_id=self._peer_id, port=self._listen_port(),
                                      left=UNKNOWN_LEFT, numwant=s.numwant, key=self._key, event=event)
             try:
@@ -182,14 +186,16 @@ class Announcer:
                         self._started.setdefault(key, {})[(url, info_hash)] = req.port
                     reply = await self.announce(url, req)
             except (tp.TrackerError, OSError, TimeoutError, aiohttp.ClientError, ValueError) as exc:
-                if event == "started":  # no reply: most likely it never listed us, nothing to take back
+                if event == "started" and not _may_have_arrived(exc):  # never listed us: nothing to take back
                     self._started.get(key, {}).pop((url, info_hash), None)
+                metrics.ANNOUNCES.labels(event=event or "regular", result="failed").inc()
                 failures += 1
                 self.failures += 1
                 delay = min(s.max_interval_s, s.min_interval_s * 2 ** min(failures - 1, 10))
                 error = (str(exc) or type(exc).__name__).replace(url, redact(url))
                 _log.info("announce_failed", infohash=key, tracker=redact(url), error=error[:200], retry_in_s=delay)
             else:
+                metrics.ANNOUNCES.labels(event=event or "regular", result="ok").inc()
                 failures, event = 0, ""
                 self.announces += 1
                 await self._deliver(key, url, reply)
@@ -239,58 +245,13 @@ class Announcer:
             return 6 if self._local[4] is None and self._local[6] is not None else 4
 
     async def _announce_udp(self, url: str, req: tp.AnnounceRequest) -> tp.AnnounceReply:
-        parts = urllib.parse.urlsplit(url)
-        if parts.hostname is None or parts.port is None:
-            raise tp.TrackerError("UDP tracker URL needs host and port")
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(parts.hostname, parts.port, type=socket.SOCK_DGRAM)
-        infos = [i for i in infos if self.allows(normalize_ip(str(i[4][0])))]
-        if not infos:
-            raise tp.TrackerError(f"tracker host {parts.hostname} has no address the address policy allows")
-        family, _, _, _, sockaddr = infos[0]
-        addr = (str(sockaddr[0]), int(sockaddr[1]))
-        ipv6 = ipaddress.ip_address(addr[0]).version == 6
-        ours = self._local[6 if ipv6 else 4]
-        local = (ours, 0) if ours else None
-        transport, proto = await loop.create_datagram_endpoint(
-            _Datagrams, remote_addr=addr, local_addr=local, family=family)
-        try:
-            tid = int.from_bytes(os.urandom(4), "big")
-            transport.sendto(tp.udp_connect_request(tid))
-            conn_id = tp.parse_udp_connect_reply(await proto.receive(self.settings.timeout_s, tid), tid)
-            tid = int.from_bytes(os.urandom(4), "big")
-            transport.sendto(tp.udp_announce_request(conn_id, tid, req))
-            data = await proto.receive(self.settings.timeout_s, tid)
-            return tp.parse_udp_announce_reply(data, tid, ipv6, self.settings.numwant)
-        finally:
-            transport.close()
+        return await udp_announce(url, req, self.allows, self._local, self.settings.timeout_s, self.settings.numwant)
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    """Datagrams from the tracker's address. Any that do not answer our transaction are skipped (BEP 15);
-    a bounded queue, so a flood costs nothing but the datagrams dropped."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
-        self.ignored = 0
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        if not self.queue.full():
-            self.queue.put_nowait(data)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.queue.full():
-            self.queue.put_nowait(b"")
-
-    async def receive(self, timeout: float, transaction_id: int) -> bytes:
-        async with asyncio.timeout(timeout):
-            while True:
-                data = await self.queue.get()
-                if not data:
-                    raise tp.TrackerError("UDP tracker unreachable")
-                if tp.udp_reply_matches(data, transaction_id):
-                    return data
-                self.ignored += 1
+def _may_have_arrived(exc: BaseException) -> bool:
+    """An announce that failed this way may still have reached the tracker (and listed us): it timed out after
+    it was sent. Refusals, unreachable hosts and connections never made did not."""
+    return isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ConnectionTimeoutError)
 
 
 class Announcers:
