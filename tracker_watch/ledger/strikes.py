@@ -9,6 +9,8 @@
    strikes stand, new ones are inserted (a partial unique index makes a second insert impossible), and
    the few that no longer follow from the evidence are marked superseded, their notices cancelled or, if
    the ISP may hold them, withdrawn. Each new strike gets a notice and puts its evidence on legal hold.
+   Only the incidents that can change the plan are read (the strikes' own and those from `policy.horizon`
+   on), the whole history only for a subject one of whose strikes stops standing (ledger/unchanged.py).
 3. *Void*: an operator's void, and the re-evaluation it causes, run in one transaction under the same
    subject lock; the voided strike's window (all the subject's incidents in it) never counts again.
 """
