@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tracker_watch.domain import policy as pol
@@ -61,12 +61,28 @@ def key_window(key: str) -> datetime:
     return datetime.fromisoformat(key.split("/", 1)[1])
 
 
-def incidents_of(r: Any) -> list[pol.Incident]:
-    """The policy's incidents in a row of TICK_INPUTS."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+@functools.lru_cache(maxsize=65536)
+def _instant(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _micros(t: datetime) -> int:
+    return (t - _EPOCH) // _US
+
+
+def incidents_of(r: Any, since: int | None, own: set[tuple[int, int]]) -> list[pol.Incident]:
+    """The policy's incidents in a row of TICK_INPUTS that its plan needs: sighted at or after `since` (µs since
+    the epoch; None: all) or a strike's own (work, window in µs). Instants come as integers, so the many left
+    out never become datetimes."""
     if r["works"] is None:
         return []
-    return [pol.Incident(f"{w}/{_iso(ws)}", at, ws) for w, ws, at in
-            zip(r["works"], r["windows"], r["ats"], strict=True)]
+    return [pol.Incident(f"{w}/{_iso(_instant(ws))}", _EPOCH + timedelta(microseconds=at), _instant(ws))
+            for w, ws, at in zip(r["works"], r["windows"], r["ats"], strict=True)
+            if since is None or at >= since or (w, ws) in own]
 
 
 def fingerprint(policy: pol.StrikePolicy) -> str:
@@ -97,18 +113,15 @@ _DIGEST = """
     || ':' || coalesce(bit_xor(hash_record_extended(row(g.work_id, g.window_start, g.at), 2))
                        FILTER (WHERE g.counts), 0)
 """
-# a chunk's digests, and of its counting incidents only those the plan needs ($5/$6: each subject with issued
-# strikes and its horizon; $7–$9: the issued strikes' own incidents); subjects without strikes need all
+# a chunk's digests and counting incidents, instants in µs since the epoch (see incidents_of). No join to the
+# strikes' horizons: the planner ran a generic plan's nested loop over the parameter arrays for every group
 TICK_INPUTS = """
     SELECT g.subject_id, """ + _DIGEST.format(fp="$4") + """ AS digest,
-           array_agg(g.work_id) FILTER (WHERE g.need) AS works, array_agg(g.window_start) FILTER (WHERE g.need) AS
-           windows, array_agg(g.at) FILTER (WHERE g.need) AS ats
-    FROM (SELECT g.*, g.counts AND (h.since IS NULL OR g.at >= h.since OR st.work_id IS NOT NULL) AS need
-          FROM (""" + _GROUPS.format(
-              where="WHERE a.subject_id = ANY($1::bigint[]) AND a.subject_id BETWEEN $2 AND $3") + """) g
-          LEFT JOIN unnest($5::bigint[], $6::timestamptz[]) AS h(subject_id, since) ON h.subject_id = g.subject_id
-          LEFT JOIN unnest($7::bigint[], $8::bigint[], $9::timestamptz[]) AS st(subject_id, work_id, window_start)
-               ON st.subject_id = g.subject_id AND st.work_id = g.work_id AND st.window_start = g.window_start) g
+           array_agg(g.work_id) FILTER (WHERE g.counts) AS works,
+           array_agg((extract(epoch FROM g.window_start) * 1000000)::bigint) FILTER (WHERE g.counts) AS windows,
+           array_agg((extract(epoch FROM g.at) * 1000000)::bigint) FILTER (WHERE g.counts) AS ats
+    FROM (""" + _GROUPS.format(
+        where="WHERE a.subject_id = ANY($1::bigint[]) AND a.subject_id BETWEEN $2 AND $3") + """) g
     GROUP BY g.subject_id
 """
 _CHANGED = """
@@ -123,20 +136,16 @@ async def tick_inputs(conn: Any, span: tuple[list[int], int, int], issued: dict[
                       policy: pol.StrikePolicy, policy_fp: str) -> tuple[dict[int, list[pol.Incident]], dict[int, str]]:
     """Each subject's digest, and the counting incidents its plan needs: its strikes' own and those at or after
     its horizon (all, for a subject without strikes). `span`: (sorted subject ids, lowest, highest)."""
-    since: list[tuple[int, datetime]] = []
-    own: set[tuple[int, int, datetime]] = set()
-    for subject, strikes in issued.items():
-        h = pol.horizon(strikes, policy)
-        if h is not None:
-            since.append((subject, h))
-        own |= {(subject, int(x.incident.split("/", 1)[0]), key_window(x.incident)) for x in strikes}
     empty = empty_digest(policy_fp)
     incidents: dict[int, list[pol.Incident]] = {s: [] for s in span[0]}
     digests = {s: empty for s in span[0]}
-    for r in await conn.fetch(TICK_INPUTS, *span, policy_fp, [x[0] for x in since], [x[1] for x in since],
-                              [x[0] for x in own], [x[1] for x in own], [x[2] for x in own]):
-        digests[r["subject_id"]] = r["digest"]
-        incidents[r["subject_id"]] = incidents_of(r)
+    for r in await conn.fetch(TICK_INPUTS, *span, policy_fp):
+        subject = r["subject_id"]
+        digests[subject] = r["digest"]
+        strikes = issued.get(subject, [])
+        h = pol.horizon(strikes, policy)
+        own = {(int(x.incident.split("/", 1)[0]), _micros(key_window(x.incident))) for x in strikes}
+        incidents[subject] = incidents_of(r, None if h is None else _micros(h), own)
     return incidents, digests
 
 
