@@ -83,11 +83,7 @@ def plan(incidents: Iterable[Incident], policy: StrikePolicy, issued: Iterable[S
     """Extend the issued (active) strikes with what the incidents lead to; see the module docstring."""
     valid = {i.key: i for i in incidents if i.window is None or i.window not in voided_windows}
     standing = sorted(issued, key=_order)
-    keep: list[Strike] = []
-    for s in standing:
-        if s.incident not in valid or not _follows(keep[-1] if keep else None, s, policy):
-            break
-        keep.append(s)
+    keep = _standing(valid, standing, policy)
     rest = {s.incident: s for s in standing[len(keep):]}
     last = keep[-1] if keep else None
     # an incident that already triggered a strike keeps that strike's date, so a re-evaluation sees the same
@@ -111,6 +107,40 @@ def plan(incidents: Iterable[Incident], policy: StrikePolicy, issued: Iterable[S
             add.append(last)
     withdraw = tuple(s for s in standing[len(keep):] if s not in kept_again)
     return Plan(tuple(keep) + tuple(kept_again), withdraw, tuple(add))
+
+
+def horizon(issued: Iterable[Strike], policy: StrikePolicy) -> datetime | None:
+    """The first sighting before which no incident can change the plan, while every issued strike stands
+    (`settled`); None when nothing is issued (then every incident matters).
+
+    An incident after the last strike leads to nothing when it comes within `min_gap` of it (or, after a
+    referral, within `referral_cooldown`), and the walk only moves on at a strike, so the incidents before
+    the horizon all come first and change nothing. With every issued strike standing, `plan` over the issued
+    strikes' own incidents and those sighted at or after the horizon is `plan` over all of them: a tick
+    needs only those of a subject's history (tests/domain/test_policy_horizon.py)."""
+    last = max(issued, key=_order, default=None)
+    if last is None:
+        return None
+    return last.issued_at + (max(policy.min_gap, policy.referral_cooldown) if last.level == 3 else policy.min_gap)
+
+
+def settled(incidents: Iterable[Incident], policy: StrikePolicy, issued: Iterable[Strike] = (),
+            voided_windows: frozenset[datetime] = frozenset()) -> bool:
+    """Whether every issued strike stands: its incident counts and it follows its predecessor. Only the
+    issued strikes' own incidents are needed to tell."""
+    valid = {i.key: i for i in incidents if i.window is None or i.window not in voided_windows}
+    standing = sorted(issued, key=_order)
+    return len(_standing(valid, standing, policy)) == len(standing)
+
+
+def _standing(valid: dict[str, Incident], standing: list[Strike], policy: StrikePolicy) -> list[Strike]:
+    """The issued strikes (in order) that stand, up to the first that does not."""
+    keep: list[Strike] = []
+    for s in standing:
+        if s.incident not in valid or not _follows(keep[-1] if keep else None, s, policy):
+            break
+        keep.append(s)
+    return keep
 
 
 def _order(s: Strike) -> tuple[datetime, str]:

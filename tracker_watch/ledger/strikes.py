@@ -9,6 +9,8 @@
    strikes stand, new ones are inserted (a partial unique index makes a second insert impossible), and
    the few that no longer follow from the evidence are marked superseded, their notices cancelled or, if
    the ISP may hold them, withdrawn. Each new strike gets a notice and puts its evidence on legal hold.
+   Only the incidents that can change the plan are read (the strikes' own and those from `policy.horizon`
+   on), the whole history only for a subject one of whose strikes stops standing (ledger/unchanged.py).
 3. *Void*: an operator's void, and the re-evaluation it causes, run in one transaction under the same
    subject lock; the voided strike's window (all the subject's incidents in it) never counts again.
 """
@@ -16,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -36,7 +37,14 @@ from tracker_watch.ledger.attribution import (
 )
 from tracker_watch.ledger.db import Conn, gc_paused
 from tracker_watch.ledger.notice_store import create_notices, retire_notices
-from tracker_watch.ledger.unchanged import POLICY_INCIDENTS, changed_subjects, counting, digest, fingerprint
+from tracker_watch.ledger.unchanged import (
+    POLICY_INCIDENTS,
+    changed_subjects,
+    counting,
+    fingerprint,
+    key_window,
+    tick_inputs,
+)
 from tracker_watch.ledger.unchanged import incident_key as incident_key
 
 _log = log.get("tracker_watch.ledger")
@@ -85,12 +93,6 @@ def strike_policy(settings: Settings) -> pol.StrikePolicy:
     return pol.StrikePolicy(min_gap=timedelta(days=p.min_gap_days), level2_window=timedelta(days=p.level2_window_days),
                             level3_window=timedelta(days=p.level3_window_days),
                             referral_cooldown=timedelta(days=p.referral_cooldown_days))
-
-
-@functools.lru_cache(maxsize=65536)
-def key_window(key: str) -> datetime:
-    """The evidence window an incident key names (see incident_key)."""
-    return datetime.fromisoformat(key.split("/", 1)[1])
 
 
 class Retirement(NamedTuple):
@@ -203,15 +205,6 @@ class StrikeLedger:
         """Plan each subject's strikes from its incidents and issued strikes; (created, superseded, withdrawals).
         With `stored` (the digests the subjects were last planned from), subjects whose inputs are unchanged
         are skipped (ledger/unchanged.py); a void passes none, its subject's voided windows having changed."""
-        incidents: dict[int, list[pol.Incident]] = {s: [] for s in subject_ids}
-        for r in await conn.fetch(_INPUTS, subject_ids, min(subject_ids), max(subject_ids)):
-            if (incident := counting(r)) is not None:
-                incidents[r["subject_id"]].append(incident)
-        digests = {s: digest(self.policy_fp, found) for s, found in incidents.items()}
-        if stored is not None:
-            subject_ids = [s for s in subject_ids if digests[s] != stored.get(s)]
-            if not subject_ids:
-                return 0, 0, 0
         span = (subject_ids, min(subject_ids), max(subject_ids))
         voided: dict[int, set[datetime]] = {}
         # (strike, id) pairs, not a dict keyed by strikes: hashing two datetimes per strike is wasted on the
@@ -223,11 +216,27 @@ class StrikeLedger:
             else:
                 strike = pol.Strike(r["level"], r["cycle_start"], r["issued_at"], r["incident_key"])
                 active.setdefault(r["subject_id"], []).append((strike, r["id"]))
+        issued = {s: [x for x, _ in mine] for s, mine in active.items()}
+        incidents, digests = await tick_inputs(conn, span, issued, self.policy, self.policy_fp)
+        if stored is not None:
+            subject_ids = [s for s in subject_ids if digests[s] != stored.get(s)]
+            if not subject_ids:
+                return 0, 0, 0
+        # read from the horizon on, a subject's plan is its whole history's while its strikes all stand; for
+        # the rare one whose strikes do not (a void, an incident that stopped counting), read everything
+        unsettled = [s for s in subject_ids if s in issued and not pol.settled(
+            incidents[s], self.policy, issued[s], frozenset(voided.get(s, ())))]
+        if unsettled:
+            incidents.update({s: [] for s in unsettled})
+            for r in await conn.fetch(_INPUTS, unsettled, min(unsettled), max(unsettled)):
+                if (incident := counting(r)) is not None:
+                    incidents[r["subject_id"]].append(incident)
         superseded: list[int] = []
         wanted: list[tuple[int, pol.Strike]] = []
         for subject in subject_ids:
             mine = active.get(subject, [])
-            plan = pol.plan(incidents[subject], self.policy, [s for s, _ in mine], frozenset(voided.get(subject, ())))
+            plan = pol.plan(incidents[subject], self.policy, issued.get(subject, ()),
+                            frozenset(voided.get(subject, ())))
             if plan.withdraw:
                 ids = dict(mine)
                 superseded += [ids[s] for s in plan.withdraw]
