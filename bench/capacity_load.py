@@ -193,6 +193,8 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
         verifier_module.INCOMING_HELD = int(os.environ["TW_BENCH_INCOMING_HELD"])
     if os.environ.get("TW_BENCH_GC"):  # experiment: the collector's thresholds, e.g. "10000,10,10"
         gc.set_threshold(*(int(x) for x in os.environ["TW_BENCH_GC"].split(",")))
+    if os.environ.get("TW_BENCH_SWITCH"):  # experiment: the interpreter's GIL switch interval, seconds (0.005)
+        sys.setswitchinterval(float(os.environ["TW_BENCH_SWITCH"]))
     async with server_dsn() as dsn, fresh_schema(dsn, "load") as schema:
         daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema, args.lease_ttl))
         await daemon.start()

@@ -136,3 +136,18 @@ def test_arbitrary_bytes_raise_only_mse_error(data: bytes, chunk: int) -> None:
         with contextlib.suppress(mse.MSEError):
             for i in range(0, len(data), chunk):
                 machine.feed(data[i:i + chunk])
+
+
+def test_skey_index_finds_what_was_added_and_not_what_was_discarded() -> None:
+    others = [os.urandom(20) for _ in range(50)]
+    index = mse.SkeyIndex(others)
+    index.add(SKEY)
+    s = os.urandom(96)
+    assert index.find(s, mse.req23(s, SKEY)) == SKEY
+    assert index.find(s, mse.req23(s, b"x" * 20)) == b""
+    index.discard(SKEY)
+    assert (index.find(s, mse.req23(s, SKEY)), len(index)) == (b"", 50)
+    ini = mse.Initiator(others[7], mse.CRYPTO_RC4)
+    resp = mse.Responder(index, allow=mse.CRYPTO_RC4)
+    run(ini, resp, 1000)
+    assert resp.skey == others[7]

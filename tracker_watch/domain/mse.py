@@ -75,6 +75,28 @@ def req23(s: bytes, skey: bytes) -> bytes:
     return xor(sha1(b"req2", skey), sha1(b"req3", s))
 
 
+class SkeyIndex:
+    """The infohashes an incoming handshake may name, by HASH('req2', infohash): the responder finds the one
+    asked for with one hash and one lookup. Trying each instead costs two SHA-1s per infohash served, ~27 ms
+    per encrypted connection at 10,000 swarms, all of it on the event loop. Kept up to date by its owner."""
+
+    def __init__(self, skeys: Iterable[bytes] = ()) -> None:
+        self._by_req2 = {sha1(b"req2", k): k for k in skeys}
+
+    def add(self, skey: bytes) -> None:
+        self._by_req2[sha1(b"req2", skey)] = skey
+
+    def discard(self, skey: bytes) -> None:
+        self._by_req2.pop(sha1(b"req2", skey), None)
+
+    def find(self, s: bytes, got: bytes) -> bytes:
+        """The infohash whose req2 hash xor HASH('req3', S) is `got`, or b"" if we serve none such."""
+        return self._by_req2.get(xor(got, sha1(b"req3", s)), b"")
+
+    def __len__(self) -> int:
+        return len(self._by_req2)
+
+
 def stream_keys(s: bytes, skey: bytes) -> tuple[bytes, bytes]:
     """(keyA, keyB): the initiator (A) encrypts with keyA, the responder with keyB."""
     return sha1(b"keyA", s, skey), sha1(b"keyB", s, skey)
@@ -187,10 +209,10 @@ class Responder(_Side):
     """They dialled (an incoming connection): find which of our infohashes they want, pick the crypto.
     `ia` is their initial payload (normally their BT handshake), in clear."""
 
-    def __init__(self, skeys: Iterable[bytes], allow: int, *, private: int | None = None,
+    def __init__(self, skeys: Iterable[bytes] | SkeyIndex, allow: int, *, private: int | None = None,
                  pad_b: bytes | None = None) -> None:
         super().__init__(private)
-        self._skeys = list(skeys)
+        self._skeys = skeys if isinstance(skeys, SkeyIndex) else SkeyIndex(skeys)
         self.allow = allow
         self._pad_b = random_pad() if pad_b is None else pad_b
         self._state = "ya"
@@ -230,7 +252,7 @@ class Responder(_Side):
             got = self._take(20)
             if got is None:
                 return False
-            self.skey = next((k for k in self._skeys if req23(self._s, k) == got), b"")
+            self.skey = self._skeys.find(self._s, got)
             if not self.skey:
                 raise MSEError("peer asked for an infohash we do not serve")
             key_a, key_b = stream_keys(self._s, self.skey)

@@ -24,6 +24,7 @@ from datetime import date
 
 from tracker_watch import log
 from tracker_watch.config import VerifySettings
+from tracker_watch.domain import mse
 from tracker_watch.domain.evidence import normalize_ip, utc_now_ms
 from tracker_watch.domain.peers import Endpoint, PeerEvent, PeerSnapshot, PieceSettled
 from tracker_watch.swarm.candidates import SwarmView
@@ -77,6 +78,7 @@ class Verifier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_hash: dict[bytes, str] = {}  # v1 infohash → swarm key: what a peer dialling us may ask for
         self._expected: dict[bytes, asyncio.Event] = {}  # watched, metadata not yet known: set when it is
+        self._skeys = mse.SkeyIndex()  # both of those, as an encrypted handshake names them (domain/mse.py)
         # connections peers opened to us: at most this many held, the next ones wait in the kernel's backlog
         self._listener = GatedListener(self._accept, INCOMING_HELD * settings.probe_concurrency)
         self.listen_port = 0
@@ -93,6 +95,7 @@ class Verifier:
         if info_hash_v1 is not None:
             self._expected.setdefault(info_hash_v1, asyncio.Event())
             self._hashes_of.setdefault(key, set()).add(info_hash_v1)
+            self._skeys.add(info_hash_v1)
 
     def attach(self, swarm: SwarmView) -> None:
         """The swarm's metadata is known: its pending candidates can be probed."""
@@ -100,6 +103,7 @@ class Verifier:
         if swarm.info_hash_v1 is not None:
             self._by_hash[swarm.info_hash_v1] = swarm.key
             self._hashes_of.setdefault(swarm.key, set()).add(swarm.info_hash_v1)
+            self._skeys.add(swarm.info_hash_v1)
             if (event := self._expected.pop(swarm.info_hash_v1, None)) is not None:
                 event.set()
         for ip in self._ips_of.get(swarm.key, ()):
@@ -113,6 +117,8 @@ class Verifier:
                 del self._by_hash[h]
             if (event := self._expected.pop(h, None)) is not None:
                 event.set()
+            if h not in self._by_hash:
+                self._skeys.discard(h)
         for ip in self._ips_of.pop(key, ()):
             del self.candidates[(key, ip)]
 
@@ -271,7 +277,7 @@ class Verifier:
 
         try:
             result = await verify_incoming(
-                reader, writer, choose, lambda: [*self._by_hash, *self._expected], _peer_id(),
+                reader, writer, choose, self._skeys, _peer_id(),
                 allow_plaintext=self.settings.probe_encryption != "require",
                 timeouts=Timeouts(total=self.settings.probe_timeout_s), client_name=self.client_name)
             if result is not None and taken and slot:

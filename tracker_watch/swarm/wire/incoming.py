@@ -62,7 +62,7 @@ async def _run(result: ProbeResult, session: PeerSession, opening: Callable[[], 
     return result
 
 
-async def _open(raw: WireStream, skeys: list[bytes], allow_plaintext: bool,
+async def _open(raw: WireStream, skeys: Sequence[bytes] | mse.SkeyIndex, allow_plaintext: bool,
                 deadline: float) -> tuple[WireStream, bytes, bool]:
     """The peer speaks first: a plaintext BitTorrent handshake (read whole: it names the infohash) or MSE, which
     we answer as the responder for any of `skeys`. Returns (the stream the handshake is read from — what was
@@ -85,20 +85,21 @@ INITIAL_BUDGET = 1 << 16  # bytes a peer may send before we know which torrent i
 
 
 async def verify_incoming(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                          choose: Callable[[bytes], Awaitable[Choice | None]], skeys: Callable[[], Sequence[bytes]],
+                          choose: Callable[[bytes], Awaitable[Choice | None]], skeys: mse.SkeyIndex,
                           peer_id: bytes, *, allow_plaintext: bool = True, timeouts: Timeouts | None = None,
                           client_name: str = CLIENT_NAME) -> ProbeResult | None:
     """Like verify_accepted, for a listener that serves many torrents: the peer's handshake (or the MSE
     shared key) names the infohash, and `choose(infohash)` gives the piece to verify and the alternatives —
     or None when we watch no such torrent or have nothing to ask of this peer today (then the connection is
-    closed and None returned). `skeys()` lists the infohashes an MSE handshake may name."""
+    closed and None returned). `skeys` holds the infohashes an MSE handshake may name: the caller's, kept up to date
+    by it (not copied per connection: at 10,000 swarms a copy and a scan of them cost more than the handshake)."""
     t = timeouts or Timeouts()
     raw = WireStream(reader, writer, max_bytes=INITIAL_BUDGET, idle=t.idle)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + t.handshake
     try:
         async with asyncio.timeout(t.total):
-            stream, info_hash, encrypted = await _open(raw, list(skeys()), allow_plaintext, deadline)
+            stream, info_hash, encrypted = await _open(raw, skeys, allow_plaintext, deadline)
     except (ProbeFailure, TimeoutError):
         await raw.close()
         return None
@@ -118,7 +119,7 @@ async def verify_incoming(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     return await _run(result, session, opening, t)
 
 
-async def _respond_any(raw: WireStream, head: bytes, skeys: list[bytes], allow_plaintext: bool,
+async def _respond_any(raw: WireStream, head: bytes, skeys: Sequence[bytes] | mse.SkeyIndex, allow_plaintext: bool,
                        deadline: float) -> tuple[WireStream, bytes]:
     """The MSE responder over every torrent we serve; returns the encrypted stream and the infohash it named."""
     allow = mse.CRYPTO_RC4 | (mse.CRYPTO_PLAINTEXT if allow_plaintext else 0)
