@@ -111,7 +111,7 @@ class InOrder(_Chained):
         writer = self._writer()
         prepared, bad = await self._prepare(writer, records)
         await self._after(prev, round_)
-        return (await writer.write_prepared(prepared) if prepared.observations else 0), bad
+        return (await writer.write_prepared(prepared) if prepared.ids else 0), bad
 
     async def _prepare(self, writer: EvidenceWriter, records: list[bytes]) -> tuple[Prepared, int]:
         parts: list[Prepared] = []
