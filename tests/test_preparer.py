@@ -52,6 +52,9 @@ def test_the_preparer_sends_what_the_writer_would_have_prepared() -> None:
     assert [o.id for o in got.again()] == [o.id for o in want.again()]  # what a replayed batch folds again
     assert len(got.ids) == 301  # the id sent twice is prepared once
     assert from_reply(prepared_reply([b"junk"], 3600, FORMAT, decode), [b"junk"], FORMAT, decode) == (None, 1)
+    reply[6] = reply[6][:-1]  # a content hash short: the reply does not fit its batch, and is never written
+    with pytest.raises(PreparerLost):
+        from_reply(reply, records, FORMAT, decode)
 
 
 async def test_a_preparer_killed_with_a_batch_in_hand_fails_that_batch_and_is_started_again() -> None:

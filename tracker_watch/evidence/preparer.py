@@ -62,6 +62,8 @@ def from_reply(reply: list[Any], records: Sequence[bytes], fmt: int, decode: Dec
     if not rest:
         return None, bad
     ids, first, last, counts, contents, prefixes, stage, staged = rest
+    if not len(ids) == len(contents) == len(prefixes) or len(ids) + bad > len(records):  # never a torn reply
+        raise PreparerLost("the preparer's reply does not fit its batch")
     # asyncpg's own UUID type, made in C from the 16 bytes: the replay check sends it as it is
     return Prepared([UUID(i) for i in ids], first, last, Counter({(g, s): n for g, s, n in counts}), contents,
                     stage, staged, fmt, prefixes, lambda: distinct(decode(records)[0])), bad
