@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -98,14 +99,21 @@ class _Running:
                 future = self.waiting.popleft()
                 if not future.done():
                     future.set_result(reply)
+        except BaseException:  # a reply that does not decode: this process is no longer to be trusted
+            self.kill()
+            raise
         finally:  # its stdout ended: it is gone (or going), and so is what it had in hand
-            if self.proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
             for future in self.waiting:
                 if not future.done():
                     future.set_exception(PreparerLost("the preparer process ended"))
             self.waiting.clear()
+
+    def kill(self) -> None:
+        # os.kill, not Process.kill: Popen's kill reaps an exited child itself (poll), and asyncio's child
+        # watcher, waiting for the same pid, then logs "Unknown child process pid" and reports 255
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
 
     def alive(self) -> bool:
         return self.proc.returncode is None and not self.replies.done()
@@ -129,8 +137,7 @@ class Preparer:
             running.proc.stdin.write(frame(records))
             await running.proc.stdin.drain()
         except (OSError, RuntimeError) as exc:  # it is gone: its replies task fails what it had
-            with contextlib.suppress(ProcessLookupError):
-                running.proc.kill()
+            running.kill()
             if not future.done():
                 future.set_exception(PreparerLost(f"preparer process: {exc or type(exc).__name__}"))
         return from_reply(await future, records, self.fmt, self.decode)
@@ -159,7 +166,7 @@ class Preparer:
         try:
             await asyncio.wait_for(running.proc.wait(), timeout)
         except TimeoutError:
-            running.proc.kill()
+            running.kill()
             await running.proc.wait()
         await asyncio.gather(running.replies, return_exceptions=True)
 
