@@ -223,7 +223,8 @@ def cpu_parts(obs: list[Observation]) -> dict[str, float]:
     return out
 
 
-PIPELINES = ("plain", "overlap", "process")  # --writer: the writer task as before, overlapped, a process
+PIPELINES = ("plain", "overlap", "process", "process_inline")  # the writer task as before, overlapped, a process
+# (with its preparer process; "process_inline": preparing in the writer process as before the fifth pass)
 
 
 def proc_cpu(pid: int) -> float:
@@ -231,10 +232,20 @@ def proc_cpu(pid: int) -> float:
     return backend_cpu(pid)
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of one of ours (the writer process's preparer)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
 async def run_pipeline(dsn: str, obs: list[Observation], size: int, mode: str = "plain") -> float:
     """Batcher.put → spool → the writer, as `mode`: "plain" (decode, write, one batch at a time: the writer
     task before issue 14's second pass), "overlap" (sinks.InOrder in the task: the next batch prepared in
-    slices while one is in PostgreSQL), "process" (the writer process, collector.writer = "process")."""
+    slices while one is in PostgreSQL), "process" (the writer process, collector.writer = "process", and its
+    preparer process), "process_inline" (the writer process preparing in its own loop, before the fifth pass)."""
     async with fresh_schema(dsn, "pipeline") as schema:
         pool = await pool_for(dsn, schema, size=1)
         spool = Spool(Path(tempfile.mkdtemp(prefix="tw-bench-spool-")), 2**31)
@@ -255,13 +266,16 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int, mode: str = 
             app = f"tw-bench-writer-{os.getpid()}"
             if mode == "overlap":
                 sink = InOrder(lambda: writer)
-            elif mode == "process":
+            elif mode.startswith("process"):
                 sink = process = ProcessSink()
                 process.connect(writer_config(dsn, schema, "bench", key.private_bytes_raw(), 86400, 10_000, 60.0,
-                                              30.0, "json", "warning") | {"application_name": app})
-                await (await process.submit([]))  # started and ready: its imports are not ingestion
+                                              30.0, "json", "warning")
+                                | {"application_name": app, "preparer": mode == "process"})
+                await (await process.submit([]))  # started and ready (its preparer too): imports are not ingestion
                 assert process.proc is not None
                 child = proc_cpu(process.proc.pid)
+                preparers = children(process.proc.pid)
+                grandchild = sum(proc_cpu(p) for p in preparers)
             batcher = Batcher(writer.write, spool, batch_size=size, flush_interval_s=0.2, on_batch=on_batch,
                               sink=sink, depth=1 if mode == "plain" else 2)
             batcher.start()
@@ -274,9 +288,10 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int, mode: str = 
                         await asyncio.sleep(0)  # observations arrive while batches are written, as in the daemon
                 await done.wait()
             server = backend_cpu(pid) - server
-            if mode == "process":
+            if mode.startswith("process"):
                 assert process.proc is not None
                 CHILD_CPU_US.append((proc_cpu(process.proc.pid) - child) / len(obs) * 1e6)
+                PREPARER_CPU_US.append((sum(proc_cpu(p) for p in preparers) - grandchild) / len(obs) * 1e6)
                 pids = [r[0] for r in await pool.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
                                                         app)]
                 server += sum(backend_cpu(p) for p in pids)  # the writer's own connection
@@ -287,7 +302,8 @@ async def run_pipeline(dsn: str, obs: list[Observation], size: int, mode: str = 
     return _rate(obs, t, server)
 
 
-CHILD_CPU_US: list[float] = []  # the writer process's CPU per observation, process pipeline
+CHILD_CPU_US: list[float] = []  # the writer process's CPU per observation, process pipelines
+PREPARER_CPU_US: list[float] = []  # its preparer process's, likewise (0 without one)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -300,7 +316,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                  "writer": await run_writer(dsn, obs, args.batch_size),
                  "pipeline": await run_pipeline(dsn, obs, args.batch_size),
                  "pipeline_overlap": await run_pipeline(dsn, obs, args.batch_size, "overlap"),
-                 "pipeline_process": await run_pipeline(dsn, obs, args.batch_size, "process")}
+                 "pipeline_process": await run_pipeline(dsn, obs, args.batch_size, "process"),
+                 "pipeline_process_inline": await run_pipeline(dsn, obs, args.batch_size, "process_inline")}
             if args.levers:
                 r |= {"writer_chain_v1": await run_writer(dsn, obs, args.batch_size, chain_format=1),
                       "writer_every_touch": await run_writer(dsn, obs, args.batch_size, chain_every_touch=True),
@@ -308,10 +325,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             names = list(r)
             r |= {f"{name}_cpu_us": cpu for name, cpu in zip(names, CPU_US[-len(names):], strict=True)}
             r |= {f"{name}_pg_cpu_us": cpu for name, cpu in zip(names, PG_CPU_US[-len(names):], strict=True)}
-            r["pipeline_process_child_cpu_us"] = CHILD_CPU_US[-1]
+            r["pipeline_process_child_cpu_us"], r["pipeline_process_inline_child_cpu_us"] = CHILD_CPU_US[-2:]
+            r["pipeline_process_preparer_cpu_us"] = PREPARER_CPU_US[-2]
             r["ratio"] = r["pipeline"] / r["raw"]
             r["ratio_overlap"] = r["pipeline_overlap"] / r["raw"]
             r["ratio_process"] = r["pipeline_process"] / r["raw"]
+            r["ratio_process_inline"] = r["pipeline_process_inline"] / r["raw"]
             print("  run: " + ", ".join(f"{k} {v:,.2f}" for k, v in r.items()))
             runs.append(r)
     med = {k: median([r[k] for r in runs]) for k in runs[0]}

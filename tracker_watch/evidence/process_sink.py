@@ -24,8 +24,8 @@ from collections import Counter
 from typing import Any
 
 from tracker_watch import log, metrics
+from tracker_watch.evidence.frames import frame, read_frame
 from tracker_watch.evidence.sinks import Written
-from tracker_watch.evidence.writer_proc import frame, read_frame
 from tracker_watch.ledger.evidence import count_stored
 
 _log = log.get("tracker_watch.evidence")

@@ -13,7 +13,8 @@ is in the database and batches are committed in spool order.
   by up to a switch interval (measured slower, BENCHMARKS.md "Ingestion"); a slice delays one reply by at
   most its own ~2 ms. Slices run only while the batch before is in one of PostgreSQL's longer statements
   (`EvidenceWriter.overlap`): in the transaction's short round trips they kept PostgreSQL idle instead.
-  The writer process (writer_proc.py) runs one of these.
+  The writer task runs one of these; the writer process runs preparer.Ahead, which prepares in a process
+  beside it instead (and this one only when bench.ingestion turns its preparer off).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class InOrder(_Chained):
         writer = self._writer()
         prepared, bad = await self._prepare(writer, records)
         await self._after(prev, round_)
-        return (await writer.write_prepared(prepared) if prepared.observations else 0), bad
+        return (await writer.write_prepared(prepared) if prepared.ids else 0), bad
 
     async def _prepare(self, writer: EvidenceWriter, records: list[bytes]) -> tuple[Prepared, int]:
         parts: list[Prepared] = []

@@ -21,37 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import struct
 import sys
 from collections import Counter, deque
 from typing import Any
 
 import asyncpg
-import msgspec
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tracker_watch import log
 from tracker_watch.config import LogSettings
-from tracker_watch.evidence.sinks import InOrder, Written
-from tracker_watch.ledger.evidence import EvidenceWriter
+from tracker_watch.evidence.frames import frame, read_frame
+from tracker_watch.evidence.preparer import Ahead, Preparer
+from tracker_watch.evidence.sinks import InOrder, Sink, Written, decode
+from tracker_watch.ledger.evidence import FORMAT, EvidenceWriter
 
-FRAME = struct.Struct(">I")
 _log = log.get("tracker_watch.evidence")
-
-
-def frame(value: Any) -> bytes:
-    body = msgspec.msgpack.encode(value)
-    return FRAME.pack(len(body)) + body
-
-
-async def read_frame(reader: asyncio.StreamReader) -> Any:
-    """The next frame's value; None at the end of the stream."""
-    try:
-        head = await reader.readexactly(FRAME.size)
-        return msgspec.msgpack.decode(await reader.readexactly(FRAME.unpack(head)[0]))
-    except asyncio.IncompleteReadError:
-        return None
 
 
 class Child:
@@ -60,7 +45,10 @@ class Child:
         self.out_fd = out_fd
         self.pool: asyncpg.Pool | None = None
         self.writer: EvidenceWriter | None = None
-        self.sink = InOrder(self._writer)
+        # the batches are prepared in a preparer process beside this one (preparer.py); "preparer": False (for
+        # bench.ingestion's comparison) prepares them here, in slices between the transaction's statements
+        self.sink: Sink = Ahead(self._writer, Preparer(config["window_s"], FORMAT, decode)) \
+            if config.get("preparer", True) else InOrder(self._writer)
         self.round = -1
         self.stored: deque[tuple[Counter[tuple[str, str]], int]] = deque()  # on_stored, in commit order
 

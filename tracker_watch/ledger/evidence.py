@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
@@ -99,6 +100,7 @@ ORDER BY up.incident_id
 """
 
 
+_NO_TIME = datetime.fromtimestamp(0, UTC)  # the bounds of an empty batch (never written: nothing to look up)
 _observation_values = attrgetter(*OBSERVATION_FIELDS)  # in chain_v2's field order (a test holds them equal)
 _IP, _OUR_IP = OBSERVATION_FIELDS.index("ip"), OBSERVATION_FIELDS.index("our_ip")
 
@@ -129,16 +131,28 @@ def stage_records(deltas: list[IncidentDelta]) -> list[tuple[Any, ...]]:
 class Prepared:
     """A batch made ready for its transaction: all the work that does not depend on the database (content
     hashes, the incident fold, COPY rows). Chain positions and links are given in the transaction.
+    Made in this process (`EvidenceWriter.prepare`) or in the writer's preparer process (preparer.py), which
+    sends it as plain values: hence ids, bounds and counts rather than the observations themselves.
     (Preparing the next batch in a worker thread while one is in PostgreSQL was measured and dropped: the
     GIL handover cost the event loop more than the overlap gained — BENCHMARKS.md, "Ingestion".)"""
 
-    observations: list[Observation]  # distinct ids, in batch order
-    rows: list[tuple[Any, ...]]
+    ids: list[Any]  # distinct observation ids, in batch order (uuid.UUID, or asyncpg's UUID from the preparer)
+    first_at: datetime  # the earliest and latest observed_at: the replay check's partition bounds
+    last_at: datetime
+    counts: Counter[tuple[str, str]]  # observations by (grade, source), for the metrics
     contents: list[bytes]
     stage: bytes  # the incident staging rows as one binary COPY (copy_binary.stage_buffer)
     staged: int  # how many: each is one incident upserted (the fold gives each key once)
     fmt: int
     prefixes: list[bytes]  # each row in binary COPY format, less its chain columns (copy_binary.py)
+    # the batch's observations again (distinct ids, batch order): only a replayed batch needs them, to fold
+    # what is new of it (the preparer's batches decode their records again then)
+    again: Callable[[], Sequence[Observation]]
+
+
+def distinct(batch: Sequence[Observation]) -> list[Observation]:
+    """The batch with each id once (its last occurrence's values at its first's place, as a dict keeps)."""
+    return list({o.id: o for o in batch}.values())
 
 
 def staged(observations: Sequence[Observation], window_s: int) -> tuple[bytes, int]:
@@ -153,6 +167,21 @@ def content_hashes(kind: str, rows: list[tuple[Any, ...]], fmt: int = FORMAT) ->
         return [chain_v2.content_hash_values(kind, v) for v in rows]
     names = chain_v2.NAMES[kind]
     return [chain.content_hash(kind, dict(zip(names, v, strict=True)), fmt) for v in rows]
+
+
+def prepare(batch: Sequence[Observation], window_s: int, fmt: int = FORMAT) -> Prepared:
+    """The database-independent part of writing `batch` (the writer's, or its preparer process's); pure CPU."""
+    new = distinct(batch)
+    return _prepared(new, [_observation_values(o) for o in new], *staged(new, window_s), fmt)
+
+
+def _prepared(new: list[Observation], values: list[tuple[Any, ...]], stage: bytes, n: int, fmt: int) -> Prepared:
+    prefix = copy_binary.observation_prefix
+    at = [o.observed_at for o in new]
+    return Prepared([o.id for o in new], min(at, default=_NO_TIME), max(at, default=_NO_TIME),
+                    Counter((o.grade.value, o.source.value) for o in new),
+                    content_hashes("observation", values, fmt), stage, n, fmt,
+                    [prefix(observation_row(v)) for v in values], lambda: new)
 
 
 class EvidenceWriter:
@@ -182,29 +211,23 @@ class EvidenceWriter:
 
     def prepare(self, batch: Sequence[Observation]) -> Prepared:
         """The database-independent part of writing `batch`; pure CPU."""
-        new = list({o.id: o for o in batch}.values())
-        values = [_observation_values(o) for o in new]
-        rows = [observation_row(v) for v in values]
-        return Prepared(new, rows, content_hashes("observation", values, self.chain_format),
-                        *staged(new, self.window_s), self.chain_format,
-                        [copy_binary.observation_prefix(r) for r in rows])
+        return prepare(batch, self.window_s, self.chain_format)
 
     def prepare_rows(self, batch: Sequence[Observation]) -> Prepared:
         """`prepare` of a slice of a batch, less the incident fold (which needs the whole batch): for
         `join_prepared`, so that a batch can be prepared in slices between other work on the event loop."""
         values = [_observation_values(o) for o in batch]
-        rows = [observation_row(v) for v in values]
-        return Prepared(list(batch), rows, content_hashes("observation", values, self.chain_format), b"", 0,
-                        self.chain_format, [copy_binary.observation_prefix(r) for r in rows])
+        return _prepared(list(batch), values, b"", 0, self.chain_format)
 
     def join_prepared(self, parts: Sequence[Prepared]) -> Prepared:
         """The slices of `prepare_rows` as one prepared batch (what `prepare` of the whole would give)."""
-        observations = [o for p in parts for o in p.observations]
+        observations = [o for p in parts for o in p.again()]
         if len({o.id for o in observations}) != len(observations):  # an id twice in a batch: rare, redo
             return self.prepare(observations)
-        return Prepared(observations, [r for p in parts for r in p.rows], [c for p in parts for c in p.contents],
-                        *staged(observations, self.window_s), self.chain_format,
-                        [x for p in parts for x in p.prefixes])
+        return Prepared([i for p in parts for i in p.ids], min((p.first_at for p in parts), default=_NO_TIME),
+                        max((p.last_at for p in parts), default=_NO_TIME), sum((p.counts for p in parts), Counter()),
+                        [c for p in parts for c in p.contents], *staged(observations, self.window_s),
+                        self.chain_format, [x for p in parts for x in p.prefixes], lambda: observations)
 
     async def write(self, batch: Sequence[Observation]) -> int:
         """Store the batch (skipping ids already stored); returns how many observations were new."""
@@ -212,7 +235,7 @@ class EvidenceWriter:
 
     async def write_prepared(self, p: Prepared) -> int:
         """Store a prepared batch (skipping ids already stored); returns how many observations were new."""
-        if not p.observations:
+        if not p.ids:
             return 0
         self.overlap.clear()
         try:
@@ -235,15 +258,13 @@ class EvidenceWriter:
             # a replay carries its original time: the bounds keep the lookup to the batch's day partitions
             known = {r["id"] for r in await conn.fetch(
                 "SELECT id FROM observations WHERE id = ANY($1::uuid[]) AND observed_at BETWEEN $2 AND $3",
-                [o.id for o in p.observations], min(o.observed_at for o in p.observations),
-                max(o.observed_at for o in p.observations))}
-            if known:  # a replayed batch: only the rest is new, and only the rest folds into incidents
-                keep = [i for i, o in enumerate(p.observations) if o.id not in known]
-                if not keep:
+                p.ids, p.first_at, p.last_at)}
+            if known:  # a replayed batch: only the rest is new, and only the rest folds into incidents (rare:
+                # prepared again here, in full)
+                new = [o for o in p.again() if o.id not in known]
+                if not new:
                     return 0
-                new = [p.observations[i] for i in keep]
-                p = Prepared(new, [p.rows[i] for i in keep], [p.contents[i] for i in keep],
-                             *staged(new, self.window_s), p.fmt, [p.prefixes[i] for i in keep])
+                p = prepare(new, self.window_s, p.fmt)
             links = chain.extend(self.node, seq, head, p.contents, p.fmt)
             # rows encoded while preparing; only their chain columns are encoded here (copy_binary.py)
             suffix = copy_binary.chain_suffix
@@ -259,8 +280,8 @@ class EvidenceWriter:
             if self._checkpoint_due():
                 await self._checkpoint(conn, last.seq, last.row_hash)
         # after the commit: only what is stored is counted
-        self.on_stored(Counter((o.grade.value, o.source.value) for o in p.observations), p.staged)
-        return len(p.observations)
+        self.on_stored(p.counts, p.staged)
+        return len(p.ids)
 
     async def _lock_head(self, conn: Conn) -> tuple[int, bytes]:
         await conn.execute("INSERT INTO chain_heads (node, seq, head_hash) VALUES ($1, 0, $2) "
