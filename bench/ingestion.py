@@ -63,7 +63,8 @@ from tracker_watch.evidence.process_sink import ProcessSink, writer_config
 from tracker_watch.evidence.sinks import InOrder, Sink
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Conn
-from tracker_watch.ledger.evidence import EvidenceWriter, content_hashes
+from tracker_watch.ledger.evidence import EvidenceWriter
+from tracker_watch.ledger.evidence_prep import content_hashes
 
 TARGETS = 100
 # what the collector emits over a swarm's life: many listed/handshake rows, fewer advertised, some verified

@@ -24,7 +24,7 @@ from tracker_watch.evidence.process_sink import ProcessSink, writer_config
 from tracker_watch.evidence.sinks import decode
 from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Database
-from tracker_watch.ledger.evidence import FORMAT, prepare
+from tracker_watch.ledger.evidence_prep import FORMAT, prepare
 
 
 def _batch(n: int, target: int = 1) -> list[Observation]:

@@ -20,6 +20,7 @@ from tracker_watch.domain.incidents import IncidentDelta
 from tracker_watch.evidence.sinks import InOrder
 from tracker_watch.ledger import copy_binary
 from tracker_watch.ledger import evidence as ev
+from tracker_watch.ledger import evidence_prep as prep
 from tracker_watch.ledger.db import Database
 from tracker_watch.ledger.verify import verify_ledger
 
@@ -33,7 +34,7 @@ def _deltas() -> list[IncidentDelta]:
 
 
 async def test_the_binary_stage_holds_what_asyncpg_would_have_copied(db: Database) -> None:
-    records = ev.stage_records(_deltas())
+    records = prep.stage_records(_deltas())
     async with db.pool.acquire() as conn, conn.transaction():
         await conn.execute(ev._STAGE_INCIDENTS)
         await conn.copy_records_to_table("incidents_stage", columns=ev._INC_STAGE_COLUMNS, records=records)
@@ -129,7 +130,7 @@ async def test_the_next_batch_is_prepared_only_while_postgresql_works_on_the_one
     seen: list[str | None] = []
 
     class Writer(ev.EvidenceWriter):
-        def prepare_rows(self, batch: Sequence[Observation]) -> ev.Prepared:
+        def prepare_rows(self, batch: Sequence[Observation]) -> prep.Prepared:
             seen.append(pool.in_flight[0])
             return super().prepare_rows(batch)
 

@@ -36,7 +36,8 @@ from asyncpg.pgproto.pgproto import UUID
 
 from tracker_watch.evidence.frames import frame, read_frame, read_frame_blocking
 from tracker_watch.evidence.sinks import Written, _Chained, decode
-from tracker_watch.ledger.evidence import EvidenceWriter, Prepared, distinct, prepare
+from tracker_watch.ledger.evidence import EvidenceWriter
+from tracker_watch.ledger.evidence_prep import Prepared, distinct, prepare
 
 Decoder = Callable[[Sequence[bytes]], tuple[list[Any], int]]
 

@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from tracker_watch.domain.evidence import Observation, decode_observation
-from tracker_watch.ledger.evidence import EvidenceWriter, Prepared
+from tracker_watch.ledger.evidence import EvidenceWriter
+from tracker_watch.ledger.evidence_prep import Prepared
 
 Written = tuple[int, int]  # observations stored (new), records that did not decode
 WriteFn = Callable[[Sequence[Observation]], Awaitable[int]]

@@ -91,7 +91,7 @@ def _ints(v: Sequence[int]) -> bytes:
 
 
 def stage_buffer(rows: Sequence[Sequence[Any]]) -> bytes:
-    """A whole binary COPY of incident staging rows (evidence.stage_records: target_id, packed ip,
+    """A whole binary COPY of incident staging rows (evidence_prep.stage_records: target_id, packed ip,
     window_start, first_seen, last_seen, best_grade, corrupt, ports, pieces_verified, bytes_verified,
     observations), encoded while the batch is prepared rather than by asyncpg inside the transaction."""
     return b"".join([HEADER, *[b"".join((_STAGE_FIELDS, _I8.pack(8, r[0]), _inet(r[1]), _time(r[2]), _time(r[3]),

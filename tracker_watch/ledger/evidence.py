@@ -18,27 +18,32 @@ gets the same result. The chain is per node: nodes never contend for one sequenc
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tracker_watch import metrics
-from tracker_watch.domain import chain, chain_v2
+from tracker_watch.domain import chain
 from tracker_watch.domain.evidence import OBSERVATION_FIELDS, Observation, utc_now_ms
-from tracker_watch.domain.incidents import INCIDENT_CHANGE_FIELDS, IncidentDelta, fold
-from tracker_watch.ledger import copy_binary, signing
+from tracker_watch.domain.incidents import INCIDENT_CHANGE_FIELDS
+from tracker_watch.ledger import copy_binary, evidence_prep, signing
 from tracker_watch.ledger.db import Conn
+from tracker_watch.ledger.evidence_prep import (
+    NO_TIME,
+    Prepared,
+    content_hashes,
+    observation_values,
+    packed,
+    prepare,
+    prepared_from,
+    staged,
+)
 
-FORMAT = chain_v2.FORMAT  # the chain format new rows are written in
+FORMAT = evidence_prep.FORMAT  # the chain format new rows are written in
 CHAIN_COLUMNS = ("chain_seq", "content_hash", "prev_hash", "row_hash", "chain_format")
 OBS_COLUMNS = OBSERVATION_FIELDS + CHAIN_COLUMNS
 _INC_STAGE_COLUMNS = ("target_id", "ip", "window_start", "first_seen", "last_seen", "best_grade", "corrupt",
@@ -100,90 +105,6 @@ ORDER BY up.incident_id
 """
 
 
-_NO_TIME = datetime.fromtimestamp(0, UTC)  # the bounds of an empty batch (never written: nothing to look up)
-_observation_values = attrgetter(*OBSERVATION_FIELDS)  # in chain_v2's field order (a test holds them equal)
-_IP, _OUR_IP = OBSERVATION_FIELDS.index("ip"), OBSERVATION_FIELDS.index("our_ip")
-
-
-def packed(ip: Any) -> bytes | None:
-    """An address as 4 or 16 bytes, for COPY: asyncpg reads those without parsing text (~3 µs an address)."""
-    if ip is None or isinstance(ip, bytes):
-        return ip
-    if not isinstance(ip, str):
-        return bytes(ip.packed)
-    try:
-        return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
-    except OSError:
-        return ipaddress.ip_address(ip).packed
-
-
-def observation_row(v: tuple[Any, ...]) -> tuple[Any, ...]:
-    """An observation's columns for COPY, less the chain columns."""
-    return (*v[:_IP], packed(v[_IP]), *v[_IP + 1:_OUR_IP], packed(v[_OUR_IP]), *v[_OUR_IP + 1:])
-
-
-def stage_records(deltas: list[IncidentDelta]) -> list[tuple[Any, ...]]:
-    return [(d.target_id, packed(d.ip), d.window_start, d.first_seen, d.last_seen, d.best_grade.value, d.corrupt,
-             sorted(d.ports), sorted(d.pieces_verified), d.bytes_verified, d.observations) for d in deltas]
-
-
-@dataclass
-class Prepared:
-    """A batch made ready for its transaction: all the work that does not depend on the database (content
-    hashes, the incident fold, COPY rows). Chain positions and links are given in the transaction.
-    Made in this process (`EvidenceWriter.prepare`) or in the writer's preparer process (preparer.py), which
-    sends it as plain values: hence ids, bounds and counts rather than the observations themselves.
-    (Preparing the next batch in a worker thread while one is in PostgreSQL was measured and dropped: the
-    GIL handover cost the event loop more than the overlap gained — BENCHMARKS.md, "Ingestion".)"""
-
-    ids: list[Any]  # distinct observation ids, in batch order (uuid.UUID, or asyncpg's UUID from the preparer)
-    first_at: datetime  # the earliest and latest observed_at: the replay check's partition bounds
-    last_at: datetime
-    counts: Counter[tuple[str, str]]  # observations by (grade, source), for the metrics
-    contents: list[bytes]
-    stage: bytes  # the incident staging rows as one binary COPY (copy_binary.stage_buffer)
-    staged: int  # how many: each is one incident upserted (the fold gives each key once)
-    fmt: int
-    prefixes: list[bytes]  # each row in binary COPY format, less its chain columns (copy_binary.py)
-    # the batch's observations again (distinct ids, batch order): only a replayed batch needs them, to fold
-    # what is new of it (the preparer's batches decode their records again then)
-    again: Callable[[], Sequence[Observation]]
-
-
-def distinct(batch: Sequence[Observation]) -> list[Observation]:
-    """The batch with each id once (its last occurrence's values at its first's place, as a dict keeps)."""
-    return list({o.id: o for o in batch}.values())
-
-
-def staged(observations: Sequence[Observation], window_s: int) -> tuple[bytes, int]:
-    """The batch's incident fold as a binary COPY of staging rows, and their count."""
-    records = stage_records(fold(observations, window_s))
-    return copy_binary.stage_buffer(records), len(records)
-
-
-def content_hashes(kind: str, rows: list[tuple[Any, ...]], fmt: int = FORMAT) -> list[bytes]:
-    """Content hashes of rows given as values in the kind's field order, in chain format `fmt`."""
-    if fmt == chain_v2.FORMAT:
-        return [chain_v2.content_hash_values(kind, v) for v in rows]
-    names = chain_v2.NAMES[kind]
-    return [chain.content_hash(kind, dict(zip(names, v, strict=True)), fmt) for v in rows]
-
-
-def prepare(batch: Sequence[Observation], window_s: int, fmt: int = FORMAT) -> Prepared:
-    """The database-independent part of writing `batch` (the writer's, or its preparer process's); pure CPU."""
-    new = distinct(batch)
-    return _prepared(new, [_observation_values(o) for o in new], *staged(new, window_s), fmt)
-
-
-def _prepared(new: list[Observation], values: list[tuple[Any, ...]], stage: bytes, n: int, fmt: int) -> Prepared:
-    prefix = copy_binary.observation_prefix
-    at = [o.observed_at for o in new]
-    return Prepared([o.id for o in new], min(at, default=_NO_TIME), max(at, default=_NO_TIME),
-                    Counter((o.grade.value, o.source.value) for o in new),
-                    content_hashes("observation", values, fmt), stage, n, fmt,
-                    [prefix(observation_row(v)) for v in values], lambda: new)
-
-
 class EvidenceWriter:
     def __init__(self, pool: Any, node: str, key: Ed25519PrivateKey, window_s: int = 86400,
                  checkpoint_every: int = 10_000, checkpoint_interval_s: float = 60.0,
@@ -216,16 +137,16 @@ class EvidenceWriter:
     def prepare_rows(self, batch: Sequence[Observation]) -> Prepared:
         """`prepare` of a slice of a batch, less the incident fold (which needs the whole batch): for
         `join_prepared`, so that a batch can be prepared in slices between other work on the event loop."""
-        values = [_observation_values(o) for o in batch]
-        return _prepared(list(batch), values, b"", 0, self.chain_format)
+        values = [observation_values(o) for o in batch]
+        return prepared_from(list(batch), values, b"", 0, self.chain_format)
 
     def join_prepared(self, parts: Sequence[Prepared]) -> Prepared:
         """The slices of `prepare_rows` as one prepared batch (what `prepare` of the whole would give)."""
         observations = [o for p in parts for o in p.again()]
         if len({o.id for o in observations}) != len(observations):  # an id twice in a batch: rare, redo
             return self.prepare(observations)
-        return Prepared([i for p in parts for i in p.ids], min((p.first_at for p in parts), default=_NO_TIME),
-                        max((p.last_at for p in parts), default=_NO_TIME), sum((p.counts for p in parts), Counter()),
+        return Prepared([i for p in parts for i in p.ids], min((p.first_at for p in parts), default=NO_TIME),
+                        max((p.last_at for p in parts), default=NO_TIME), sum((p.counts for p in parts), Counter()),
                         [c for p in parts for c in p.contents], *staged(observations, self.window_s),
                         self.chain_format, [x for p in parts for x in p.prefixes], lambda: observations)
 
