@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +35,9 @@ _log = log.get("tracker_watch.swarm")
 # Swarms started (or stopped) between two yields to the event loop: starting one holds the loop ~0.2 ms
 # (libtorrent's synchronous add, the Swarm's set-up), so 10,000 new targets in one go held it ~2 s.
 APPLY_CHUNK = 64
+# ... and after at most this long: at 10,000 busy swarms each start waits for libtorrent's busy network thread,
+# and a chunk of 64 held the loop 70–177 ms (BENCHMARKS.md, capacity under load, seventh pass)
+APPLY_SLICE_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -263,7 +267,7 @@ class Watchlist:
         the API and the verifier keep running while thousands of targets arrive. `groups` is updated as each
         swarm starts: a swarm's metadata may arrive before the last chunk, and must find its group. A pass
         cancelled half-way leaves what it did not apply marked, for the next one."""
-        done = grouped = 0
+        pace = _Pacer()
         wanted: dict[str, _Group] = {}
         broken: dict[str, str] = {}
         try:
@@ -276,11 +280,10 @@ class Watchlist:
                     self._stop(key)
                     self.groups.pop(key, None)
                     self.heap.stopped()
-                    done = await _pace(done)
                 # grouping costs ~30 µs a swarm: 10,000 new targets held the loop ~0.3 s before the first start
-                grouped = await _pace(grouped)
+                await pace.step()
             for key, group in wanted.items():
-                done = await self._apply_one(key, group, broken, done)
+                await self._apply_one(key, group, broken, pace)
             self.heap.settle()
         except BaseException:  # cancelled half-way (shutdown, a lost lease): what is left stays to be applied
             for key, group in wanted.items():
@@ -289,7 +292,7 @@ class Watchlist:
             raise
         return broken
 
-    async def _apply_one(self, key: str, group: _Group, broken: dict[str, str], done: int) -> int:
+    async def _apply_one(self, key: str, group: _Group, broken: dict[str, str], pace: _Pacer) -> None:
         old = self.groups.get(key)
         try:
             self._start_or_update(old, group)
@@ -297,12 +300,12 @@ class Watchlist:
             self._stop(key)
             self.groups.pop(key, None)
             broken[key] = " ".join(str(exc).split())[:300] or type(exc).__name__
-            return done
+            return
         self.groups[key] = group
         # a regrouped swarm grew too (its metadata arrived: the stored info, its spec, the engine's piece
         # tracker): at 10,000 swarms those objects, never frozen, made one full collection walk ~0.6 M objects
         self.heap.started()
-        return await _pace(done)
+        await pace.step()
 
     def _start_or_update(self, old: _Group | None, group: _Group) -> None:
         if old is None:
@@ -321,12 +324,19 @@ class Watchlist:
         self.collector.set_targets(key, [])
 
 
-async def _pace(done: int) -> int:
-    """Count one swarm started or stopped; every APPLY_CHUNK of them, let the event loop run."""
-    done += 1
-    if done % APPLY_CHUNK == 0:
-        await asyncio.sleep(0)
-    return done
+class _Pacer:
+    """Lets the event loop run every APPLY_CHUNK swarms grouped, started or stopped, or sooner once
+    APPLY_SLICE_S went by: a count alone let a slow chunk hold the loop for as long as its swarms took."""
+
+    def __init__(self) -> None:
+        self._steps = 0
+        self._since = time.monotonic()
+
+    async def step(self) -> None:
+        self._steps += 1
+        if self._steps >= APPLY_CHUNK or time.monotonic() - self._since >= APPLY_SLICE_S:
+            await asyncio.sleep(0)
+            self._steps, self._since = 0, time.monotonic()
 
 
 def _announce_target(spec: SwarmSpec) -> AnnounceTarget:
