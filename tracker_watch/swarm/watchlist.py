@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,16 +27,14 @@ from tracker_watch.evidence.collector import Collector, TargetRef
 from tracker_watch.swarm.announcer import Announcer, Announcers, AnnounceTarget
 from tracker_watch.swarm.engine import SwarmEngine
 from tracker_watch.swarm.heap import HeapKeeper
+from tracker_watch.swarm.pacing import Pacer
 from tracker_watch.swarm.swarm import SwarmSpec
 from tracker_watch.swarm.targets import TargetSource, WatchedTarget
 
 _log = log.get("tracker_watch.swarm")
 # Swarms started (or stopped) between two yields to the event loop: starting one holds the loop ~0.2 ms
 # (libtorrent's synchronous add, the Swarm's set-up), so 10,000 new targets in one go held it ~2 s.
-APPLY_CHUNK = 64
-# ... and after at most this long: at 10,000 busy swarms each start waits for libtorrent's busy network thread,
-# and a chunk of 64 held the loop 70–177 ms (BENCHMARKS.md, capacity under load, seventh pass)
-APPLY_SLICE_S = 0.01
+APPLY_CHUNK = 64  # ... or fewer, once pacing.SLICE_S went by
 
 
 @dataclass(frozen=True)
@@ -267,7 +264,7 @@ class Watchlist:
         the API and the verifier keep running while thousands of targets arrive. `groups` is updated as each
         swarm starts: a swarm's metadata may arrive before the last chunk, and must find its group. A pass
         cancelled half-way leaves what it did not apply marked, for the next one."""
-        pace = _Pacer()
+        pace = Pacer(APPLY_CHUNK)
         wanted: dict[str, _Group] = {}
         broken: dict[str, str] = {}
         try:
@@ -292,7 +289,7 @@ class Watchlist:
             raise
         return broken
 
-    async def _apply_one(self, key: str, group: _Group, broken: dict[str, str], pace: _Pacer) -> None:
+    async def _apply_one(self, key: str, group: _Group, broken: dict[str, str], pace: Pacer) -> None:
         old = self.groups.get(key)
         try:
             self._start_or_update(old, group)
@@ -322,21 +319,6 @@ class Watchlist:
         self.announcer.untrack(key)
         self.engine.unwatch(key)
         self.collector.set_targets(key, [])
-
-
-class _Pacer:
-    """Lets the event loop run every APPLY_CHUNK swarms grouped, started or stopped, or sooner once
-    APPLY_SLICE_S went by: a count alone let a slow chunk hold the loop for as long as its swarms took."""
-
-    def __init__(self) -> None:
-        self._steps = 0
-        self._since = time.monotonic()
-
-    async def step(self) -> None:
-        self._steps += 1
-        if self._steps >= APPLY_CHUNK or time.monotonic() - self._since >= APPLY_SLICE_S:
-            await asyncio.sleep(0)
-            self._steps, self._since = 0, time.monotonic()
 
 
 def _announce_target(spec: SwarmSpec) -> AnnounceTarget:
