@@ -136,7 +136,7 @@ async def test_slow_starts_yield_to_the_event_loop_before_a_chunk_is_done(make_s
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """At 10,000 busy swarms each start waits for libtorrent's busy network thread, and a chunk of 64 starts
     held the loop 70–177 ms. Here each start is made 3 ms slower (the real engine and libtorrent still do
-    the work): the loop runs again after APPLY_SLICE_S, a few swarms in, not after a whole chunk."""
+    the work): the loop runs again after pacing.SLICE_S, a few swarms in, not after a whole chunk."""
     watch = SwarmEngine.watch
 
     def slow_watch(self: SwarmEngine, spec: SwarmSpec) -> Swarm:
