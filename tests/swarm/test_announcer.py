@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -14,7 +17,7 @@ from tracker_watch.domain import tracker_proto as tp
 from tracker_watch.domain.addresses import LOOPBACK_NETWORKS, AddressPolicy
 from tracker_watch.domain.evidence import Source
 from tracker_watch.domain.peers import Endpoint
-from tracker_watch.swarm.announcer import Announcer, AnnounceTarget
+from tracker_watch.swarm.announcer import PEERS_PER_SLICE, Announcer, AnnounceTarget
 
 IH = b"\x42" * 20
 LOOPBACK = AddressPolicy.from_settings(LOOPBACK_NETWORKS)
@@ -101,3 +104,40 @@ async def test_dual_stack_announces_leave_from_the_trackers_family() -> None:
         await a.stop()
         await v4.stop()
         await v6.stop()
+
+
+async def test_a_slow_hand_over_of_listed_peers_yields_to_the_event_loop() -> None:
+    """Each listed peer handed to the engine costs a call into libtorrent, which at 10,000 busy swarms waits
+    for its network thread. Here each hand-over is made 1 ms slower: the loop runs again every pacing.SLICE_S,
+    not only every PEERS_PER_SLICE peers (a reply of 150 went in one turn)."""
+    t = LocalTracker(interval=3600)
+    await t.start()
+    for i in range(150):
+        t.record(IH, f"127.0.1.{i + 1}", 7000, "started")
+    handed: list[int] = []
+
+    def slow_add(key: str, peer: Endpoint, source: Source, url: str) -> None:
+        handed.append(1)
+        until = time.monotonic() + 0.001
+        while time.monotonic() < until:
+            pass
+
+    a = Announcer(TrackerSettings(min_interval_s=600, max_interval_s=3600, timeout_s=3), slow_add,
+                  listen_port=lambda: 6881, peer_id=b"-TW0100-testtesttest", local_ip="127.0.0.2", policy=LOOPBACK)
+    seen: list[int] = []
+
+    async def ticker() -> None:
+        while True:
+            seen.append(len(handed))
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await a.start()
+    try:
+        a.track(AnnounceTarget(key="k", info_hashes=(IH,), trackers=(t.url,)))
+        await wait_for(lambda: len(handed) == 150, timeout=30)
+    finally:
+        task.cancel()
+        await a.stop()
+        await t.stop()
+    assert max(later - earlier for earlier, later in itertools.pairwise(seen)) <= PEERS_PER_SLICE // 4

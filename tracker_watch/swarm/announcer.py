@@ -27,6 +27,7 @@ from tracker_watch.domain.peers import Endpoint
 from tracker_watch.domain.peerwire import new_peer_id
 from tracker_watch.domain.trackers import MAX_TRACKERS, TrackerUrlError, clean_tracker_url, redact
 from tracker_watch.swarm.goodbyes import STOP_DEADLINE_S, Goodbye, Goodbyes
+from tracker_watch.swarm.pacing import Pacer
 from tracker_watch.swarm.tracker_http import PolicyResolver, check_literal_host, get_reply
 from tracker_watch.swarm.tracker_udp import udp_announce
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 _log = log.get("tracker_watch.swarm")
 UNKNOWN_LEFT = 2**34  # a leecher that wants everything: some trackers only list seeds to leechers
-PEERS_PER_SLICE = 200  # peers handed to the engine between two yields to the event loop
+PEERS_PER_SLICE = 200  # peers handed to the engine between two yields to the event loop (or fewer: pacing.py)
 # First announces of newly tracked swarms leave at most this fast (per identity): 10,000 targets registered at
 # once started 20,000 requests within a few turns of the loop (~0.4 ms of aiohttp set-up each, then their
 # replies in a burst). A single new target still announces at once; 1,000 at once take 2 s.
@@ -206,9 +207,9 @@ class Announcer:
     async def _deliver(self, key: str, url: str, reply: tp.AnnounceReply) -> None:
         """Hand the listed peers the policy allows to the engine, in slices that let the loop breathe."""
         refused = 0
-        for n, (ip, port) in enumerate(reply.peers):
-            if n and n % PEERS_PER_SLICE == 0:
-                await asyncio.sleep(0)
+        pace = Pacer(PEERS_PER_SLICE)  # a hand-over calls into libtorrent: slow while its network thread is busy
+        for ip, port in reply.peers:
+            await pace.step()
             peer = (normalize_ip(ip), port)
             if not self.allows(peer[0]):
                 refused += 1

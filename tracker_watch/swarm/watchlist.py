@@ -27,13 +27,14 @@ from tracker_watch.evidence.collector import Collector, TargetRef
 from tracker_watch.swarm.announcer import Announcer, Announcers, AnnounceTarget
 from tracker_watch.swarm.engine import SwarmEngine
 from tracker_watch.swarm.heap import HeapKeeper
+from tracker_watch.swarm.pacing import Pacer
 from tracker_watch.swarm.swarm import SwarmSpec
 from tracker_watch.swarm.targets import TargetSource, WatchedTarget
 
 _log = log.get("tracker_watch.swarm")
 # Swarms started (or stopped) between two yields to the event loop: starting one holds the loop ~0.2 ms
 # (libtorrent's synchronous add, the Swarm's set-up), so 10,000 new targets in one go held it ~2 s.
-APPLY_CHUNK = 64
+APPLY_CHUNK = 64  # ... or fewer, once pacing.SLICE_S went by
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,7 @@ class Watchlist:
         the API and the verifier keep running while thousands of targets arrive. `groups` is updated as each
         swarm starts: a swarm's metadata may arrive before the last chunk, and must find its group. A pass
         cancelled half-way leaves what it did not apply marked, for the next one."""
-        done = grouped = 0
+        pace = Pacer(APPLY_CHUNK)
         wanted: dict[str, _Group] = {}
         broken: dict[str, str] = {}
         try:
@@ -276,11 +277,10 @@ class Watchlist:
                     self._stop(key)
                     self.groups.pop(key, None)
                     self.heap.stopped()
-                    done = await _pace(done)
                 # grouping costs ~30 µs a swarm: 10,000 new targets held the loop ~0.3 s before the first start
-                grouped = await _pace(grouped)
+                await pace.step()
             for key, group in wanted.items():
-                done = await self._apply_one(key, group, broken, done)
+                await self._apply_one(key, group, broken, pace)
             self.heap.settle()
         except BaseException:  # cancelled half-way (shutdown, a lost lease): what is left stays to be applied
             for key, group in wanted.items():
@@ -289,7 +289,7 @@ class Watchlist:
             raise
         return broken
 
-    async def _apply_one(self, key: str, group: _Group, broken: dict[str, str], done: int) -> int:
+    async def _apply_one(self, key: str, group: _Group, broken: dict[str, str], pace: Pacer) -> None:
         old = self.groups.get(key)
         try:
             self._start_or_update(old, group)
@@ -297,12 +297,12 @@ class Watchlist:
             self._stop(key)
             self.groups.pop(key, None)
             broken[key] = " ".join(str(exc).split())[:300] or type(exc).__name__
-            return done
+            return
         self.groups[key] = group
         # a regrouped swarm grew too (its metadata arrived: the stored info, its spec, the engine's piece
         # tracker): at 10,000 swarms those objects, never frozen, made one full collection walk ~0.6 M objects
         self.heap.started()
-        return await _pace(done)
+        await pace.step()
 
     def _start_or_update(self, old: _Group | None, group: _Group) -> None:
         if old is None:
@@ -319,14 +319,6 @@ class Watchlist:
         self.announcer.untrack(key)
         self.engine.unwatch(key)
         self.collector.set_targets(key, [])
-
-
-async def _pace(done: int) -> int:
-    """Count one swarm started or stopped; every APPLY_CHUNK of them, let the event loop run."""
-    done += 1
-    if done % APPLY_CHUNK == 0:
-        await asyncio.sleep(0)
-    return done
 
 
 def _announce_target(spec: SwarmSpec) -> AnnounceTarget:
