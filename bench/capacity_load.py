@@ -57,8 +57,8 @@ def _settings(n: int, peers: int, dsn: str = "", schema: str = "unused", lease_t
 
 
 def _probes() -> dict[str, int]:
-    """Experiment: TW_BENCH_PROBES=N sets the node's verify.probe_concurrency (32): its outgoing probes at once,
-    and × INCOMING_HELD / × INCOMING_PROOFS the peers its listener holds and proves at once (swarm/verifier.py)."""
+    """Experiment: TW_BENCH_PROBES=N sets the node's verify.probe_concurrency (32): the slots its outgoing probes
+    and the proofs of peers that dial its listener share, and (× INCOMING_HELD) the peers the listener holds."""
     value = os.environ.get("TW_BENCH_PROBES")
     return {"probe_concurrency": int(value)} if value else {}
 
@@ -198,9 +198,6 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
     if os.environ.get("TW_BENCH_INCOMING_HELD"):  # experiment: peers the verifier holds per probe slot (16)
         from tracker_watch.swarm import verifier as verifier_module
         verifier_module.INCOMING_HELD = int(os.environ["TW_BENCH_INCOMING_HELD"])
-    if os.environ.get("TW_BENCH_INCOMING_PROOFS"):  # experiment: proofs of held peers at once per probe slot (4)
-        from tracker_watch.swarm import verifier as verifier_module
-        verifier_module.INCOMING_PROOFS = int(os.environ["TW_BENCH_INCOMING_PROOFS"])
     if os.environ.get("TW_BENCH_GC"):  # experiment: the collector's thresholds, e.g. "10000,10,10"
         gc.set_threshold(*(int(x) for x in os.environ["TW_BENCH_GC"].split(",")))
     if os.environ.get("TW_BENCH_SWITCH"):  # experiment: the interpreter's GIL switch interval, seconds (0.005)

@@ -41,11 +41,6 @@ INCOMING_HOLD_S = 20.0  # how long a peer that dialled us is held for the swarm'
 # × probe_concurrency: connections from peers held at most (beyond, they wait in the listen backlog: see
 # swarm/listener.py). A held peer costs one socket.
 INCOMING_HELD = 16
-# × probe_concurrency: proofs of held peers at once, apart from the outgoing probes' slots. An incoming proof costs
-# no dial and no descriptor beyond its held one (so at most INCOMING_HELD); what it bounds is the pieces in memory.
-# Sharing the outgoing slots, the proofs ran at 32 ÷ ~0.1 s while 10,000 busy swarms' peers dialled at ~640/s
-# (BENCHMARKS.md, Capacity under load, eighth pass).
-INCOMING_PROOFS = 4
 PRESENCE_S = 1800.0  # a peer not named again for this long has left: no more retries on its behalf
 _GIVE_UP = {Reason.WRONG_INFOHASH, Reason.SELF}  # never worth another connection today
 
@@ -79,8 +74,7 @@ class Verifier:
         self._heap: list[tuple[float, int, tuple[str, str]]] = []
         self._seq = 0
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.probe_concurrency)  # our own dials
-        self._incoming_slots = asyncio.Semaphore(INCOMING_PROOFS * settings.probe_concurrency)
+        self._slots = asyncio.Semaphore(settings.probe_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_hash: dict[bytes, str] = {}  # v1 infohash → swarm key: what a peer dialling us may ask for
         self._expected: dict[bytes, asyncio.Event] = {}  # watched, metadata not yet known: set when it is
@@ -271,7 +265,7 @@ class Verifier:
             taken.append(cand)
             try:
                 async with asyncio.timeout_at(hold_until):
-                    await self._incoming_slots.acquire()
+                    await self._slots.acquire()
             except TimeoutError:
                 self.stats["incoming_busy"] += 1
                 return None
@@ -293,7 +287,7 @@ class Verifier:
             _log.exception("verify_failed", peer=ip, error=str(exc)[:300])
         finally:
             if slot:
-                self._incoming_slots.release()
+                self._slots.release()
             for cand in taken:
                 cand.busy = False
                 if not cand.done and cand.ports and cand.key in self.swarms:  # dialable too: try that later
