@@ -48,12 +48,19 @@ def _settings(n: int, peers: int, dsn: str = "", schema: str = "unused", lease_t
     return bench_settings(
         Path(tempfile.mkdtemp(prefix="tw-bench-load-")), dsn, schema,
         trackers={"min_interval_s": 60.0, "max_interval_s": 1800.0, "timeout_s": 15.0},
-        verify={"redial_s": 300.0}, collector={"flush_interval_s": 1.0, "reobserve_s": 900.0},
+        verify={"redial_s": 300.0, **_probes()}, collector={"flush_interval_s": 1.0, "reobserve_s": 900.0},
         swarm={"connections_limit": 3 * n * peers + 200, "peer_refresh_s": 60.0},
         daemon={"target_poll_s": 2.0}, api={"enabled": False}, metrics={"enabled": False},
         node={"lease_ttl_s": lease_ttl_s},  # 30 s is the product's; --lease-ttl measures past a fencing node
         # the product's defaults, not the demo's once-a-second ledger and outbox passes
         policy={"evaluate_interval_s": 10.0}, notices={"delivery_interval_s": 5.0})
+
+
+def _probes() -> dict[str, int]:
+    """Experiment: TW_BENCH_PROBES=N sets the node's verify.probe_concurrency (32): the slots its outgoing probes
+    and the proofs of peers that dial its listener share, and (× INCOMING_HELD) the peers the listener holds."""
+    value = os.environ.get("TW_BENCH_PROBES")
+    return {"probe_concurrency": int(value)} if value else {}
 
 
 class GcClock:
