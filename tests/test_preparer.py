@@ -6,23 +6,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.helpers import wait_for, wait_for_async
-from tests.ledger.test_observations import _obs, _target
-from tests.test_writer_process import _ledger_whole
+from tests.helpers import wait_for
+from tests.ledger.test_observations import _obs
+from tests.test_writer_process import _ledger_whole, assert_spool_drained, spooled_writer, writer_in_transaction
 from tracker_watch.domain.evidence import Grade, Observation, encode_observation
-from tracker_watch.evidence.batcher import Batcher
 from tracker_watch.evidence.frames import frame
 from tracker_watch.evidence.preparer import Preparer, PreparerLost, from_reply, prepared_reply
-from tracker_watch.evidence.process_sink import ProcessSink, writer_config
 from tracker_watch.evidence.sinks import decode
-from tracker_watch.evidence.spool import Spool
 from tracker_watch.ledger.db import Database
 from tracker_watch.ledger.evidence_prep import FORMAT, prepare
 
@@ -81,31 +76,12 @@ async def test_a_preparer_killed_with_a_batch_in_hand_fails_that_batch_and_is_st
         await preparer.close()
 
 
-async def _not_used(batch: Sequence[Observation]) -> int:
-    raise AssertionError("the process sink writes, not this")
-
-
 async def test_preparer_killed_mid_batch_loses_and_duplicates_nothing(
         db: Database, tmp_path: Path, pg_dsn: str, schema: str) -> None:
-    target = await _target(db)
-    spool = Spool(tmp_path / "spool", 2**28, segment_bytes=2**18)
-    spool.open()
-    app = f"tw-test-{schema}"
-    sink = ProcessSink()
-    sink.connect(writer_config(pg_dsn, schema, "n1", Ed25519PrivateKey.generate().private_bytes_raw(), 86400,
-                               10_000, 60.0, 30.0, "json", "warning") | {"application_name": app})
-    b = Batcher(_not_used, spool, batch_size=1000, flush_interval_s=0.05, sink=sink, depth=2)
     n = 10_000
-    for i in range(n):
-        b.put(_obs(target, ip=f"127.0.{i // 200}.{i % 200 + 1}", port=1000 + i % 7,
-                   grade=Grade.HANDSHAKE if i % 3 else Grade.ADVERTISED))
+    b, sink, app = await spooled_writer(db, tmp_path, pg_dsn, schema, n)
     b.start()
-
-    async def in_transaction() -> bool:
-        return bool(await db.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
-                                           "AND xact_start IS NOT NULL", app))
-
-    await wait_for_async(in_transaction, timeout=60, step=0.01)  # a batch in PostgreSQL, the next being prepared
+    await writer_in_transaction(db, app)  # a batch in PostgreSQL, the next being prepared
     writer = sink.proc
     assert writer is not None
     (preparer,) = _children(writer.pid)
@@ -118,9 +94,4 @@ async def test_preparer_killed_mid_batch_loses_and_duplicates_nothing(
         await _ledger_whole(conn, n)
     assert await b.stop(timeout=10) == 0
     assert writer.returncode == 0
-    again = Spool(tmp_path / "spool", 2**28, segment_bytes=2**18)
-    again.open()
-    try:
-        assert again.pending_records == 0
-    finally:
-        again.close()
+    assert_spool_drained(tmp_path)

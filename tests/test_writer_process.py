@@ -47,28 +47,50 @@ async def _ledger_whole(conn: Conn, expected: int) -> None:
     assert report.ok, report
 
 
-async def test_writer_process_killed_mid_batch_loses_and_duplicates_nothing(
-        db: Database, tmp_path: Path, pg_dsn: str, schema: str) -> None:
+async def spooled_writer(db: Database, tmp_path: Path, pg_dsn: str, schema: str,
+                         n: int) -> tuple[Batcher, ProcessSink, str]:
+    """A batcher writing through a writer process, with n observations spooled and not started; and the
+    writer connection's application name (this test's, among every other test's on the server)."""
     target = await _target(db)
     spool = Spool(tmp_path / "spool", 2**28, segment_bytes=2**18)
     spool.open()
-    app = f"tw-test-{schema}"  # this test's writer connection, among every other test's on the server
+    app = f"tw-test-{schema}"
     sink = ProcessSink()
     sink.connect(writer_config(pg_dsn, schema, "n1", Ed25519PrivateKey.generate().private_bytes_raw(), 86400,
                                10_000, 60.0, 30.0, "json", "warning") | {"application_name": app})
     b = Batcher(_not_used, spool, batch_size=1000, flush_interval_s=0.05, sink=sink, depth=2)
-    n = 10_000
     for i in range(n):
         b.put(_obs(target, ip=f"127.0.{i // 200}.{i % 200 + 1}", port=1000 + i % 7,
                    grade=Grade.HANDSHAKE if i % 3 else Grade.ADVERTISED))
-    exits, observed = metrics.WRITER_PROCESS_EXITS._value.get(), _observed()
-    b.start()
+    return b, sink, app
 
+
+async def writer_in_transaction(db: Database, app: str) -> None:
+    """Until the writer connection `app` has a transaction open (a batch is in PostgreSQL)."""
     async def in_transaction() -> bool:
         return bool(await db.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
                                            "AND xact_start IS NOT NULL", app))
 
-    await wait_for_async(in_transaction, timeout=60, step=0.01)  # a batch is in PostgreSQL: kill its writer
+    await wait_for_async(in_transaction, timeout=60, step=0.01)
+
+
+def assert_spool_drained(tmp_path: Path) -> None:
+    """The cursor on disk says: everything is in the database."""
+    again = Spool(tmp_path / "spool", 2**28, segment_bytes=2**18)
+    again.open()
+    try:
+        assert again.pending_records == 0
+    finally:
+        again.close()
+
+
+async def test_writer_process_killed_mid_batch_loses_and_duplicates_nothing(
+        db: Database, tmp_path: Path, pg_dsn: str, schema: str) -> None:
+    n = 10_000
+    b, sink, app = await spooled_writer(db, tmp_path, pg_dsn, schema, n)
+    exits, observed = metrics.WRITER_PROCESS_EXITS._value.get(), _observed()
+    b.start()
+    await writer_in_transaction(db, app)  # a batch is in PostgreSQL: kill its writer
     first = sink.proc
     assert first is not None
     os.kill(first.pid, signal.SIGKILL)
@@ -84,12 +106,7 @@ async def test_writer_process_killed_mid_batch_loses_and_duplicates_nothing(
     assert n - 1000 <= _observed() - observed <= n
     assert await b.stop(timeout=10) == 0
     assert sink.proc.returncode == 0  # asked to end: finished what it had and exited
-    again = Spool(tmp_path / "spool", 2**28, segment_bytes=2**18)
-    again.open()  # the cursor on disk says: everything is in the database
-    try:
-        assert again.pending_records == 0
-    finally:
-        again.close()
+    assert_spool_drained(tmp_path)
 
 
 @pytest.mark.parametrize("writer", ["process", "task"])
