@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import holds
+from bench import holds, knobs
 from bench.common import bench_settings, fresh_schema, rss_bytes, run, server_dsn, write_result
 from bench.loadgen import LoadTorrent, raise_fd_limit
 from tracker_watch import metrics
@@ -48,19 +48,13 @@ def _settings(n: int, peers: int, dsn: str = "", schema: str = "unused", lease_t
     return bench_settings(
         Path(tempfile.mkdtemp(prefix="tw-bench-load-")), dsn, schema,
         trackers={"min_interval_s": 60.0, "max_interval_s": 1800.0, "timeout_s": 15.0},
-        verify={"redial_s": 300.0, **_probes()}, collector={"flush_interval_s": 1.0, "reobserve_s": 900.0},
+        verify={"redial_s": 300.0, **knobs.verify_settings()},
+        collector={"flush_interval_s": 1.0, "reobserve_s": 900.0},
         swarm={"connections_limit": 3 * n * peers + 200, "peer_refresh_s": 60.0},
         daemon={"target_poll_s": 2.0}, api={"enabled": False}, metrics={"enabled": False},
         node={"lease_ttl_s": lease_ttl_s},  # 30 s is the product's; --lease-ttl measures past a fencing node
         # the product's defaults, not the demo's once-a-second ledger and outbox passes
         policy={"evaluate_interval_s": 10.0}, notices={"delivery_interval_s": 5.0})
-
-
-def _probes() -> dict[str, int]:
-    """Experiment: TW_BENCH_PROBES=N sets the node's verify.probe_concurrency (32): the slots its outgoing probes
-    and the proofs of peers that dial its listener share, and (× INCOMING_HELD) the peers the listener holds."""
-    value = os.environ.get("TW_BENCH_PROBES")
-    return {"probe_concurrency": int(value)} if value else {}
 
 
 class GcClock:
@@ -195,13 +189,7 @@ async def child_node(args: argparse.Namespace) -> dict[str, Any]:
     from tracker_watch.ledger import bulk
 
     torrents = [LoadTorrent(i, piece_length=16384, pieces=4) for i in range(args.swarms)]
-    if os.environ.get("TW_BENCH_INCOMING_HELD"):  # experiment: peers the verifier holds per probe slot (16)
-        from tracker_watch.swarm import verifier as verifier_module
-        verifier_module.INCOMING_HELD = int(os.environ["TW_BENCH_INCOMING_HELD"])
-    if os.environ.get("TW_BENCH_GC"):  # experiment: the collector's thresholds, e.g. "10000,10,10"
-        gc.set_threshold(*(int(x) for x in os.environ["TW_BENCH_GC"].split(",")))
-    if os.environ.get("TW_BENCH_SWITCH"):  # experiment: the interpreter's GIL switch interval, seconds (0.005)
-        sys.setswitchinterval(float(os.environ["TW_BENCH_SWITCH"]))
+    knobs.apply_to_process()  # TW_BENCH_* experiments (bench/knobs.py)
     async with server_dsn() as dsn, fresh_schema(dsn, "load") as schema:
         daemon = Daemon(_settings(args.swarms, args.peers, dsn, schema, args.lease_ttl))
         await daemon.start()
