@@ -6,10 +6,11 @@ import asyncio
 
 from aiohttp import web
 
+from tests.swarm.helpers import wait_for
 from tracker_watch.config import TrackerSettings
 from tracker_watch.demo.tracker import LocalTracker
 from tracker_watch.domain.addresses import LOOPBACK_NETWORKS, AddressPolicy
-from tracker_watch.swarm.announcer import Announcer
+from tracker_watch.swarm.announcer import Announcer, AnnounceTarget
 
 US = ("127.0.0.2", 6881)
 
@@ -43,3 +44,18 @@ def ours(t: LocalTracker, event: str) -> int:
 
 def listed(t: LocalTracker) -> int:
     return sum(1 for s in t.swarms.values() if US in s.peers)
+
+
+async def started_once(a: Announcer, t: LocalTracker) -> AnnounceTarget:
+    """Track swarm "k" (one infohash, tracker `t`) until its started announce reached `t`; the target."""
+    target = AnnounceTarget(key="k", info_hashes=(b"\x01" * 20,), trackers=(t.url,))
+    a.track(target)
+    await wait_for(lambda: ours(t, "started") == 1, timeout=30)
+    return target
+
+
+async def many_started(a: Announcer, t: LocalTracker, n: int) -> None:
+    """Track n swarms "k0" … on tracker `t` until each has announced."""
+    for i in range(n):
+        a.track(AnnounceTarget(key=f"k{i}", info_hashes=(i.to_bytes(20, "big"),), trackers=(t.url,)))
+    await wait_for(lambda: a.announces == n, timeout=120)

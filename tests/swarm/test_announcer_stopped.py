@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.swarm.goodbye_helpers import MuteTracker, announcer, listed, ours
+from tests.swarm.goodbye_helpers import MuteTracker, announcer, listed, many_started, ours, started_once
 from tests.swarm.helpers import wait_for
 from tests.swarm.hostile import HostileTracker, redirect, reply_body, segmented
 from tracker_watch.config import TrackerSettings
@@ -70,9 +70,7 @@ async def test_a_swarm_tracked_again_before_its_goodbye_left_keeps_its_listing(t
     a = announcer()
     await a.start()
     try:
-        target = AnnounceTarget(key="k", info_hashes=(b"\x01" * 20,), trackers=(tracker.url,))
-        a.track(target)
-        await wait_for(lambda: ours(tracker, "started") == 1, timeout=30)
+        target = await started_once(a, tracker)
         a.untrack("k")
         a.track(target)  # before the goodbye's worker ran
         await wait_for(lambda: a.goodbyes.skipped == 1, timeout=30)
@@ -101,9 +99,7 @@ async def test_stopping_many_swarms_says_stopped_to_each(tracker: LocalTracker) 
     a = announcer()
     a.stop_deadline_s = 120.0  # a bound only: this machine may be slow, the count is what is asserted
     await a.start()
-    for i in range(MANY):
-        a.track(AnnounceTarget(key=f"k{i}", info_hashes=(i.to_bytes(20, "big"),), trackers=(tracker.url,)))
-    await wait_for(lambda: a.announces == MANY, timeout=120)
+    await many_started(a, tracker, MANY)
     assert listed(tracker) == MANY
     await a.stop()
     assert listed(tracker) == 0
@@ -119,9 +115,7 @@ async def test_stop_drops_the_goodbyes_its_deadline_has_no_room_for() -> None:
     a.stop_deadline_s = 0.5
     await a.start()
     try:
-        for i in range(MANY):
-            a.track(AnnounceTarget(key=f"k{i}", info_hashes=(i.to_bytes(20, "big"),), trackers=(mute.url,)))
-        await wait_for(lambda: a.announces == MANY, timeout=120)
+        await many_started(a, mute, MANY)
         await a.stop()
         assert (a.goodbyes.sent, a.goodbyes.failed, a.goodbyes.dropped) == (0, 0, MANY)
         assert mute.received <= IN_FLIGHT

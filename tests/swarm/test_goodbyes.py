@@ -7,7 +7,7 @@ import socket
 
 from prometheus_client import REGISTRY
 
-from tests.swarm.goodbye_helpers import MuteTracker, announcer, listed, ours
+from tests.swarm.goodbye_helpers import MuteTracker, announcer, listed, many_started, ours, started_once
 from tests.swarm.helpers import wait_for
 from tracker_watch.demo.tracker import LocalTracker
 from tracker_watch.swarm.announcer import IN_FLIGHT, AnnounceTarget
@@ -27,9 +27,7 @@ async def test_a_swarm_tracked_again_while_its_goodbye_is_in_flight_starts_after
     a = announcer()
     await a.start()
     try:
-        target = AnnounceTarget(key="k", info_hashes=(b"\x01" * 20,), trackers=(mute.url,))
-        a.track(target)
-        await wait_for(lambda: ours(mute, "started") == 1, timeout=30)
+        target = await started_once(a, mute)
         a.untrack("k")
         await wait_for(lambda: mute.received == 1, timeout=30)  # the stopped is at the tracker, unanswered
         a.track(target)
@@ -55,9 +53,7 @@ async def test_goodbyes_leave_turns_for_the_swarms_still_watched() -> None:
     a.stop_deadline_s = 0.5
     await a.start()
     try:
-        for i in range(MANY):
-            a.track(AnnounceTarget(key=f"k{i}", info_hashes=(i.to_bytes(20, "big"),), trackers=(mute.url,)))
-        await wait_for(lambda: a.announces == MANY, timeout=120)
+        await many_started(a, mute, MANY)
         for i in range(MANY):
             a.untrack(f"k{i}")
         await wait_for(lambda: mute.received >= IN_FLIGHT // 4, timeout=30)

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import os
 import time
+from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -135,13 +136,21 @@ async def test_slow_starts_yield_to_the_event_loop_before_a_chunk_is_done(make_s
 
 
 async def _most_started_in_one_turn(daemon: Daemon, n: int) -> int:
-    """Start the daemon (it takes the leases and starts every swarm before start() returns) with a ticker
-    that records how many swarms run at each turn of the loop; the most that appeared in one turn."""
+    """The most swarms that appeared in one turn of the loop while the daemon started them all."""
+    seen = await _start_ticked(daemon, n, lambda d: len(d.engine.swarms) if d.engine is not None else 0)
+    assert seen[-1] == n
+    return max(b - a for a, b in itertools.pairwise(seen))
+
+
+async def _start_ticked(daemon: Daemon, n: int, read: Callable[[Daemon], int | None]) -> list[int]:
+    """Start the daemon (it takes the leases and starts every swarm before start() returns) with a ticker that
+    records `read(daemon)` at each turn of the loop (None: nothing to record yet); what it recorded."""
     seen: list[int] = []
 
     async def ticker() -> None:
         while True:
-            seen.append(len(daemon.engine.swarms) if daemon.engine is not None else 0)
+            if (value := read(daemon)) is not None:
+                seen.append(value)
             await asyncio.sleep(0)
 
     task = asyncio.create_task(ticker())
@@ -152,8 +161,7 @@ async def _most_started_in_one_turn(daemon: Daemon, n: int) -> int:
     finally:
         task.cancel()
         await daemon.stop()
-    assert seen[-1] == n
-    return max(b - a for a, b in itertools.pairwise(seen))
+    return seen
 
 
 async def test_grouping_many_new_targets_yields_to_the_event_loop(make_settings: SettingsFactory,
@@ -162,23 +170,8 @@ async def test_grouping_many_new_targets_yields_to_the_event_loop(make_settings:
     loop ~0.3 s in one turn (BENCHMARKS.md, capacity under load, fifth pass). A ticker that records how many
     swarms still wait to be grouped at each turn of the loop never sees more than a chunk go at once."""
     n = await _register_magnets(db, 4 * APPLY_CHUNK + 10)
-    daemon = Daemon(make_settings())
-    seen: list[int] = []
-
-    async def ticker() -> None:
-        while True:
-            if daemon.watchlist is not None:
-                seen.append(len(daemon.watchlist._dirty))
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(ticker())
-    try:
-        await daemon.start()
-        assert daemon.engine is not None
-        assert len(daemon.engine.swarms) == n
-    finally:
-        task.cancel()
-        await daemon.stop()
+    seen = await _start_ticked(Daemon(make_settings()), n,
+                               lambda d: len(d.watchlist._dirty) if d.watchlist is not None else None)
     waiting = [k for k in seen if k]
     assert len(set(waiting)) >= n // APPLY_CHUNK - 1  # the ticker ran between chunks: it saw them waiting
     assert max(a - b for a, b in itertools.pairwise(seen)) <= APPLY_CHUNK
