@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,14 @@ def _line(proc: subprocess.Popen[str], prefix: str) -> str:
     raise RuntimeError(f"{prefix.strip()} never came (exit {proc.wait()})")
 
 
+def _niced(increment: int) -> Callable[[], None] | None:
+    """The generator (and its workers, which inherit it) at a lower CPU priority: on a production node the peers
+    are other machines, here they share its two cores, and in bursts the node waits for a core behind them."""
+    def lower() -> None:
+        os.nice(increment)
+    return lower if increment else None
+
+
 def measure(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     """One scale, one mode: `sink` (the generator against its trivial sink: what it offers), `bare`, `node`."""
     me = [sys.executable, "-m"]
@@ -287,7 +296,7 @@ def measure(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     gen = subprocess.Popen([*me, "bench.loadgen", "--swarms", str(n), "--peers", str(args.peers), "--monitor-ip",
                             *ips, "--timeout", str(args.timeout), "--rate", str(args.rate), "--procs", str(args.procs),
                             *(["--sink", str(args.sinks)] if mode == "sink" else [])],
-                           stdout=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, text=True, preexec_fn=_niced(args.generator_nice))
     node = None
     try:
         url = _line(gen, "TRACKER ")
@@ -370,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=3000.0, help="peer dials per second asked of the generator")
     p.add_argument("--procs", type=int, default=0, help="generator worker processes (0: bench.loadgen's default)")
     p.add_argument("--sinks", type=int, default=3, help="sink processes for the generator's own baseline")
+    p.add_argument("--generator-nice", type=int, default=0,
+                   help="niceness added to the generator's processes (19: the node runs first when both want a core)")
     p.add_argument("--lease-ttl", type=float, default=30.0, help="node.lease_ttl_s (product default 30)")
     p.add_argument("--modes", nargs="+", choices=("sink", "bare", "node"), default=["sink", "bare", "node"])
     p.add_argument("--child", choices=("node", "bare"), help=argparse.SUPPRESS)
