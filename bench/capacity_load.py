@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import holds, knobs
-from bench.common import bench_settings, fresh_schema, rss_bytes, run, server_dsn, write_result
+from bench.common import bench_settings, cpu_yardstick, fresh_schema, rss_bytes, run, server_dsn, write_result
 from bench.loadgen import LoadTorrent, raise_fd_limit
 from tracker_watch import metrics
 from tracker_watch.demo.run import PROBE_IP
@@ -358,16 +358,18 @@ def _ratios(n: int, res: dict[str, Any]) -> dict[str, Any]:
 
 def parent(args: argparse.Namespace) -> None:
     rows: list[dict[str, Any]] = []
+    yardstick = cpu_yardstick()  # before the load: this host's speed today (bench/common.py)
+    print(f"capacity_load: CPU yardstick {yardstick * 1000:.0f} ms; load avg {os.getloadavg()[0]:.1f}", flush=True)
     for n in args.swarms:
         row: dict[str, Any] = {"swarms": n, "peers_per_swarm": args.peers}
         rows.append(row)
         for mode in args.modes:  # one at a time: the generator's baseline first; written as each one ends
             row[mode] = measure(mode, n, args)
             _print(n, args.peers, mode, row[mode])
-            write_result(args.name, {"scale": vars(args), "rows": rows})
+            write_result(args.name, {"scale": vars(args), "yardstick_s": yardstick, "rows": rows})
         if "bare" in row and "node" in row:
             row.update(_ratios(n, row))
-            write_result(args.name, {"scale": vars(args), "rows": rows})
+            write_result(args.name, {"scale": vars(args), "yardstick_s": yardstick, "rows": rows})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -129,6 +129,20 @@ def machine() -> dict[str, Any]:
             "libtorrent": str(lt.__version__)}
 
 
+def cpu_yardstick() -> float:
+    """Seconds this machine takes for a fixed piece of pure-Python work (best of 3): the hosts behind this
+    project's 2-core machines differ by ~2× from day to day, so figures of different days compare only through
+    a ratio to this (or to a baseline of their own run)."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i & 7
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
