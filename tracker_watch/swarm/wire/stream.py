@@ -1,5 +1,9 @@
 """A peer connection's byte stream: optional RC4 both ways, a byte budget, and deadlines on every read.
 
+Writes are held until the next wait (a read, a drain, a close) and leave in one send: on loopback and LAN
+links each send costs the kernel's whole delivery in our event loop, and a probe's messages come in bursts
+(handshake, have-none and extension handshake; a pipeline of requests).
+
 Reads return what arrived (never wait for a length the peer chose), so a huge announced length cannot
 make us buffer or block; the codec rejects it first. Every wait is bounded by the phase deadline and by
 the idle timeout, whichever comes first, so a slowloris peer ends at the deadline.
@@ -19,8 +23,9 @@ CHUNK = 64 * 1024
 class WireStream:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, max_bytes: int,
                  idle: float, encrypt: RC4 | None = None, decrypt: RC4 | None = None, pending: bytes = b"",
-                 bytes_in: int = 0) -> None:
+                 bytes_in: int = 0, unsent: list[bytes] | None = None) -> None:
         self.reader, self.writer = reader, writer
+        self._unsent: list[bytes] = unsent if unsent is not None else []  # written, not yet handed to the socket
         self.max_bytes, self.idle = max_bytes, idle
         self.encrypt, self.decrypt = encrypt, decrypt
         self._buf = bytearray(pending)  # already decrypted
@@ -30,7 +35,8 @@ class WireStream:
     def switched(self, *, pending: bytes, encrypt: RC4 | None = None, decrypt: RC4 | None = None) -> WireStream:
         """The same connection after an encryption handshake: new ciphers, `pending` (clear) read first."""
         stream = WireStream(self.reader, self.writer, max_bytes=self.max_bytes, idle=self.idle, encrypt=encrypt,
-                            decrypt=decrypt, pending=pending, bytes_in=self.bytes_in)
+                            decrypt=decrypt, pending=pending, bytes_in=self.bytes_in, unsent=self._unsent)
+        self._unsent = []
         stream.bytes_out = self.bytes_out
         return stream
 
@@ -40,6 +46,7 @@ class WireStream:
 
     async def read_raw(self, deadline: float, phase: str) -> bytes:
         """Whatever the socket has (up to 64 KiB), before the deadline; EOF raises CLOSED."""
+        self.flush()  # what we wrote may be what the peer waits for
         loop = asyncio.get_running_loop()
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -80,10 +87,19 @@ class WireStream:
         return data
 
     def write(self, data: bytes) -> None:
+        """Queue `data` (encrypted now, so the cipher's order is the write order); it leaves at the next wait."""
         self.bytes_out += len(data)
-        self.writer.write(self.encrypt.update(data) if self.encrypt is not None else data)
+        self._unsent.append(self.encrypt.update(data) if self.encrypt is not None else data)
+
+    def flush(self) -> None:
+        """Hand everything written so far to the socket, in one send."""
+        if self._unsent:
+            data = self._unsent[0] if len(self._unsent) == 1 else b"".join(self._unsent)
+            self._unsent = []
+            self.writer.write(data)
 
     async def drain(self, deadline: float, phase: str) -> None:
+        self.flush()
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(max(remaining, 0.001)):  # not wait_for: see read_raw
@@ -94,6 +110,8 @@ class WireStream:
             raise ProbeFailure(Reason.CLOSED, f"{phase}: {e.__class__.__name__}") from None
 
     async def close(self) -> None:
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):  # a reset peer: nothing left to say
+            self.flush()
         self.writer.close()
         with contextlib.suppress(TimeoutError, ConnectionError, OSError):
             await asyncio.wait_for(self.writer.wait_closed(), 2.0)
