@@ -32,17 +32,35 @@ def install() -> None:
             print(f"HOLD {time.time():.3f} {held * 1000:.0f} ms {_describe(self)}", file=sys.stderr, flush=True)
 
     def on_gc(phase: str, info: dict[str, Any]) -> None:
-        if info["generation"] != 2:
-            return
         if phase == "start":
             t_gc[0] = time.perf_counter()
             return
         took = time.perf_counter() - t_gc[0]
+        if info["generation"] != 2:
+            if took >= limit:
+                print(f"GC{info['generation']} {time.time():.3f} {took * 1000:.0f} ms collected {info['collected']} "
+                      f"{'in a freeze' if freezing[0] else 'automatic'}", file=sys.stderr, flush=True)
+            return
         survivors = gc.get_objects(2)
         kinds = Counter(type(o).__qualname__ for o in survivors).most_common(25)
         print(f"FULLGC {time.time():.3f} {took * 1000:.0f} ms collected {info['collected']} tracked "
               f"{len(survivors):,} frozen {gc.get_freeze_count():,}: {kinds}", file=sys.stderr, flush=True)
 
+    from tracker_watch.swarm.heap import HeapKeeper
+    freeze = HeapKeeper.freeze
+    freezing = [False]
+
+    def timed_freeze(self: HeapKeeper) -> None:
+        freezing[0], t0 = True, time.perf_counter()
+        try:
+            freeze(self)
+        finally:
+            freezing[0] = False
+        held = time.perf_counter() - t0
+        if held >= limit:
+            print(f"FREEZE {time.time():.3f} {held * 1000:.0f} ms", file=sys.stderr, flush=True)
+
+    HeapKeeper.freeze = timed_freeze  # type: ignore[method-assign]
     asyncio.events.Handle._run = timed  # type: ignore[method-assign]
     gc.callbacks.append(on_gc)
 
