@@ -2,7 +2,8 @@
 
 `TW_BENCH_HOLDS=0.05` (seconds) in a benchmark process wraps asyncio's Handle._run: every callback that
 holds the loop longer prints one line to stderr (its duration, the callback or the task's coroutine and
-where it stands), and every full (generation-2) collection prints its length and the objects it walked.
+where it stands), every full (generation-2) collection prints its length and the objects it walked, and every
+young collection (GC0, GC1) or HeapKeeper freeze that takes longer prints its length, and whether a freeze ran it.
 Costs ~1 µs per callback; not for the figures themselves, only for finding what holds the loop.
 """
 
