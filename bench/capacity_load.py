@@ -31,12 +31,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import holds, knobs
-from bench.common import bench_settings, cpu_yardstick, fresh_schema, rss_bytes, run, server_dsn, write_result
+from bench.common import bench_settings, cpu_yardstick, fresh_schema, niced, rss_bytes, run, server_dsn, write_result
 from bench.loadgen import LoadTorrent, raise_fd_limit
 from tracker_watch import metrics
 from tracker_watch.demo.run import PROBE_IP
@@ -281,14 +280,6 @@ def _line(proc: subprocess.Popen[str], prefix: str) -> str:
     raise RuntimeError(f"{prefix.strip()} never came (exit {proc.wait()})")
 
 
-def _niced(increment: int) -> Callable[[], None] | None:
-    """The generator (and its workers, which inherit it) at a lower CPU priority: on a production node the peers
-    are other machines, here they share its two cores, and in bursts the node waits for a core behind them."""
-    def lower() -> None:
-        os.nice(increment)
-    return lower if increment else None
-
-
 def measure(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     """One scale, one mode: `sink` (the generator against its trivial sink: what it offers), `bare`, `node`."""
     me = [sys.executable, "-m"]
@@ -296,7 +287,7 @@ def measure(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     gen = subprocess.Popen([*me, "bench.loadgen", "--swarms", str(n), "--peers", str(args.peers), "--monitor-ip",
                             *ips, "--timeout", str(args.timeout), "--rate", str(args.rate), "--procs", str(args.procs),
                             *(["--sink", str(args.sinks)] if mode == "sink" else [])],
-                           stdout=subprocess.PIPE, text=True, preexec_fn=_niced(args.generator_nice))
+                           stdout=subprocess.PIPE, text=True, preexec_fn=niced(args.generator_nice))
     node = None
     try:
         url = _line(gen, "TRACKER ")

@@ -129,10 +129,18 @@ def machine() -> dict[str, Any]:
             "libtorrent": str(lt.__version__)}
 
 
+def niced(increment: int) -> Callable[[], None] | None:
+    """A subprocess's preexec_fn that lowers its CPU priority (its children inherit it): for a load generator
+    that stands in for other machines but shares this one's cores with what it measures."""
+    def lower() -> None:
+        os.nice(increment)
+    return lower if increment else None
+
+
 def cpu_yardstick() -> float:
     """Seconds this machine takes for a fixed piece of pure-Python work (best of 3): the hosts behind this
-    project's 2-core machines differ by ~2× from day to day, so figures of different days compare only through
-    a ratio to this (or to a baseline of their own run)."""
+    project's 2-core machines differ by up to ~2× between sessions (BENCHMARKS.md, Machine), so figures of
+    different days compare only through a ratio to this (or to a baseline of their own run)."""
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()

@@ -10,6 +10,7 @@ and `_send` refuses to emit a piece message. The piece lives in memory only and 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -261,7 +262,9 @@ class PeerSession:
         self._requeue(msg.begin)
 
 
-_hashers: ThreadPoolExecutor | None = None  # its own threads: the default executor also writes files
+@functools.cache
+def _hashers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="piece-hash")  # the default one also writes files
 
 
 def digests(data: bytes) -> tuple[bytes, bytes]:
@@ -271,13 +274,11 @@ def digests(data: bytes) -> tuple[bytes, bytes]:
 
 async def verify_on(session: PeerSession) -> bool:
     """Fetch and hash the piece; True when it matches. Raises ProbeFailure on anything else."""
-    global _hashers
     data = await session.fetch_piece()
     if len(data) < OFF_LOOP_BYTES:
         sha1, sha256 = digests(data)
     else:
-        _hashers = _hashers or ThreadPoolExecutor(max_workers=2, thread_name_prefix="piece-hash")
-        sha1, sha256 = await asyncio.get_running_loop().run_in_executor(_hashers, digests, data)
+        sha1, sha256 = await asyncio.get_running_loop().run_in_executor(_hashers(), digests, data)
     ok = sha1 == session.spec.sha1
     session.report.verified = ok
     session.report.sha256 = sha256
