@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.schemas import SchemaPool
+from tests.schemas import SchemaPool, drop_stale_schemas, schema_name
 from tracker_watch.config import Settings
 from tracker_watch.demo.run import demo_settings
 from tracker_watch.demo.swarm import LocalSwarm
@@ -65,6 +64,11 @@ _TMPDIR = pytest.StashKey[tuple[Path, str | None]]()
 async def pg_dsn() -> AsyncIterator[str]:
     """The server under test: the CI server when TRACKER_WATCH_TEST_DSN is set, else an embedded one."""
     if dsn := os.environ.get("TRACKER_WATCH_TEST_DSN"):
+        conn = await asyncpg.connect(dsn)
+        try:
+            await drop_stale_schemas(conn)  # what killed sessions left on the shared server
+        finally:
+            await conn.close()
         yield dsn
         return
     server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="tw-test-pg-")) / "pgdata")
@@ -98,7 +102,7 @@ async def schema(pg_dsn: str, schema_pool: SchemaPool, request: pytest.FixtureRe
         yield name
         await schema_pool.give_back(name, reuse=not _failed(request.node))
         return
-    name = f"tw_test_{uuid.uuid4().hex[:12]}"
+    name = schema_name()
     yield name
     conn = await asyncpg.connect(pg_dsn)
     try:

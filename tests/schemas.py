@@ -16,6 +16,8 @@ disabled anything gives its schema up. Each process (each xdist worker) has a po
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 
 import asyncpg
@@ -71,6 +73,27 @@ def _q(schema: str, name: str) -> str:
     return f'"{schema}"."{name}"'
 
 
+
+STALE_AFTER_S = 6 * 3600  # far beyond any test session (CI's whole budget is 90 minutes)
+_STAMPED = re.compile(r"^tw_test_([0-9a-f]{8})_[0-9a-f]{8}$")
+
+
+def schema_name() -> str:
+    """A test schema's name, stamped with its creation time: a session that was killed (a CI run cancelled, a
+    pytest interrupted) leaves its schemas behind, and only the stamp tells a later session they are stale."""
+    return f"tw_test_{int(time.time()):08x}_{uuid.uuid4().hex[:8]}"
+
+
+async def drop_stale_schemas(conn: asyncpg.Connection, now: float | None = None) -> list[str]:
+    """Drop the test schemas created more than STALE_AFTER_S ago (never one of a session still running)."""
+    now = time.time() if now is None else now
+    names = [r["nspname"] for r in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tw_test_%'")]
+    stale = [n for n in names if (m := _STAMPED.match(n)) and now - int(m.group(1), 16) > STALE_AFTER_S]
+    for name in stale:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    return stale
+
+
 class SchemaPool:
     """Migrated schemas of one process: `take` one for a test, `give_back` it afterwards."""
 
@@ -118,7 +141,7 @@ class SchemaPool:
         self.lent.clear()
 
     async def _create(self) -> str:
-        name = f"tw_test_{uuid.uuid4().hex[:12]}"
+        name = schema_name()
         conn = await asyncpg.connect(self.dsn)
         try:
             await migrate.apply(conn, name)  # what Database.start does (it sets the search_path)

@@ -3,11 +3,13 @@ start over, and a schema whose structure a test changed is never handed out agai
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 import asyncpg
 
-from tests.schemas import SchemaPool
+from tests.schemas import STALE_AFTER_S, SchemaPool, drop_stale_schemas, schema_name
 from tracker_watch.domain.targets import parse_target
 from tracker_watch.ledger.targets import TargetStore
 
@@ -56,3 +58,32 @@ async def test_a_reused_schema_is_reset_to_the_freshly_migrated_state(pg_dsn: st
     finally:
         await pool.close()
         await conn.close()
+
+
+async def test_schemas_a_killed_session_left_are_dropped_by_a_later_one_and_no_newer_one(pg_dsn: str) -> None:
+    """A session that is killed (CI cancelled, pytest interrupted) never drops its schemas; the next session on
+    the same server drops those older than STALE_AFTER_S, and never a schema of a session still running."""
+    now = time.time()
+    stale = f"tw_test_{int(now - STALE_AFTER_S - 60):08x}_{uuid.uuid4().hex[:8]}"
+    fresh = f"tw_test_{int(now - STALE_AFTER_S + 600):08x}_{uuid.uuid4().hex[:8]}"
+    unstamped = f"tw_test_{uuid.uuid4().hex[:12]}"  # the old names: no telling whose, so left alone
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        for name in (stale, fresh, unstamped):
+            await conn.execute(f'CREATE SCHEMA "{name}"')
+            await conn.execute(f'CREATE TABLE "{name}".t (x int)')
+        dropped = await drop_stale_schemas(conn, now=now)
+        left = {r["nspname"] for r in await conn.fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname = ANY($1::text[])", [stale, fresh, unstamped])}
+        assert stale in dropped
+        assert left == {fresh, unstamped}
+    finally:
+        for name in (stale, fresh, unstamped):
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await conn.close()
+
+
+def test_new_schema_names_carry_their_creation_time() -> None:
+    name = schema_name()
+    assert name.startswith("tw_test_")
+    assert abs(int(name.split("_")[2], 16) - time.time()) < 60
