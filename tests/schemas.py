@@ -73,7 +73,6 @@ def _q(schema: str, name: str) -> str:
     return f'"{schema}"."{name}"'
 
 
-
 STALE_AFTER_S = 6 * 3600  # far beyond any test session (CI's whole budget is 90 minutes)
 _STAMPED = re.compile(r"^tw_test_([0-9a-f]{8})_[0-9a-f]{8}$")
 
